@@ -1,0 +1,42 @@
+# ds01: one target per thing a person does. Each target does its own set-up.
+#   make run    the daemon on a simulated host (no GPU, no root, no Docker needed)
+#   make test   lint + type check + every test (what CI runs)
+#   make bench  benchmarks, as medians and ratios
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBS := libsystemd-dev pkg-config gcc
+ROOT ?= $(CURDIR)/run/root
+
+.PHONY: venv run check-config test lint unit bench demo clean
+
+$(STAMP): pyproject.toml scripts/ensure-debs.sh
+	scripts/ensure-debs.sh $(DEBS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	scripts/run.sh $(ROOT)
+
+check-config: $(STAMP)
+	$(BIN)/ds01 --root $(ROOT) check-config
+
+lint: $(STAMP)
+	$(BIN)/ruff check ds01d tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build run .mypy_cache .ruff_cache .pytest_cache .hypothesis

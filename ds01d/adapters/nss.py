@@ -1,0 +1,43 @@
+"""Unix users and groups through the C library's name service (``/etc/group``, LDAP, SSSD)."""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from functools import cache
+
+
+class SystemNss:
+    """:class:`ds01d.config.effective.Nss` over ``grp``/``pwd``; answers are cached per run."""
+
+    @cache  # noqa: B019 - one instance per process; the cache is meant to live that long
+    def unix_group_members(self, name: str) -> frozenset[str] | None:
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            return None
+        return frozenset(g.gr_mem)
+
+    @cache  # noqa: B019
+    def primary_group(self, user: str) -> str | None:
+        try:
+            gid = pwd.getpwnam(user).pw_gid
+            return grp.getgrgid(gid).gr_name
+        except KeyError:
+            return None
+
+
+def user_ids(user: str) -> tuple[int, int] | None:
+    """``(uid, gid)`` of a user, or ``None`` when the name service does not know it."""
+    try:
+        p = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return p.pw_uid, p.pw_gid
+
+
+def user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None

@@ -1,0 +1,122 @@
+"""``ds01``: edit desired state and read status. It never acts on the machine itself.
+
+Start-up time is a measured target (``bench/``): each command imports only what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ds01d import __version__
+from ds01d.errors import InvalidInput, UsageError
+
+DESCRIPTION = """\
+ds01 manages this shared GPU server's containers. You say what you want; the ds01d daemon
+makes it so: it starts your container with the GPU or MIG instance your limits allow, queues
+it when none is free, and stops it when it has been idle too long.
+"""
+EPILOG = """\
+examples:
+  ds01 limits                              your limits, and where each value comes from
+  ds01 want container train --mig 3g.40gb  a container with one MIG instance
+  ds01 want container big --gpus 1 --memory 64g
+  ds01 drop container train                stop and remove it
+  sudo ds01 check-config                   validate the admin's files in /etc/ds01
+
+exit status: 0 ok, 1 invalid input or refused, 2 wrong usage.
+files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/ in the ds01 repo.
+"""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _sub(subs: argparse._SubParsersAction[_Parser], name: str, help_: str, handler: str,
+         **kw: str) -> _Parser:
+    p = subs.add_parser(name, help=help_, description=kw.get("description", help_))
+    p.set_defaults(handler=handler)
+    return p
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
+                        "(env DS01_ROOT; default /)")
+    parser.add_argument("--as", dest="as_user", metavar="USER",
+                        help="act as USER (root only, or on a simulated root)")
+    parser.add_argument("--version", action="version", version=f"ds01 {__version__}")
+    subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _sub(subs, "check-config", "validate the admin's desired-state files", "check",
+         description="Validate every file in etc/ds01/. Exit 0 when valid (warnings on "
+         "stderr); 1 with every error as FILE:LINE: KEY: message.")
+    p = _sub(subs, "limits", "show effective limits and where each value came from", "limits")
+    p.add_argument("user", nargs="?", metavar="USER", help="whose limits (default: yours)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(subs, "want", "ask for a container", "want")
+    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
+    w = kinds.add_parser("container", help="a container, with a GPU or MIG instance if asked",
+                         description="Ask ds01d for a container. It is created as you, with "
+                         "~/workspace/NAME at /workspace, within your limits (ds01 limits). "
+                         "Asking again for a container ds01 stopped starts it again.")
+    w.add_argument("name", metavar="NAME", help="container name (a-z, 0-9, . _ -)")
+    w.add_argument("--image", default="ubuntu:24.04", help="image (default: %(default)s)")
+    gpu = w.add_mutually_exclusive_group()
+    gpu.add_argument("--gpus", type=int, metavar="N", help="N full GPUs")
+    gpu.add_argument("--mig", metavar="PROFILE", help="one MIG instance, e.g. 1g.10gb, 3g.40gb")
+    w.add_argument("--cpus", type=float, metavar="N", help="CPUs (default: your max_cpus)")
+    w.add_argument("--memory", metavar="SIZE", help="memory, e.g. 32g (default: your limit)")
+    w.add_argument("--shm", metavar="SIZE", help="/dev/shm size (default: your shm_size)")
+    p = _sub(subs, "drop", "give a container back: ds01d stops and removes it", "drop")
+    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
+    d = kinds.add_parser("container", help="a container you asked for",
+                         description="Drop a wanted container: ds01d stops and removes it "
+                         "and frees its devices. Your workspace is kept.")
+    d.add_argument("name", metavar="NAME")
+    return parser
+
+
+def _handler(name: str) -> Handler:
+    if name == "check":
+        from ds01d.cli.check import run as check_run
+        return check_run
+    if name == "limits":
+        from ds01d.cli.limits import run as limits_run
+        return limits_run
+    if name == "want":
+        from ds01d.cli.want import run_want
+        return run_want
+    from ds01d.cli.want import run_drop
+    return run_drop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+        if not hasattr(args, "handler"):
+            raise UsageError("a command is needed (see ds01 --help)")
+        return _handler(args.handler)(args)
+    except UsageError as e:
+        print(f"ds01: {e}", file=sys.stderr)
+        return 2
+    except InvalidInput as e:
+        print(f"ds01: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # one clear line, never a traceback (DS01_DEBUG=1 shows it)
+        if os.environ.get("DS01_DEBUG"):
+            raise
+        print(f"ds01: internal error: {type(e).__name__}: {e} (DS01_DEBUG=1 shows more)",
+              file=sys.stderr)
+        return 70

@@ -1,0 +1,103 @@
+"""``ds01 want container`` and ``ds01 drop container``: edit the caller's want files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ds01d import schema as js
+from ds01d.cli.common import caller, load, now, nss_for, paths
+from ds01d.config.effective import resolve
+from ds01d.config.want import WANT_SCHEMA, Want, limit_problems, to_yaml
+from ds01d.errors import InvalidInput
+from ds01d.fsutil import write_atomic
+from ds01d.paths import Paths
+
+_FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
+         "cpus": "--cpus", "memory": "--memory", "shm": "--shm"}
+
+
+def _checked(args: argparse.Namespace, user: str) -> Want:
+    """The want as typed, validated against the want schema (messages name the flag)."""
+    raw = {"version": 1, "kind": "container", "name": args.name, "image": args.image,
+           "requested_at": "2000-01-01T00:00:00Z"}
+    raw |= {k: getattr(args, k) for k in ("gpus", "mig", "cpus", "memory", "shm")
+            if getattr(args, k) is not None}
+    errors = js.validate(WANT_SCHEMA, raw)
+    if errors:
+        e = errors[0]
+        flag = _FLAG.get(str(e.path[0]), "") if e.path else ""
+        raise InvalidInput(f"{flag}: {e.message}" if flag else e.message)
+    from ds01d.units import parse_size
+
+    return Want(user=user, name=args.name, image=args.image, requested_at=now(),
+                gpus=args.gpus or None, mig=args.mig, cpus=args.cpus,
+                memory=None if args.memory is None else parse_size(args.memory),
+                shm=None if args.shm is None else parse_size(args.shm))
+
+
+def _user_folder(p: Paths, user: str) -> Path:
+    """``wants/<user>/``, created for the caller; refused when someone else owns it."""
+    if "/" in user or user.startswith("."):
+        raise InvalidInput(f"{user!r} cannot be used as a folder name")
+    folder = p.wants / user
+    folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+    st = folder.lstat()
+    uid = os.geteuid()
+    if folder.is_symlink() or (uid != 0 and st.st_uid != uid):
+        raise InvalidInput(f"{folder} is not yours (owner uid {st.st_uid}): ask an admin to "
+                           "remove it")
+    return folder
+
+
+def _give_to(path: Path, user: str, p: Paths) -> None:
+    """Root writing for a user (``--as``) hands the file and folder to that user."""
+    if os.geteuid() != 0 or p.is_simulated():
+        return
+    from ds01d.adapters.nss import user_ids
+
+    ids = user_ids(user)
+    if ids is None:
+        raise InvalidInput(f"no such user: {user}")
+    for target in (path.parent, path):
+        os.chown(target, *ids, follow_symlinks=False)
+
+
+def run_want(args: argparse.Namespace) -> int:
+    p = paths(args)
+    user = caller(args, p)
+    want = _checked(args, user)
+    eff = resolve(load(p), user, now=now(), nss=nss_for(p))
+    problems = limit_problems(want, eff.limits)
+    if problems:
+        raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
+                           + " (see ds01 limits)")
+    folder = _user_folder(p, user)
+    others = [f for f in folder.glob("*.yaml") if f.stem != want.name]
+    cap = eff.limits.max_containers_per_user
+    if cap is not None and len(others) >= cap:
+        raise InvalidInput(f"you already want {len(others)} containers, your limit "
+                           f"(max_containers_per_user is {cap}): ds01 drop container one first")
+    target = folder / f"{want.name}.yaml"
+    again = target.exists()
+    write_atomic(target, to_yaml(want))
+    _give_to(target, user, p)
+    devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
+               else "no GPU")
+    verb = "asked again for" if again else "wanted"
+    print(f"{verb} container {want.name!r} ({devices}, image {want.image}); "
+          f"ds01d starts it when it can: see `ds01 status {want.name}`")
+    return 0
+
+
+def run_drop(args: argparse.Namespace) -> int:
+    p = paths(args)
+    user = caller(args, p)
+    target = p.want_file(user, args.name)
+    if not target.is_file() or target.is_symlink():
+        raise InvalidInput(f"you have no wanted container named {args.name!r} "
+                           "(see ds01 status)")
+    target.unlink()
+    print(f"dropped container {args.name!r}: ds01d stops and removes it and frees its devices")
+    return 0

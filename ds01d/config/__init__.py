@@ -1,0 +1,1 @@
+"""Desired state: the files admins and users write, loaded into frozen values."""

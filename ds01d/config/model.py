@@ -1,0 +1,166 @@
+"""Frozen values for desired state. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ds01d.errors import Diagnostic
+
+Value = int | float | bool | None
+"""A setting's value after parsing: sizes in bytes, durations in hours, ``None`` = unlimited."""
+
+LIMIT_KEYS: tuple[str, ...] = (
+    "max_gpu_equivalents", "max_gpu_slots_per_container", "allow_full_gpu", "max_cpus",
+    "memory", "memory_swap", "shm_size", "pids_limit", "max_containers_per_user",
+    "max_runtime_h", "idle_timeout_h", "gpu_hold_after_stop_h", "container_hold_after_stop_h",
+    "max_tasks",
+)
+AGGREGATE_KEYS: tuple[str, ...] = ("cpu_quota", "memory_max", "memory_high", "tasks_max",
+                                   "gpu_limit")
+POLICY_KEYS: tuple[str, ...] = ("gpu_idle_threshold", "cpu_idle_threshold",
+                                "network_idle_threshold", "idle_detection_window")
+EXEMPTIBLE: tuple[str, ...] = ("idle_timeout_h", "max_runtime_h")
+CONTAINER_TYPES: tuple[str, ...] = ("devcontainer", "compose", "docker", "api", "unknown")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The settings one source sets (only those): defaults, a group, an override, ...
+
+    ``source`` is how ``ds01 limits`` names it: ``builtin``, ``defaults``, ``group:<name>``,
+    ``override`` or ``exemption``.
+    """
+
+    source: str
+    limits: Mapping[str, Value] = field(default_factory=dict)
+    aggregate: Mapping[str, Value] = field(default_factory=dict)
+    policies: Mapping[str, Value] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    priority: int
+    members: frozenset[str]
+    """User entries from inline ``members:`` and ``groups/<name>.members``, as written."""
+    unix_groups: tuple[str, ...]
+    layer: Layer
+
+
+@dataclass(frozen=True)
+class Override:
+    user: str
+    layer: Layer
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Exemption:
+    username: str
+    exempt_from: frozenset[str]
+    reason: str
+    approved_by: str
+    expires_at: datetime | None
+    """Aware UTC datetime; ``None`` = permanent."""
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True)
+class GpuLayout:
+    mig_enabled: bool
+    devices: Mapping[str, int]
+    """MIG profile -> instance count (empty when MIG is off)."""
+
+
+@dataclass(frozen=True)
+class MigLayout:
+    gpus: Mapping[str, GpuLayout]
+    """GPU index as a string, or ``all``."""
+
+    def for_gpu(self, index: int) -> GpuLayout | None:
+        return self.gpus.get(str(index), self.gpus.get("all"))
+
+
+@dataclass(frozen=True)
+class GlobalPolicies:
+    high_demand_threshold: float
+    high_demand_idle_reduction: float
+    grace_period_m: float
+    keepalive_max_duration_h: float
+    sigterm_grace_s: float
+    created_container_timeout_m: float
+
+
+@dataclass(frozen=True)
+class DesiredConfig:
+    """Everything the admin files say, validated."""
+
+    builtin: Layer
+    defaults: Layer
+    default_group: str | None
+    groups: Mapping[str, Group]
+    overrides: Mapping[str, Override]
+    exemptions: tuple[Exemption, ...]
+    policies: GlobalPolicies
+    container_types: Mapping[str, Mapping[str, Value]]
+    mig_layout: MigLayout | None
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A user's effective per-container and per-user limits (``None`` = unlimited)."""
+
+    max_gpu_equivalents: float | None
+    max_gpu_slots_per_container: int | None
+    allow_full_gpu: bool
+    max_cpus: float | None
+    memory: int | None
+    memory_swap: int | None
+    shm_size: int | None
+    pids_limit: int | None
+    max_containers_per_user: int | None
+    max_runtime_h: float | None
+    idle_timeout_h: float | None
+    gpu_hold_after_stop_h: float | None
+    container_hold_after_stop_h: float | None
+    max_tasks: int | None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Limits of the user's slice (``None`` = unlimited)."""
+
+    cpu_quota: float | None
+    memory_max: int | None
+    memory_high: int | None
+    tasks_max: int | None
+    gpu_limit: int | None
+
+
+@dataclass(frozen=True)
+class IdlePolicy:
+    gpu_idle_threshold: float
+    cpu_idle_threshold: float
+    network_idle_threshold: float
+    idle_detection_window: float
+
+
+@dataclass(frozen=True)
+class Effective:
+    """What applies to one user, and where each value came from."""
+
+    user: str
+    group: str | None
+    priority: int
+    limits: Limits
+    aggregate: Aggregate
+    policies: IdlePolicy
+    sources: Mapping[str, str]
+    """``limits`` key, ``aggregate.<key>`` or ``policies.<key>`` -> layer source."""
+    reason: str | None = None
+    warnings: tuple[str, ...] = ()

@@ -1,0 +1,130 @@
+"""A user's wanted container: the want file, its round trip, and checks against limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ds01d import schema as js
+from ds01d import units
+from ds01d.config.loader import parse_when
+from ds01d.config.model import Limits
+from ds01d.errors import ConfigError, Diagnostic
+from ds01d.yamlsrc import parse
+
+WANT_SCHEMA = "want.schema.json"
+
+
+@dataclass(frozen=True)
+class Want:
+    """One wanted container (``var/lib/ds01/wants/<user>/<name>.yaml``).
+
+    ``user`` is never read from the file: it is who owns the file and its folder.
+    """
+
+    user: str
+    name: str
+    image: str
+    requested_at: datetime
+    gpus: int | None = None
+    mig: str | None = None
+    cpus: float | None = None
+    memory: int | None = None
+    shm: int | None = None
+    keepalive_until: datetime | None = None
+
+    @property
+    def gpu_equivalents(self) -> float:
+        """GPU-equivalents this want asks for: 1.0 a GPU, slices/7 a MIG instance."""
+        if self.mig is not None:
+            return units.mig_gpu_equivalents(self.mig)
+        return float(self.gpus or 0)
+
+    @property
+    def device_count(self) -> int:
+        return 1 if self.mig is not None else (self.gpus or 0)
+
+
+def iso(when: datetime) -> str:
+    """UTC ISO 8601 with a Z: ``2026-11-22T18:00:00Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_yaml(want: Want) -> str:
+    """The want file's text: stable key order, one ``key: value`` a line (valid YAML)."""
+    fields: list[tuple[str, Any]] = [
+        ("version", 1), ("kind", "container"), ("name", want.name), ("image", want.image),
+        ("gpus", want.gpus), ("mig", want.mig), ("cpus", want.cpus),
+        ("memory", None if want.memory is None else units.format_size(want.memory)),
+        ("shm", None if want.shm is None else units.format_size(want.shm)),
+        ("requested_at", iso(want.requested_at)),
+        ("keepalive_until", None if want.keepalive_until is None else iso(want.keepalive_until)),
+    ]
+    lines = ["# ds01 want: written by `ds01 want container`; edit with ds01, not by hand"]
+    lines += [f"{k}: {json.dumps(v)}" for k, v in fields if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def from_yaml(text: str, *, user: str, file: str) -> Want:
+    """A :class:`Want` from a want file's text, or :class:`ConfigError` saying what is wrong."""
+    doc = parse(text, file)
+    data = doc.data
+    errs = js.validate(WANT_SCHEMA, data)
+    if errs:
+        raise ConfigError([Diagnostic(file, doc.line_of(e.path), ".".join(map(str, e.path)),
+                                      e.message) for e in errs])
+    try:
+        return Want(
+            user=user,
+            name=data["name"],
+            image=data["image"],
+            requested_at=parse_when(data["requested_at"]),
+            gpus=data.get("gpus"),
+            mig=data.get("mig"),
+            cpus=None if data.get("cpus") is None else float(data["cpus"]),
+            memory=None if data.get("memory") is None else units.parse_size(data["memory"]),
+            shm=None if data.get("shm") is None else units.parse_size(data["shm"]),
+            keepalive_until=(None if data.get("keepalive_until") is None
+                             else parse_when(data["keepalive_until"])),
+        )
+    except ValueError as e:
+        raise ConfigError([Diagnostic(file, 0, "", str(e))]) from None
+
+
+def _over(what: str, asked: str, limit: str, key: str) -> str:
+    return f"{what} {asked} is over your limit of {limit} ({key})"
+
+
+def limit_problems(want: Want, limits: Limits) -> list[str]:
+    """Why ``want`` can never be served under ``limits`` (empty: it can)."""
+    problems = []
+    if want.gpus and not limits.allow_full_gpu:
+        problems.append("your group may not use full GPUs (allow_full_gpu is false): ask for a "
+                        "MIG instance with --mig PROFILE instead")
+    slots = limits.max_gpu_slots_per_container
+    if slots is not None and want.device_count > slots:
+        problems.append(_over("asking for", f"{want.device_count} devices", str(slots),
+                              "max_gpu_slots_per_container"))
+    quota = limits.max_gpu_equivalents
+    if quota is not None and want.gpu_equivalents > quota + 1e-9:
+        problems.append(_over("asking for", f"{want.gpu_equivalents:.3g} GPU-equivalents",
+                              f"{quota:g}", "max_gpu_equivalents"))
+    if want.cpus is not None and limits.max_cpus is not None and want.cpus > limits.max_cpus:
+        problems.append(_over("--cpus", f"{want.cpus:g}", f"{limits.max_cpus:g}", "max_cpus"))
+    for what, asked, limit, key in (("--memory", want.memory, limits.memory, "memory"),
+                                    ("--shm", want.shm, limits.shm_size, "shm_size")):
+        if asked is not None and limit is not None and asked > limit:
+            problems.append(_over(what, units.format_size(asked), units.format_size(limit), key))
+    return problems
+
+
+def with_defaults(want: Want, limits: Limits) -> Want:
+    """Fill unset cpus/memory/shm with the user's per-container limits."""
+    return replace(
+        want,
+        cpus=want.cpus if want.cpus is not None else limits.max_cpus,
+        memory=want.memory if want.memory is not None else limits.memory,
+        shm=want.shm if want.shm is not None else limits.shm_size,
+    )

@@ -1,0 +1,304 @@
+"""A small JSON Schema (draft 2020-12) validator for ds01's own schemas.
+
+Why not ``jsonschema`` at run time: importing it costs ~70 ms, and every ``ds01`` command a
+user types must finish within 3x the bare interpreter start (DESIGN.md, Performance). The
+schemas under ``schemas/`` stay the single source of truth; this module interprets the subset
+of keywords they use (:data:`SUPPORTED`) and reports *every* error with its path and a message
+meant for people. ``tests/unit/test_schema_validator.py`` checks, keyword by keyword and with
+random instances, that it accepts exactly what ``jsonschema`` accepts, and fails if a schema
+uses a keyword outside :data:`SUPPORTED`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ds01d.yamlsrc import KeyPath
+
+ANNOTATIONS = frozenset(
+    {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "deprecated",
+     "examples"}
+)
+ASSERTIONS = frozenset(
+    {"$ref", "type", "enum", "const", "properties", "patternProperties", "additionalProperties",
+     "unevaluatedProperties", "required", "propertyNames", "items", "minItems", "maxItems",
+     "uniqueItems", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength",
+     "pattern", "anyOf", "not", "allOf", "maxProperties"}
+)
+SUPPORTED = ANNOTATIONS | ASSERTIONS
+"""Keywords this validator understands; ``x-ds01-*`` annotations are ds01's own:
+``x-ds01-hint`` (what would be right), ``x-ds01-message`` (the message when a ``not`` fails),
+``x-ds01-alias-of`` (a deprecated key and its canonical name), ``x-ds01-ignored`` (a legacy
+section that is read and ignored)."""
+
+Schema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One failed assertion: where (``path``) and what, in words."""
+
+    path: KeyPath
+    message: str
+
+
+def schema_dir() -> Path:
+    """The folder holding the ``*.schema.json`` files (``schemas/`` at the repo top links here)."""
+    return Path(__file__).resolve().parent / "schemas"
+
+
+@cache
+def load_schema(name: str) -> Schema:
+    """A schema by file name, e.g. ``resource-limits.schema.json``."""
+    with open(schema_dir() / name, encoding="utf-8") as f:
+        data: Schema = json.load(f)
+    return data
+
+
+def validate(name: str, instance: Any) -> list[SchemaError]:
+    """Every error of ``instance`` against the schema file ``name`` (empty: valid)."""
+    return list(_Run(name).check(load_schema(name), instance, ()))
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _is_type(value: Any, t: str) -> bool:
+    actual = _type_of(value)
+    if t == "number":
+        return actual in ("integer", "number")
+    if t == "integer" and actual == "number":
+        return float(value).is_integer()
+    return actual == t
+
+
+_NOUN = {"null": "null", "boolean": "true or false", "integer": "a whole number",
+         "number": "a number", "string": "a string", "array": "a list", "object": "a mapping"}
+
+
+def show(value: Any) -> str:
+    """A value as a person reads it in an error message."""
+    t = _type_of(value)
+    if t == "string":
+        return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+    if t in ("array", "object"):
+        return _NOUN[t]
+    if t == "null":
+        return "null"
+    if t == "boolean":
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _with_hint(message: str, schema: Schema) -> str:
+    hint = schema.get("x-ds01-hint")
+    return f"{message} ({hint})" if hint else message
+
+
+def property_names(schema: Schema, run: _Run) -> list[str]:
+    """Names declared by ``properties`` here and through ``$ref``/``allOf``."""
+    names = list(schema.get("properties", {}))
+    if "$ref" in schema:
+        names += property_names(run.resolve(schema["$ref"]), run)
+    for sub in schema.get("allOf", []):
+        names += property_names(sub, run)
+    return names
+
+
+class _Run:
+    """One validation run; resolves ``$ref`` relative to the schema file ``base``."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def resolve(self, ref: str) -> Schema:
+        file, _, pointer = ref.partition("#")
+        node: Any = load_schema(file or self.base)
+        for part in filter(None, pointer.split("/")):
+            node = node[part]
+        if file and file != self.base:
+            node = dict(node)
+            node["x-ds01-base"] = file
+        return dict(node)
+
+    def check(self, schema: Schema, value: Any, path: KeyPath) -> Iterator[SchemaError]:
+        if "x-ds01-base" in schema and schema["x-ds01-base"] != self.base:
+            yield from _Run(schema["x-ds01-base"]).check(
+                {k: v for k, v in schema.items() if k != "x-ds01-base"}, value, path)
+            return
+        if "$ref" in schema:
+            yield from self.check(self.resolve(schema["$ref"]), value, path)
+        if "type" in schema and not self._type_ok(schema, value):
+            yield SchemaError(path, self._type_message(schema, value))
+            return
+        yield from self._values(schema, value, path)
+        if isinstance(value, dict):
+            yield from self._object(schema, value, path)
+        if isinstance(value, list):
+            yield from self._array(schema, value, path)
+        for sub in schema.get("allOf", []):
+            yield from self.check(sub, value, path)
+        if "anyOf" in schema:
+            yield from self._any_of(schema, value, path)
+        if "not" in schema and not any(True for _ in self.check(schema["not"], value, path)):
+            yield SchemaError(path, schema.get("x-ds01-message", "this combination is not allowed"))
+
+    def _type_ok(self, schema: Schema, value: Any) -> bool:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return any(_is_type(value, t) for t in types)
+
+    def _type_message(self, schema: Schema, value: Any) -> str:
+        if "title" in schema:
+            return _with_hint(f"{show(value)} is not a {schema['title']}", schema)
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        want = " or ".join(_NOUN[t] for t in types)
+        return _with_hint(f"{show(value)} is not {want}", schema)
+
+    def _values(self, schema: Schema, value: Any, path: KeyPath) -> Iterator[SchemaError]:
+        if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+            allowed = ", ".join(show(e) for e in schema["enum"])
+            yield SchemaError(path, f"{show(value)} is not one of: {allowed}")
+        if "const" in schema and not _same(value, schema["const"]):
+            yield SchemaError(path, f"{show(value)} must be {show(schema['const'])}")
+        if _is_type(value, "number"):
+            yield from self._number(schema, value, path)
+        if isinstance(value, str):
+            yield from self._string(schema, value, path)
+
+    def _number(self, schema: Schema, value: float, path: KeyPath) -> Iterator[SchemaError]:
+        if "minimum" in schema and value < schema["minimum"]:
+            yield SchemaError(path, f"{show(value)} is below the minimum {schema['minimum']}")
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            yield SchemaError(path, f"{show(value)} must be more than {schema['exclusiveMinimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            yield SchemaError(path, f"{show(value)} is above the maximum {schema['maximum']}")
+
+    def _string(self, schema: Schema, value: str, path: KeyPath) -> Iterator[SchemaError]:
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            yield SchemaError(path, "must not be empty" if schema["minLength"] == 1
+                              else f"is shorter than {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            yield SchemaError(path, f"is longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not _search(schema["pattern"], value):
+            what = f"is not a {schema['title']}" if "title" in schema else "is not in the right form"
+            yield SchemaError(path, _with_hint(f"{show(value)} {what}", schema))
+
+    def _object(self, schema: Schema, value: dict[str, Any], path: KeyPath
+                ) -> Iterator[SchemaError]:
+        for key in schema.get("required", []):
+            if key not in value:
+                yield SchemaError(path, f"missing required key {key!r}")
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            yield SchemaError(path, f"has more than {schema['maxProperties']} entries")
+        props: dict[str, Schema] = schema.get("properties", {})
+        patterns: dict[str, Schema] = schema.get("patternProperties", {})
+        for key, item in value.items():
+            names = schema.get("propertyNames")
+            if names is not None and any(True for _ in self.check(names, key, (*path, key))):
+                yield SchemaError((*path, key),
+                                  f"{show(key)} is not a valid name here{_hint_suffix(names)}")
+            matched = False
+            if key in props:
+                matched = True
+                yield from self.check(props[key], item, (*path, key))
+            for pat, sub in patterns.items():
+                if _search(pat, key):
+                    matched = True
+                    yield from self.check(sub, item, (*path, key))
+            if matched:
+                continue
+            extra = schema.get("additionalProperties")
+            if extra is False:
+                yield self._unknown(schema, key, path)
+            elif isinstance(extra, dict):
+                yield from self.check(extra, item, (*path, key))
+        if schema.get("unevaluatedProperties") is False:
+            known = set(property_names(schema, self))
+            for key in value:
+                if key not in known and not any(_search(p, key) for p in patterns):
+                    yield self._unknown(schema, key, path)
+
+    def _unknown(self, schema: Schema, key: str, path: KeyPath) -> SchemaError:
+        import difflib
+
+        names = [n for n in property_names(schema, self) if not n.startswith("x-")]
+        close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+        if close:
+            guess = " or ".join(repr(c) for c in close)
+            return SchemaError((*path, key), f"unknown key (did you mean {guess}?)")
+        where = ", ".join(sorted(names)) if len(names) <= 12 else f"{len(names)} known keys"
+        return SchemaError((*path, key), f"unknown key (allowed here: {where})")
+
+    def _array(self, schema: Schema, value: list[Any], path: KeyPath) -> Iterator[SchemaError]:
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            yield SchemaError(path, "must not be empty" if schema["minItems"] == 1
+                              else f"needs at least {schema['minItems']} entries")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            yield SchemaError(path, f"has more than {schema['maxItems']} entries")
+        if schema.get("uniqueItems"):
+            seen: list[Any] = []
+            for i, item in enumerate(value):
+                if any(_same(item, s) for s in seen):
+                    yield SchemaError((*path, i), f"{show(item)} is listed twice")
+                seen.append(item)
+        if "items" in schema:
+            for i, item in enumerate(value):
+                yield from self.check(schema["items"], item, (*path, i))
+
+    def _any_of(self, schema: Schema, value: Any, path: KeyPath) -> Iterator[SchemaError]:
+        results = [list(self.check(sub, value, path)) for sub in schema["anyOf"]]
+        if any(not r for r in results):
+            return
+        branches = [(s, r) for s, r in zip(schema["anyOf"], results, strict=True)
+                    if value is None or s != {"type": "null"}]
+        if len(branches) == 1:
+            yield from branches[0][1]
+            return
+        if "title" in schema:
+            yield SchemaError(path, _with_hint(f"{show(value)} is not a {schema['title']}", schema))
+            return
+        same_type = [r for s, r in branches if "type" in s and self._type_ok(s, value)]
+        if len(same_type) == 1:
+            yield from same_type[0]
+            return
+        yield SchemaError(path, _with_hint(f"{show(value)} is not allowed here", schema))
+
+
+def _hint_suffix(schema: Schema) -> str:
+    hint = schema.get("x-ds01-hint")
+    return f" ({hint})" if hint else ""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``True`` is not ``1``, ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _search(pattern: str, value: str) -> bool:
+    return _compiled(pattern).search(value) is not None

@@ -1,0 +1,90 @@
+"""Parsing and printing of sizes, durations, CPU quotas and MIG profiles.
+
+Pure functions, no imports beyond the standard library's cheapest modules: the CLI pays for
+every import (see ``bench/``).
+"""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([kKmMgGtT]?)$")
+_SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_DURATION_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$")
+_DURATION_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
+_PERCENT_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
+# NVIDIA MIG profile names: <compute slices>g.<memory>gb, optional +me/+gfx suffix
+# (A100: 1g.5gb ... 7g.40gb; A100 80GB/H100: 1g.10gb ... 7g.80gb, 1g.20gb, 1g.10gb+me).
+MIG_PROFILE_RE = re.compile(r"^([1-7])g\.([0-9]+)gb(\+me|\+gfx|\+me\.all)?$")
+COMPUTE_SLICES_PER_GPU = 7
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a Docker/systemd-style size: ``32g``, ``512M``, ``1.5T``.
+
+    Suffixes are powers of 1024 and case-insensitive. ``32gb`` is refused on purpose: Docker
+    would read it as 32 bytes-of-something-else, systemd refuses it.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is not a size (must be >= 0)")
+        return value
+    m = _SIZE_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a size (use 32g or 32G)")
+    return int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
+
+
+def format_size(n: int) -> str:
+    """The shortest exact suffix form of ``n`` bytes: 34359738368 -> ``32G``."""
+    for suffix, mult in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n and n % mult == 0:
+            return f"{n // mult}{suffix}"
+    return str(n)
+
+
+def parse_duration_h(value: str) -> float:
+    """Hours from a legacy duration string: ``48h``, ``0.5h``, ``30m``, ``2d``, ``90s``."""
+    m = _DURATION_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1.5h or 7d)")
+    return float(m.group(1)) * _DURATION_H[m.group(2)]
+
+
+def parse_duration_s(value: str) -> float:
+    """Seconds from a duration string as typed on the command line (``4h``, ``90m``)."""
+    return parse_duration_h(value) * 3600.0
+
+
+def format_hours(h: float) -> str:
+    """A readable duration: 0.25 -> ``15m``, 48 -> ``48h``, 1.5 -> ``1.5h``."""
+    if h < 1 and (h * 60).is_integer():
+        return f"{int(h * 60)}m"
+    return f"{h:g}h"
+
+
+def parse_percent(value: str | int | float) -> float:
+    """A CPU quota in percent of one CPU: ``"800%"`` -> 800.0 (systemd's CPUQuota=)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a percentage")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _PERCENT_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a percentage (use 800% for 8 CPUs)")
+    return float(m.group(1))
+
+
+def mig_compute_slices(profile: str) -> int:
+    """Compute slices of a MIG profile name: ``3g.20gb`` -> 3."""
+    m = MIG_PROFILE_RE.match(profile)
+    if not m:
+        raise ValueError(f"{profile!r} is not a MIG profile (e.g. 1g.10gb, 3g.40gb)")
+    return int(m.group(1))
+
+
+def mig_gpu_equivalents(profile: str) -> float:
+    """GPU-equivalents of one instance of a MIG profile: compute slices / 7."""
+    return mig_compute_slices(profile) / COMPUTE_SLICES_PER_GPU
