@@ -114,14 +114,15 @@ def _with_hint(message: str, schema: Schema) -> str:
     return f"{message} ({hint})" if hint else message
 
 
-def property_names(schema: Schema, run: _Run) -> list[str]:
-    """Names declared by ``properties`` here and through ``$ref``/``allOf``."""
-    names = list(schema.get("properties", {}))
+def declared(schema: Schema, run: _Run) -> dict[str, Schema]:
+    """Property name -> subschema, from ``properties`` here and through ``$ref``/``allOf``."""
+    found: dict[str, Schema] = {}
     if "$ref" in schema:
-        names += property_names(run.resolve(schema["$ref"]), run)
+        found |= declared(run.resolve(schema["$ref"]), run)
     for sub in schema.get("allOf", []):
-        names += property_names(sub, run)
-    return names
+        found |= declared(sub, run)
+    own: dict[str, Schema] = schema.get("properties", {})
+    return found | own
 
 
 class _Run:
@@ -162,14 +163,19 @@ class _Run:
         if "not" in schema and not any(True for _ in self.check(schema["not"], value, path)):
             yield SchemaError(path, schema.get("x-ds01-message", "this combination is not allowed"))
 
+    def _deref(self, schema: Schema) -> Schema:
+        while "$ref" in schema and "type" not in schema:
+            schema = self.resolve(schema["$ref"])
+        return schema
+
     def _type_ok(self, schema: Schema, value: Any) -> bool:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return any(_is_type(value, t) for t in types)
 
     def _type_message(self, schema: Schema, value: Any) -> str:
-        if "title" in schema:
-            return _with_hint(f"{show(value)} is not a {schema['title']}", schema)
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if "title" in schema and "object" not in types:
+            return _with_hint(f"{show(value)} is not a {schema['title']}", schema)
         want = " or ".join(_NOUN[t] for t in types)
         return _with_hint(f"{show(value)} is not {want}", schema)
 
@@ -199,7 +205,8 @@ class _Run:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             yield SchemaError(path, f"is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not _search(schema["pattern"], value):
-            what = f"is not a {schema['title']}" if "title" in schema else "is not in the right form"
+            title = schema.get("title")
+            what = f"is not a {title}" if title else "is not in the right form"
             yield SchemaError(path, _with_hint(f"{show(value)} {what}", schema))
 
     def _object(self, schema: Schema, value: dict[str, Any], path: KeyPath
@@ -232,7 +239,7 @@ class _Run:
             elif isinstance(extra, dict):
                 yield from self.check(extra, item, (*path, key))
         if schema.get("unevaluatedProperties") is False:
-            known = set(property_names(schema, self))
+            known = declared(schema, self)
             for key in value:
                 if key not in known and not any(_search(p, key) for p in patterns):
                     yield self._unknown(schema, key, path)
@@ -240,12 +247,15 @@ class _Run:
     def _unknown(self, schema: Schema, key: str, path: KeyPath) -> SchemaError:
         import difflib
 
-        names = [n for n in property_names(schema, self) if not n.startswith("x-")]
-        close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+        props = declared(schema, self)
+        current = [n for n, sub in props.items() if not sub.get("deprecated")]
+        close = (difflib.get_close_matches(key, current, n=2, cutoff=0.6)
+                 or [n for n in current if n.startswith(key) or key.startswith(n)][:2]
+                 or difflib.get_close_matches(key, list(props), n=2, cutoff=0.6))
         if close:
             guess = " or ".join(repr(c) for c in close)
             return SchemaError((*path, key), f"unknown key (did you mean {guess}?)")
-        where = ", ".join(sorted(names)) if len(names) <= 12 else f"{len(names)} known keys"
+        where = ", ".join(sorted(current)) if len(current) <= 12 else f"{len(current)} known keys"
         return SchemaError((*path, key), f"unknown key (allowed here: {where})")
 
     def _array(self, schema: Schema, value: list[Any], path: KeyPath) -> Iterator[SchemaError]:
@@ -276,7 +286,8 @@ class _Run:
         if "title" in schema:
             yield SchemaError(path, _with_hint(f"{show(value)} is not a {schema['title']}", schema))
             return
-        same_type = [r for s, r in branches if "type" in s and self._type_ok(s, value)]
+        same_type = [r for s, r in branches
+                     if "type" in (d := self._deref(s)) and self._type_ok(d, value)]
         if len(same_type) == 1:
             yield from same_type[0]
             return

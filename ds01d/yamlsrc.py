@@ -25,6 +25,9 @@ MAX_NODES = 200_000
 """Most YAML nodes visited, aliases counted each time they are used ("billion laughs")."""
 MAX_DEPTH = 64
 """Deepest nesting accepted; real files nest four levels."""
+_CORE = "tag:yaml.org,2002:"
+_TAGS = frozenset(_CORE + t for t in ("null", "bool", "int", "float", "str", "timestamp",
+                                      "map", "seq", "merge"))
 
 KeyPath = tuple[str | int, ...]
 JSON = Any
@@ -137,6 +140,8 @@ class _Walker:
             raise _Refused(line, f"more than {MAX_NODES} values (aliases counted each use)")
         if depth > MAX_DEPTH:
             raise _Refused(line, f"nested more than {MAX_DEPTH} levels deep")
+        if node.tag not in _TAGS:
+            raise _Refused(line, f"tag {node.tag!r} is not allowed here (plain YAML only)")
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, line)
         if id(node) in self.active:

@@ -20,9 +20,10 @@ def as_json(eff: Effective) -> dict[str, object]:
 
 
 def as_table(eff: Effective) -> str:
-    rows = [(k, show_value(v, k).strip("\""), eff.sources.get(k, "")) for k, v in asdict(eff.limits).items()]
+    rows = [(k, show_value(v, k).strip('"'), eff.sources.get(k, ""))
+            for k, v in asdict(eff.limits).items()]
     for part, prefix in ((eff.aggregate, "aggregate."), (eff.policies, "policies.")):
-        rows += [(prefix + k, show_value(v, k).strip("\""), eff.sources.get(prefix + k, "-"))
+        rows += [(prefix + k, show_value(v, k).strip('"'), eff.sources.get(prefix + k, "-"))
                  for k, v in asdict(part).items()]
     width = max(len(r[0]) for r in rows)
     head = f"user {eff.user}  group {eff.group or '(none)'}  priority {eff.priority}"

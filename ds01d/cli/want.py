@@ -45,7 +45,7 @@ def _user_folder(p: Paths, user: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o755)
     st = folder.lstat()
     uid = os.geteuid()
-    if folder.is_symlink() or (uid != 0 and st.st_uid != uid):
+    if folder.is_symlink() or uid not in (0, st.st_uid):
         raise InvalidInput(f"{folder} is not yours (owner uid {st.st_uid}): ask an admin to "
                            "remove it")
     return folder

@@ -144,7 +144,7 @@ def layers_for(config: DesiredConfig, user: str, group: str | None,
 
 def _merge(layers: list[Layer], part: str, keys: tuple[str, ...], prefix: str,
            sources: dict[str, str]) -> dict[str, Value]:
-    values: dict[str, Value] = {k: None for k in keys}
+    values: dict[str, Value] = dict.fromkeys(keys)
     for layer in layers:
         table: Mapping[str, Value] = getattr(layer, part)
         for k in keys:
@@ -166,7 +166,8 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
     return Effective(
         user=user,
         group=group,
-        priority=config.groups[group].priority if group in config.groups else 0,
+        priority=config.groups[group].priority if group is not None and group in config.groups
+        else 0,
         limits=Limits(**limits),  # type: ignore[arg-type]
         aggregate=Aggregate(**aggregate),  # type: ignore[arg-type]
         policies=IdlePolicy(**policies),  # type: ignore[arg-type]

@@ -16,7 +16,6 @@ from typing import Any
 from ds01d import schema as js
 from ds01d import units
 from ds01d.config.model import (
-    AGGREGATE_KEYS,
     CONTAINER_TYPES,
     LIMIT_KEYS,
     POLICY_KEYS,
@@ -48,7 +47,7 @@ _INT_KEYS = frozenset({"max_gpu_slots_per_container", "pids_limit", "max_contain
 def convert(key: str, value: Any) -> Value:
     """A validated raw value as ds01 uses it: bytes, hours, percent, int, float, bool."""
     if value is None or isinstance(value, bool):
-        return value  # type: ignore[no-any-return]
+        return value
     if key in _SIZE_KEYS:
         return units.parse_size(value)
     if key == "cpu_quota":
@@ -154,7 +153,8 @@ def _layer(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPath,
     return Layer(source, limits, aggregate, policies)
 
 
-def _members_files(files: _Files, groups: Mapping[str, Any]) -> dict[str, set[str]]:
+def _members_files(files: _Files, groups: Mapping[str, Any] | None) -> dict[str, set[str]]:
+    """Users per ``groups/<group>.members``; ``groups=None``: check syntax only."""
     folder = files.etc / GROUPS_DIR
     found: dict[str, set[str]] = {}
     if not folder.is_dir():
@@ -167,7 +167,7 @@ def _members_files(files: _Files, groups: Mapping[str, Any]) -> dict[str, set[st
         except ConfigError as e:
             files.errors.extend(e.errors)
             continue
-        if path.stem not in groups:
+        if groups is not None and path.stem not in groups:
             files.warnings.append(Diagnostic(display, 0, "", f"no group {path.stem!r} in "
                                              f"{LIMITS_FILE}: this file is ignored"))
             continue
@@ -207,7 +207,8 @@ def _groups(files: _Files, doc: Document) -> dict[str, Group]:
 
 def _overrides(files: _Files, doc: Document, extra: Document | None) -> dict[str, Override]:
     out: dict[str, Override] = {}
-    sources = [(doc, ("user_overrides",), doc.data.get("user_overrides") or {})]
+    sources: list[tuple[Document, KeyPath, Any]] = [
+        (doc, ("user_overrides",), doc.data.get("user_overrides") or {})]
     if extra is not None:
         sources.append((extra, (), extra.data))
     for d, base, table in sources:
@@ -243,7 +244,8 @@ def _exemptions(files: _Files, doc: Document | None) -> tuple[Exemption, ...]:
         try:
             when = None if expires is None else parse_when(expires)
         except ValueError as e:
-            files.error(doc, ("exemptions", i, "expires_on"), f"{expires!r} is not a real date: {e}")
+            files.error(doc, ("exemptions", i, "expires_on"),
+                        f"{expires!r} is not a real date: {e}")
             continue
         out.append(Exemption(raw["username"], frozenset(raw["exempt_from"]), raw["reason"],
                              raw["approved_by"], when))
@@ -317,6 +319,7 @@ def load_config(etc: Path) -> DesiredConfig:
                                 required=False)
     mig_doc = files.document(MIG_FILE, "mig-layout.schema.json", required=False)
     if doc is None:
+        _members_files(files, None)
         raise ConfigError(sorted(files.errors))
     _ignored_sections(files, doc)
     config = DesiredConfig(

@@ -1,0 +1,31 @@
+"""Shared test helpers: a temporary ds01 root with desired-state files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+MakeRoot = Callable[..., Path]
+
+
+@pytest.fixture
+def make_root(tmp_path: Path) -> MakeRoot:
+    """``make_root({"resource-limits.yaml": "...", "groups/x.members": "..."})`` -> root."""
+
+    def make(files: dict[str, str], *, simulated: bool = False) -> Path:
+        root = tmp_path / "root"
+        etc = root / "etc/ds01"
+        etc.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            path = etc / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if simulated:
+            (root / "var/lib/ds01/sim").mkdir(parents=True, exist_ok=True)
+        return root
+
+    return make

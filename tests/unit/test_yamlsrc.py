@@ -1,0 +1,110 @@
+"""Any bytes in a desired-state file give data or a clear error, never a crash."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ds01d.config.loader import load_config
+from ds01d.config.want import from_yaml
+from ds01d.errors import ConfigError
+from ds01d.yamlsrc import MAX_BYTES, load_file, parse
+
+
+def test_lines_of_keys_and_items() -> None:
+    doc = parse("a:\n  b: 1\n  c:\n    - x\n    - y\n", "f.yaml")
+    assert doc.data == {"a": {"b": 1, "c": ["x", "y"]}}
+    assert doc.lines[("a", "b")] == 2 and doc.lines[("a", "c", 1)] == 5
+    assert doc.line_of(("a", "c", 1, "deeper")) == 5
+
+
+def test_scalars_are_json_like() -> None:
+    doc = parse("d: 2026-06-30\nb: yes\nn: ~\nf: 1.5\ni: 0x10\n1: numeric key\n", "f")
+    assert doc.data == {"d": "2026-06-30", "b": True, "n": None, "f": 1.5, "i": 16,
+                        "1": "numeric key"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: 1\na: 2\n", "f:2: key 'a' appears twice in the same mapping"),
+    ("a: &x [*x]\n", "f:1: an alias refers to itself"),
+    ("? [a]\n: 1\n", "f:1: a key must be a plain word"),
+    ("a: .inf\n", "f:1: '.inf' is not a finite number"),
+    ("a: [\n", "f:2: not valid YAML"),
+    ("a: 1\n---\nb: 2\n", "not valid YAML"),
+    ("a: \x00", "contains NUL bytes"),
+    ("a: !!python/object:os.system x\n", "f:1: tag 'tag:yaml.org,2002:python/object:os.system' is not allowed"),
+    ("a: !custom {b: 1}\n", "f:1: tag '!custom' is not allowed"),
+    ("[" * 100 + "]" * 100, "nested more than 64 levels deep"),
+])
+def test_refused_with_a_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(text, "f")
+    assert message in str(err.value)
+
+
+def test_billion_laughs_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    with pytest.raises(ConfigError) as err:
+        parse("\n".join(lines) + "\n", "f")
+    assert "more than 200000 values" in str(err.value)
+
+
+def test_merge_keys_work() -> None:
+    doc = parse("base: &b {max_cpus: 4}\ngroup:\n  <<: *b\n  memory: 8g\n", "f")
+    assert doc.data["group"] == {"max_cpus": 4, "memory": "8g"}
+
+
+def test_file_limits(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_BYTES + 1))
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_file(big, display="big.yaml")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"a: 1\nb: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin\.yaml:2: not UTF-8 text"):
+        load_file(latin, display="latin.yaml")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(latin)
+    with pytest.raises(ConfigError, match="is a symlink"):
+        load_file(link, display="link.yaml", follow_symlinks=False)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_file(tmp_path, display="dir")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_file(fifo, display="fifo")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_as_resource_limits_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFactory,
+                                                           raw: bytes) -> None:
+    etc = tmp_path_factory.mktemp("etc")
+    (etc / "resource-limits.yaml").write_bytes(raw)
+    try:
+        load_config(etc)
+    except ConfigError as e:
+        assert e.errors and all(str(d).startswith("resource-limits.yaml") for d in e.errors)
+
+
+yamlish = st.lists(st.sampled_from(
+    ["version: 1", "kind: container", "name: t", "image: i", "gpus: 1", "mig: 1g.5gb",
+     "requested_at: '2026-11-22T18:00:00Z'", "memory: 32gb", "cpus: -1", "  - x", ": :", "&a",
+     "*a", "[", "{", "'", "#", "\t", "---", "name: [1]", "user: root"]), max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace")),
+                 yamlish.map("\n".join)))
+def test_any_text_as_want_gives_a_want_or_a_clear_error(text: str) -> None:
+    try:
+        want = from_yaml(text, user="alice", file="w.yaml")
+    except ConfigError as e:
+        assert e.errors and all(str(d).startswith("w.yaml") for d in e.errors)
+    else:
+        assert want.user == "alice"
