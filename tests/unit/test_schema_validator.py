@@ -38,6 +38,10 @@ CASES: list[tuple[str, str, str | None]] = [
     ("resource-limits.schema.json", "defaults: {memory: -1}", "is not a size"),
     ("resource-limits.schema.json", "defaults: {memory: null, max_cpus: null}", None),
     ("resource-limits.schema.json", "defaults: {max_cpus: 0}", "must be more than 0"),
+    ("resource-limits.schema.json", "defaults: {max_gpu_equivalents: 0, memory: 0, pids_limit: 0}", None),
+    ("resource-limits.schema.json", "groups: {s: {priority: 0, policies: {gpu_idle_threshold: 100}}}", None),
+    ("resource-limits.schema.json", "policies: {high_demand_threshold: 1, grace_period_m: 0}", None),
+    ("resource-limits.schema.json", "groups: {s: {priority: -1}}", "below the minimum 0"),
     ("resource-limits.schema.json", "defaults: {allow_full_gpu: 1}", "1 is not true or false"),
     ("resource-limits.schema.json", "defaults: {pids_limit: 2.5}", "is not a whole number"),
     ("resource-limits.schema.json", "defaults: {idle_timeout: 30m, max_runtime: 2d}", None),
@@ -121,7 +125,7 @@ VALID = {n: [parse(t, "f").data for s, t, e in CASES if s == n and e is None] fo
 VOCAB = sorted({k for n in NAMES for k in json.dumps(js.load_schema(n)).split('"')
                 if k.replace("_", "").replace("-", "").isalnum()})[:400]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none() | st.booleans() | st.sampled_from([0, 1, 100, 1000, 0.0, 1.0]) | st.integers(-10, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from(["32g", "1.5T", "32gb", "800%", "30m", "2026-06-30", "3g.40gb", "x", ""]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(VOCAB), inner, max_size=3),
     max_leaves=8)
