@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -97,12 +98,18 @@ def _over(what: str, asked: str, limit: str, key: str) -> str:
     return f"{what} {asked} is over your limit of {limit} ({key})"
 
 
-def limit_problems(want: Want, limits: Limits) -> list[str]:
-    """Why ``want`` can never be served under ``limits`` (empty: it can)."""
+def limit_problems(want: Want, limits: Limits, profiles: Sequence[str] = ()) -> list[str]:
+    """Why ``want`` can never be served under ``limits`` (empty: it can).
+
+    ``profiles``: the MIG profiles this server offers, named when full GPUs are refused.
+    """
     problems = []
     if want.gpus and not limits.allow_full_gpu:
+        quota = limits.max_gpu_equivalents
+        fit = [p for p in profiles if quota is None or units.mig_gpu_equivalents(p) <= quota]
+        offer = f" ({', '.join(fit)})" if fit else ""
         problems.append("your group may not use full GPUs (allow_full_gpu is false): ask for a "
-                        "MIG instance with --mig PROFILE instead")
+                        f"MIG instance with --mig PROFILE instead{offer}")
     slots = limits.max_gpu_slots_per_container
     if slots is not None and want.device_count > slots:
         problems.append(_over("asking for", f"{want.device_count} devices", str(slots),

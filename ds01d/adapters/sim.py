@@ -1,0 +1,293 @@
+"""The simulated host: stateful fakes of systemd, Docker, NVML and /proc over one state.
+
+They behave like the real things where ds01 depends on it: a slice exists once started and
+cannot be started twice; a container gets an id, a state and timestamps; a container asking
+for a device the host lacks is created but fails at start, as Docker does; MIG instances have
+UUIDs and profiles; a stopped container's processes are gone. The state lives in memory for
+tests and in ``var/lib/ds01/sim/host.json`` for ``ds01d --simulate`` and ``ds01 sim``, so
+other processes see it (:func:`locked` serialises them with ``flock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ds01d.adapters.base import PermanentError, TemporaryError
+from ds01d.core.actions import ContainerSpec
+from ds01d.core.model import (
+    Container,
+    Gpu,
+    GpuProcess,
+    MigInstance,
+    ProcOwner,
+    SliceState,
+)
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC).timestamp()
+"""Simulated time starts on a Monday morning; it moves only with ``ds01 sim advance``."""
+FIRST_UID = 20001
+
+
+def _uuid(kind: str, *parts: object) -> str:
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+    return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def sim_gpu(index: int, profiles: Mapping[str, int] | None = None,
+            model: str = "NVIDIA A100-PCIE-40GB", memory_mib: int = 40960) -> dict[str, Any]:
+    """One simulated GPU; ``profiles`` (e.g. ``{"3g.20gb": 2}``) turns MIG on."""
+    uuid = _uuid("GPU", "sim", index)
+    instances = []
+    gi = 1
+    for profile, count in (profiles or {}).items():
+        for _ in range(count):
+            instances.append({"uuid": _uuid("MIG", uuid, gi), "profile": profile, "gi": gi})
+            gi += 1
+    return {"index": index, "uuid": uuid, "model": model, "memory_mib": memory_mib,
+            "mig_enabled": bool(profiles), "instances": instances, "utilization": 0.0}
+
+
+def default_gpus() -> list[dict[str, Any]]:
+    """4x A100-PCIE-40GB: GPUs 0-1 whole, GPU 2 MIG 3g.20gb x2, GPU 3 MIG 2g.10gb x3."""
+    return [sim_gpu(0), sim_gpu(1), sim_gpu(2, {"3g.20gb": 2}), sim_gpu(3, {"2g.10gb": 3})]
+
+
+@dataclass
+class SimHost:
+    """The whole simulated machine, JSON-serialisable."""
+
+    now: float = START
+    gpus: list[dict[str, Any]] = field(default_factory=default_gpus)
+    slices: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+    next_id: int = 1
+    next_pid: int = 4000
+
+    def clock(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
+
+    def uid_of(self, user: str) -> int:
+        """A stable uid for a simulated user (any name is valid here)."""
+        if user not in self.users:
+            self.users[user] = FIRST_UID + len(self.users)
+        return self.users[user]
+
+    def user_of(self, uid: int) -> str | None:
+        return next((u for u, i in self.users.items() if i == uid), None)
+
+    def device_uuids(self) -> set[str]:
+        out = set()
+        for g in self.gpus:
+            out.add(g["uuid"])
+            out.update(i["uuid"] for i in g["instances"])
+        return out
+
+    def container(self, ref: str) -> dict[str, Any]:
+        """A container by id, id prefix or name."""
+        for c in self.containers.values():
+            if c["id"].startswith(ref) or c["name"] == ref:
+                return c
+        raise PermanentError(f"No such container: {ref}")
+
+    def add_process(self, device: str, *, uid: int | None, container_id: str | None,
+                    mem_mib: int) -> int:
+        if device not in self.device_uuids():
+            raise PermanentError(f"no GPU or MIG instance {device} on this host")
+        pid = self.next_pid
+        self.next_pid += 1
+        self.processes[str(pid)] = {"pid": pid, "device": device, "mem": mem_mib, "uid": uid,
+                                    "container_id": container_id}
+        return pid
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SimHost:
+        return cls(**json.loads(text))
+
+
+def host_file(sim_dir: Path) -> Path:
+    return sim_dir / "host.json"
+
+
+@contextlib.contextmanager
+def locked(sim_dir: Path) -> Iterator[SimHost]:
+    """The simulated host, loaded under an exclusive lock and saved back on success."""
+    path = host_file(sim_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"no simulated host in {sim_dir} (run: ds01 sim init)")
+    with open(sim_dir / "host.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        host = SimHost.from_json(path.read_text())
+        yield host
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(host.to_json())
+        os.replace(tmp, path)
+
+
+class SimSystemd:
+    """Transient slices as systemd keeps them: present once started, gone once stopped."""
+
+    def __init__(self, host: SimHost) -> None:
+        self.host = host
+
+    def list_slices(self) -> list[SliceState]:
+        return [SliceState(n, dict(p)) for n, p in sorted(self.host.slices.items())]
+
+    def start_slice(self, name: str, properties: Mapping[str, int | None]) -> None:
+        if name in self.host.slices:
+            raise TemporaryError(f"Unit {name} already exists.")
+        self.host.slices[name] = dict(properties)
+
+    def set_slice_properties(self, name: str, properties: Mapping[str, int | None]) -> None:
+        if name not in self.host.slices:
+            raise TemporaryError(f"Unit {name} not loaded.")
+        self.host.slices[name].update(properties)
+
+    def stop_slice(self, name: str) -> None:
+        self.host.slices.pop(name, None)
+
+
+def _when(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+class SimDocker:
+    """Containers with Docker's states and timestamps; ``--gpus`` devices checked at start."""
+
+    def __init__(self, host: SimHost) -> None:
+        self.host = host
+
+    def list_containers(self) -> list[Container]:
+        return [self._observe(c) for c in sorted(self.host.containers.values(),
+                                                 key=lambda c: c["id"])]
+
+    def _observe(self, c: Mapping[str, Any]) -> Container:
+        return Container(
+            id=c["id"], name=c["name"], image=c["image"], labels=dict(c["labels"]),
+            state=c["state"], devices=tuple(c["devices"]), created_at=_when(c["created_at"])
+            or self.host.clock(), started_at=_when(c["started_at"]),
+            finished_at=_when(c["finished_at"]), all_gpus=bool(c.get("all_gpus")),
+            cpu_percent=float(c.get("cpu_percent", 0.0)), cgroup_parent=c["cgroup_parent"],
+            exit_code=c.get("exit_code"))
+
+    def create_and_start(self, spec: ContainerSpec) -> str:
+        if any(c["name"] == spec.docker_name for c in self.host.containers.values()):
+            raise TemporaryError(f"Conflict. The container name /{spec.docker_name} is in use")
+        if spec.cgroup_parent and not spec.cgroup_parent.endswith(".slice"):
+            raise PermanentError("cgroup-parent for systemd cgroup should be a valid slice")
+        cid = hashlib.sha256(f"{spec.docker_name}/{self.host.next_id}".encode()).hexdigest()
+        self.host.next_id += 1
+        if spec.uid is None:
+            self.host.uid_of(spec.user)
+        self.host.containers[cid] = {
+            "id": cid, "name": spec.docker_name, "image": spec.image, "labels": dict(spec.labels),
+            "state": "created", "devices": list(spec.devices), "created_at": self.host.now,
+            "started_at": None, "finished_at": None, "cpu_percent": 0.0, "gpu_util": 0.0,
+            "cgroup_parent": spec.cgroup_parent, "exit_code": None}
+        self.start(cid)
+        return cid
+
+    def start(self, container_id: str) -> None:
+        c = self.host.container(container_id)
+        missing = set(c["devices"]) - self.host.device_uuids()
+        if missing:
+            raise PermanentError("could not select device driver \"nvidia\" with capabilities: "
+                                 f"[[gpu]]: unknown device {sorted(missing)[0]}")
+        c.update(state="running", started_at=self.host.now, finished_at=None, exit_code=None,
+                 cpu_percent=0.0, gpu_util=0.0)
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        c = self.host.container(container_id)
+        if c["state"] != "running":
+            return
+        c.update(state="exited", finished_at=self.host.now, exit_code=143, cpu_percent=0.0,
+                 gpu_util=0.0)
+        for pid, p in list(self.host.processes.items()):
+            if p["container_id"] == c["id"]:
+                del self.host.processes[pid]
+        _refresh_utilization(self.host)
+
+    def remove(self, container_id: str) -> None:
+        c = self.host.container(container_id)
+        if c["state"] == "running":
+            raise TemporaryError(f"You cannot remove a running container {c['id'][:12]}")
+        del self.host.containers[c["id"]]
+
+
+def _refresh_utilization(host: SimHost) -> None:
+    """A whole GPU's utilisation is what the running container holding it reports."""
+    for g in host.gpus:
+        g["utilization"] = max((c["gpu_util"] for c in host.containers.values()
+                                if c["state"] == "running" and g["uuid"] in c["devices"]),
+                               default=0.0)
+
+
+def set_activity(host: SimHost, ref: str, *, gpu_util: float | None, cpu: float | None) -> None:
+    """``ds01 sim activity``: whole GPUs report ``gpu_util``; a MIG instance cannot, so GPU
+    activity there is a compute process in the container on each of its instances."""
+    c = host.container(ref)
+    if c["state"] != "running":
+        raise PermanentError(f"{c['name']} is not running")
+    if cpu is not None:
+        c["cpu_percent"] = cpu
+    if gpu_util is not None:
+        c["gpu_util"] = gpu_util
+        mig = {i["uuid"] for g in host.gpus for i in g["instances"]}
+        for pid, p in list(host.processes.items()):
+            if p["container_id"] == c["id"] and p["device"] in mig:
+                del host.processes[pid]
+        if gpu_util > 0:
+            for dev in c["devices"]:
+                if dev in mig:
+                    host.add_process(dev, uid=host.users.get(c["labels"].get("ds01.user", "")),
+                                     container_id=c["id"], mem_mib=2048)
+        _refresh_utilization(host)
+
+
+class SimNvml:
+    def __init__(self, host: SimHost) -> None:
+        self.host = host
+
+    def gpus(self) -> list[Gpu]:
+        return [Gpu(g["index"], g["uuid"], g["model"], g["memory_mib"], g["mig_enabled"],
+                    tuple(MigInstance(i["uuid"], i["profile"], i["gi"]) for i in g["instances"]),
+                    None if g["mig_enabled"] else float(g["utilization"]))
+                for g in self.host.gpus]
+
+    def processes(self) -> list[GpuProcess]:
+        return [GpuProcess(p["pid"], p["device"], p["mem"])
+                for p in sorted(self.host.processes.values(), key=lambda p: p["pid"])]
+
+
+class SimProcfs:
+    def __init__(self, host: SimHost) -> None:
+        self.host = host
+
+    def owner(self, pid: int) -> ProcOwner:
+        p = self.host.processes.get(str(pid))
+        if p is None:
+            return ProcOwner(pid, None, None, None)
+        uid = p["uid"]
+        user = None if uid is None else self.host.user_of(uid)
+        return ProcOwner(pid, p["container_id"], uid, user)
+
+
+@dataclass
+class SimClock:
+    host: SimHost
+
+    def now(self) -> datetime:
+        return self.host.clock()

@@ -1,0 +1,1 @@
+"""The pure core: observed-state model, actions, and ``plan``. No I/O anywhere here."""

@@ -1,0 +1,169 @@
+"""The closed set of things a pass may do. Each is a frozen value with a ``key``: the object it
+acts on, used for per-object backoff and for recorded-action tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EnsureSlice:
+    """Create a transient slice with these properties (``None`` = infinity)."""
+
+    name: str
+    properties: Mapping[str, int | None]
+
+    @property
+    def key(self) -> str:
+        return f"slice/{self.name}"
+
+
+@dataclass(frozen=True)
+class SetSliceProperties:
+    """Set drifted properties of an existing slice back."""
+
+    name: str
+    properties: Mapping[str, int | None]
+
+    @property
+    def key(self) -> str:
+        return f"slice/{self.name}"
+
+
+@dataclass(frozen=True)
+class StopSlice:
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"slice/{self.name}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything Docker needs to create one ds01 container."""
+
+    docker_name: str
+    user: str
+    want_name: str
+    image: str
+    labels: Mapping[str, str]
+    devices: tuple[str, ...]
+    cgroup_parent: str
+    nano_cpus: int | None
+    memory: int | None
+    memory_swap: int | None
+    shm_size: int | None
+    pids_limit: int | None
+    uid: int | None
+    gid: int | None
+    workspace: str
+    """Host folder bind-mounted at ``/workspace``."""
+
+
+@dataclass(frozen=True)
+class CreateContainer:
+    """Create and start a container holding exactly ``spec.devices``."""
+
+    spec: ContainerSpec
+    gpu_equivalents: float
+
+    @property
+    def key(self) -> str:
+        return f"container/{self.spec.user}/{self.spec.want_name}"
+
+
+@dataclass(frozen=True)
+class StartContainer:
+    """Start an existing stopped container again (its owner asked again)."""
+
+    container_id: str
+    user: str
+    name: str
+    devices: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"container/{self.user}/{self.name}"
+
+
+@dataclass(frozen=True)
+class StopContainer:
+    """Stop a container (SIGTERM, SIGKILL after ``grace_s``); its devices are released."""
+
+    container_id: str
+    user: str | None
+    name: str
+    reason: str
+    """``idle``, ``runtime``, ``dropped``, ``user``..."""
+    grace_s: float
+    devices: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"container/{self.user}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RemoveContainer:
+    container_id: str
+    user: str | None
+    name: str
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"container/{self.user}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RemoveWant:
+    """Delete a fulfilled want: its policy-stopped container was removed after the hold."""
+
+    user: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"want/{self.user}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Warn:
+    """Tell a user (event + journal) that a stop is coming; given once per ``report_key``."""
+
+    user: str | None
+    name: str
+    event_type: str
+    message: str
+    report_key: str
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
+@dataclass(frozen=True)
+class FlagUntracked:
+    """GPU use nobody was allocated: flagged once per (pid, device) while it lasts."""
+
+    pid: int
+    device: str
+    gpu_index: int
+    user: str | None
+    container: str | None
+    used_memory_mib: int
+    report_key: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
+Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked)
+MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,
+            StopContainer, RemoveContainer, RemoveWant)
+"""Actions that change the machine (the rest only report)."""

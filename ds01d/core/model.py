@@ -1,0 +1,165 @@
+"""Frozen values for what ds01 observes on the machine, and for what it wants."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ds01d.config.model import DesiredConfig, Effective
+from ds01d.config.want import Want
+
+LABEL_MANAGED = "ds01.managed"
+LABEL_USER = "ds01.user"
+LABEL_NAME = "ds01.name"
+LABEL_GROUP = "ds01.group"
+LABEL_DEVICES = "ds01.devices"
+LABEL_GPUEQ = "ds01.gpu_equivalents"
+LABEL_REQUESTED = "ds01.requested_at"
+
+
+@dataclass(frozen=True)
+class SliceState:
+    """A systemd slice and the properties ds01 manages on it (``None`` = infinity)."""
+
+    name: str
+    properties: Mapping[str, int | None]
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    uuid: str
+    profile: str
+    gpu_instance_id: int
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    uuid: str
+    model: str
+    memory_mib: int
+    mig_enabled: bool
+    instances: tuple[MigInstance, ...] = ()
+    utilization: float | None = None
+    """Percent; ``None`` where NVML does not report it (MIG mode)."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """What can be allocated: a whole GPU (MIG off) or one MIG instance."""
+
+    uuid: str
+    gpu_index: int
+    profile: str | None
+    gpu_equivalents: float
+    gpu_instance_id: int = 0
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    device_uuid: str
+    used_memory_mib: int
+
+
+@dataclass(frozen=True)
+class ProcOwner:
+    """Who a PID belongs to: a container (by id) or a host user (by uid)."""
+
+    pid: int
+    container_id: str | None
+    uid: int | None
+    user: str | None
+
+
+@dataclass(frozen=True)
+class Container:
+    """A Docker container as observed; devices read back from DeviceRequests."""
+
+    id: str
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    state: str
+    """Docker's state: created, running, paused, restarting, exited, dead."""
+    devices: tuple[str, ...]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    all_gpus: bool = False
+    """``--privileged`` or ``NVIDIA_VISIBLE_DEVICES=all``: it can use every GPU."""
+    cpu_percent: float = 0.0
+    cgroup_parent: str = ""
+    exit_code: int | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(LABEL_MANAGED) == "true"
+
+    @property
+    def owner(self) -> str | None:
+        return self.labels.get(LABEL_USER)
+
+    @property
+    def want_name(self) -> str | None:
+        return self.labels.get(LABEL_NAME)
+
+    @property
+    def active(self) -> bool:
+        """Holding its devices: running, or on its way there."""
+        return self.state in ("created", "running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything seen in one pass, plus the daemon's short memory (``idle_since``...)."""
+
+    now: datetime
+    slices: Mapping[str, SliceState]
+    containers: tuple[Container, ...]
+    gpus: tuple[Gpu, ...]
+    processes: tuple[GpuProcess, ...]
+    owners: Mapping[int, ProcOwner]
+    idle_since: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when it was first seen idle (absent: active at the last sample)."""
+    reported: frozenset[str] = frozenset()
+    """Keys of warnings and flags already given while their condition lasts."""
+    previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(user, name) -> the reason last shown for a stopped container (display only)."""
+    adapter_errors: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the name service knows them (``None`` fields on a simulated host)."""
+
+    uid: int | None
+    gid: int | None
+    home: str
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The admin's configuration, every valid want, and what applies to each wanting user."""
+
+    config: DesiredConfig
+    wants: tuple[Want, ...]
+    effective: Mapping[str, Effective]
+    accounts: Mapping[str, Account]
+    invalid_wants: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(user, name) -> why the want file was refused (shown as Failed)."""
+
+
+def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
+    """The allocatable devices: whole GPUs with MIG off, MIG instances otherwise."""
+    from ds01d.units import mig_gpu_equivalents
+
+    out: list[Device] = []
+    for gpu in gpus:
+        if not gpu.mig_enabled:
+            out.append(Device(gpu.uuid, gpu.index, None, 1.0))
+            continue
+        out.extend(Device(i.uuid, gpu.index, i.profile, mig_gpu_equivalents(i.profile),
+                          i.gpu_instance_id) for i in gpu.instances)
+    return tuple(out)

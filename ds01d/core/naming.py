@@ -1,0 +1,40 @@
+"""Names ds01 gives to systemd slices and Docker containers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+ROOT_SLICE = "ds01.slice"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+MAX_PART = 32
+
+
+def unit_part(name: str) -> str:
+    """A user or group name as one part of a slice name.
+
+    ``@domain`` is stripped; characters other than letters, digits and ``_`` become ``_``
+    (a ``-`` would start a deeper slice level); long names are cut. Whenever the name had to be
+    changed, a short hash of the original keeps two users apart (``mary-jane`` and
+    ``mary_jane`` must not share a slice).
+    """
+    local = name.split("@", 1)[0]
+    safe = _UNSAFE.sub("_", local)[:MAX_PART]
+    if safe == local and safe:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{safe or 'u'}_{digest}"
+
+
+def group_slice(group: str) -> str:
+    return f"ds01-{unit_part(group)}.slice"
+
+
+def user_slice(group: str, user: str) -> str:
+    """``ds01-<group>-<user>.slice``: systemd nests it in ``ds01-<group>.slice``."""
+    return f"ds01-{unit_part(group)}-{unit_part(user)}.slice"
+
+
+def docker_name(user: str, name: str) -> str:
+    """The Docker name of a user's container: ``ds01-<user>-<name>``."""
+    return f"ds01-{unit_part(user).lower()}-{name}"

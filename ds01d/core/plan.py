@@ -1,0 +1,98 @@
+"""``plan(desired, observed, now)``: the whole policy, as a pure function.
+
+Order of the actions: slices, then stops and removals (devices are released), then creations
+and starts (devices are taken), then warnings and flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ds01d.config.want import Want
+from ds01d.core.actions import (
+    MUTATING,
+    Action,
+    CreateContainer,
+    EnsureSlice,
+    FlagUntracked,
+    SetSliceProperties,
+    StartContainer,
+    StopSlice,
+    Warn,
+)
+from ds01d.core.devices import holding
+from ds01d.core.lifecycle import (
+    LifecycleResult,
+    check_running,
+    check_stopped,
+    high_demand,
+    timers_for,
+)
+from ds01d.core.model import Desired, Observed, devices_of
+from ds01d.core.slices import plan_slices
+from ds01d.core.status import WantStatus
+from ds01d.core.untracked import plan_untracked
+from ds01d.core.wants import plan_wants
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    statuses: tuple[WantStatus, ...]
+    report_keys: frozenset[str]
+    """Warnings and flags whose condition holds now (given once while it lasts)."""
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        """The actions that change the machine (what "nothing to do" is about)."""
+        return tuple(a for a in self.actions if isinstance(a, MUTATING))
+
+
+def _order(a: Action) -> int:
+    if isinstance(a, EnsureSlice | SetSliceProperties):
+        return 0
+    if isinstance(a, CreateContainer | StartContainer):
+        return 2
+    if isinstance(a, Warn | FlagUntracked):
+        return 3
+    if isinstance(a, StopSlice):
+        return 4
+    return 1
+
+
+def plan_lifecycle(desired: Desired, observed: Observed) -> LifecycleResult:
+    devices = devices_of(observed.gpus)
+    hold = holding(observed, devices, desired.effective, releasing=frozenset())
+    busy = high_demand(desired.config, len(hold.by_device), len(devices))
+    wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
+    out = LifecycleResult()
+    for c in observed.containers:
+        key = (c.owner or "", c.want_name or "")
+        want = wants.get(key)
+        eff = desired.effective.get(c.owner or "")
+        if c.managed and want is None:
+            continue  # dropped: the wants planner retires it
+        if c.state == "running":
+            check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
+                          config=desired.config, busy=busy, out=out)
+        elif c.managed:
+            check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
+    return out
+
+
+def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
+    """Everything the next pass should do, and the status of every want. No I/O."""
+    observed = replace(observed, now=now)
+    life = plan_lifecycle(desired, observed)
+    want_actions, statuses = plan_wants(desired, observed, life, devices_of(observed.gpus))
+    flags, flag_keys = plan_untracked(observed)
+    actions = plan_slices(desired, observed) + life.actions + want_actions + flags
+    keys = frozenset(life.report_keys | flag_keys)
+    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
+                                        and a.report_key in observed.reported)]
+    failed = [WantStatus(u, n, "Failed", why, since=None)
+              for (u, n), why in sorted(desired.invalid_wants.items())]
+    ordered = sorted(fresh, key=_order)
+    return Plan(tuple(ordered), tuple(sorted(statuses + failed, key=lambda s: (s.user, s.name))),
+                keys)

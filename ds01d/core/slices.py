@@ -1,0 +1,68 @@
+"""Slices: ``ds01.slice`` / ``ds01-<group>.slice`` / ``ds01-<group>-<user>.slice``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ds01d.config.model import Effective
+from ds01d.core.actions import Action, EnsureSlice, SetSliceProperties, StopSlice
+from ds01d.core.model import Desired, Observed
+from ds01d.core.naming import ROOT_SLICE, group_slice, user_slice
+
+USEC_PER_PERCENT = 10_000
+"""CPUQuotaPerSecUSec per percent of one CPU: 100% = 1 s of CPU per second."""
+
+
+def slice_properties(eff: Effective) -> dict[str, int | None]:
+    """systemd properties of a user's slice (``None`` = infinity).
+
+    ref: systemd.resource-control(5): CPUQuota= (as CPUQuotaPerSecUSec), MemoryMax=,
+    MemoryHigh=, TasksMax=.
+    """
+    agg = eff.aggregate
+    quota = None if agg.cpu_quota is None else int(agg.cpu_quota * USEC_PER_PERCENT)
+    tasks = agg.tasks_max if agg.tasks_max is not None else eff.limits.max_tasks
+    return {"CPUQuotaPerSecUSec": quota, "MemoryMax": agg.memory_max,
+            "MemoryHigh": agg.memory_high, "TasksMax": tasks}
+
+
+def slice_users(desired: Desired, observed: Observed) -> set[str]:
+    """Users who need a slice: a want, or a ds01 container."""
+    users = {w.user for w in desired.wants}
+    users |= {c.owner for c in observed.containers if c.managed and c.owner}
+    return users
+
+
+def wanted_slices(desired: Desired, users: Iterable[str]) -> dict[str, dict[str, int | None]]:
+    out: dict[str, dict[str, int | None]] = {}
+    for user in sorted(users):
+        eff = desired.effective.get(user)
+        if eff is None:
+            continue
+        group = eff.group or "default"
+        out.setdefault(ROOT_SLICE, {})
+        out.setdefault(group_slice(group), {})
+        out[user_slice(group, user)] = slice_properties(eff)
+    return out
+
+
+def _drift(want: Mapping[str, int | None], have: Mapping[str, int | None]
+           ) -> dict[str, int | None]:
+    return {k: v for k, v in want.items() if k not in have or have[k] != v}
+
+
+def plan_slices(desired: Desired, observed: Observed) -> list[Action]:
+    """Create missing slices, set drifted properties back, stop user slices nobody needs."""
+    wanted = wanted_slices(desired, slice_users(desired, observed))
+    actions: list[Action] = []
+    for name, props in wanted.items():
+        have = observed.slices.get(name)
+        if have is None:
+            actions.append(EnsureSlice(name, props))
+        elif drift := _drift(props, have.properties):
+            actions.append(SetSliceProperties(name, drift))
+    in_use = {c.cgroup_parent for c in observed.containers}
+    for name in sorted(observed.slices):
+        if name.count("-") >= 2 and name not in wanted and name not in in_use:
+            actions.append(StopSlice(name))
+    return actions

@@ -1,0 +1,36 @@
+"""What ``ds01 status`` shows for each want."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+PHASES = ("Pending", "Running", "Stopped", "Failed")
+
+
+@dataclass(frozen=True)
+class WantStatus:
+    user: str
+    name: str
+    phase: str
+    reason: str
+    devices: tuple[str, ...] = ()
+    gpu_equivalents: float = 0.0
+    queue_position: int | None = None
+    since: datetime | None = None
+    idle_for_s: float | None = None
+    stops_at: datetime | None = None
+    container: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``status --json`` shape of DESIGN.md (plus idle_for_s, stops_at, container)."""
+        def iso(t: datetime | None) -> str | None:
+            return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        return {"user": self.user, "name": self.name, "phase": self.phase,
+                "reason": self.reason, "devices": list(self.devices),
+                "gpu_equivalents": round(self.gpu_equivalents, 4),
+                "queue_position": self.queue_position, "since": iso(self.since),
+                "idle_for_s": None if self.idle_for_s is None else round(self.idle_for_s),
+                "stops_at": iso(self.stops_at), "container": self.container}

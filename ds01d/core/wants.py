@@ -1,0 +1,271 @@
+"""Wants -> containers: per-container and per-user limits, allocation, and the fair queue.
+
+Queue order: group ``priority`` (higher first), then fair share (the user's GPU-equivalents in
+use / their quota, lower first), then request time. Re-evaluated every pass; a running
+container is never evicted. A want that is blocked does not block the ones behind it that
+can be served with other devices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ds01d.config.model import Effective
+from ds01d.config.want import Want, limit_problems, with_defaults
+from ds01d.core import model as m
+from ds01d.core.actions import (
+    Action,
+    ContainerSpec,
+    CreateContainer,
+    RemoveContainer,
+    StartContainer,
+    StopContainer,
+)
+from ds01d.core.devices import Holding, choose, holding
+from ds01d.core.lifecycle import LifecycleResult
+from ds01d.core.model import Container, Desired, Device, Observed
+from ds01d.core.naming import docker_name, user_slice
+from ds01d.core.status import WantStatus
+
+Key = tuple[str, str]
+
+
+def spec_hash(want: Want) -> str:
+    """What the container was made from: asking again with other options replaces it."""
+    text = f"{want.image}|{want.gpus}|{want.mig}|{want.cpus}|{want.memory}|{want.shm}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Pass:
+    """Bookkeeping while one pass serves the queue."""
+
+    free: list[Device]
+    usage: dict[str, float]
+    held: dict[str, int]
+    containers: dict[str, int]
+    actions: list[Action] = field(default_factory=list)
+    statuses: dict[Key, WantStatus] = field(default_factory=dict)
+
+
+def by_want(observed: Observed) -> dict[Key, list[Container]]:
+    """ds01 containers per (user, want name), the one to keep first (active, then newest)."""
+    out: dict[Key, list[Container]] = {}
+    for c in observed.containers:
+        if c.managed and c.owner and c.want_name:
+            out.setdefault((c.owner, c.want_name), []).append(c)
+    for cs in out.values():
+        cs.sort(key=lambda c: (not c.active, -c.created_at.timestamp(), c.id))
+    return out
+
+
+def _retire(c: Container, reason: str, grace: float, actions: list[Action]) -> None:
+    name = c.want_name or c.name
+    if c.active:
+        actions.append(StopContainer(c.id, c.owner, name, reason, grace, c.devices))
+    actions.append(RemoveContainer(c.id, c.owner, name, reason))
+
+
+def host_problems(want: Want, devices: tuple[Device, ...]) -> list[str]:
+    """Why this server can never serve ``want``, whatever is running."""
+    profiles = sorted({d.profile for d in devices if d.profile})
+    whole = sum(1 for d in devices if d.profile is None)
+    if want.mig is not None and want.mig not in profiles:
+        have = ", ".join(profiles) or "none"
+        return [f"this server has no {want.mig} MIG instances (it has: {have})"]
+    if want.gpus and want.gpus > whole:
+        return [f"this server has {whole} whole GPUs (MIG off); {want.gpus} asked"]
+    return []
+
+
+def share(user: str, eff: Effective, usage: Mapping[str, float]) -> float:
+    quota = eff.limits.max_gpu_equivalents
+    used = usage.get(user, 0.0)
+    if quota is None:
+        return 0.0
+    return used / quota if quota > 0 else float("inf")
+
+
+def queue_order(wants: list[Want], desired: Desired, usage: Mapping[str, float]) -> list[Want]:
+    def key(w: Want) -> tuple[int, float, datetime, str, str]:
+        eff = desired.effective[w.user]
+        return (-eff.priority, share(w.user, eff, usage), w.requested_at, w.user, w.name)
+
+    return sorted(wants, key=key)
+
+
+def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
+               devices: tuple[Device, ...]) -> tuple[list[Action], list[WantStatus]]:
+    """Create, start, replace or retire containers so that each want is served or queued."""
+    groups = by_want(observed)
+    wants = {(w.user, w.name): w for w in desired.wants}
+    actions: list[Action] = []
+    releasing = set(life.stopping)
+    grace = desired.config.policies.sigterm_grace_s
+    for key, cs in sorted(groups.items()):
+        keep = cs[:1] if key in wants else []
+        for extra in cs[len(keep):]:
+            if extra.id not in life.stopping:
+                _retire(extra, "dropped" if key not in wants else "duplicate", grace, actions)
+            releasing.add(extra.id)
+    hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
+    state = _start_pass(devices, hold, groups=groups, releasing=releasing)
+    waiting: list[Want] = []
+    for key, want in sorted(wants.items()):
+        c = _primary(groups, key)
+        if not _settled(want, c, desired=desired, observed=observed, life=life, devices=devices,
+                        state=state):
+            waiting.append(want)
+    position = 0
+    for want in queue_order(waiting, desired, state.usage):
+        c = _primary(groups, (want.user, want.name))
+        reason = _serve(want, c, desired, hold, state)
+        if reason is not None:
+            position += 1
+            state.statuses[(want.user, want.name)] = WantStatus(
+                want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
+                want.requested_at)
+    return actions + state.actions, list(state.statuses.values())
+
+
+def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | None:
+    cs = groups.get(key)
+    return cs[0] if cs else None
+
+
+def _start_pass(devices: tuple[Device, ...], hold: Holding, *,
+                groups: Mapping[Key, list[Container]], releasing: set[str]) -> _Pass:
+    gpueq = {d.uuid: d.gpu_equivalents for d in devices}
+    usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
+    held = {u: len(ds) for u, ds in hold.by_user.items()}
+    count: dict[str, int] = {}
+    for (user, _), cs in groups.items():
+        count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
+    free = [d for d in devices if d.uuid not in hold.by_device]
+    return _Pass(free, usage, held, count)
+
+
+def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
+             life: LifecycleResult, devices: tuple[Device, ...], state: _Pass) -> bool:
+    """Give ``want`` its status when it needs no allocation this pass; False: queue it."""
+    key = (want.user, want.name)
+    eff = desired.effective[want.user]
+    profiles = sorted({d.profile for d in devices if d.profile})
+    problems = limit_problems(want, eff.limits, profiles) + host_problems(want, devices)
+    if c is not None and c.id in life.stopping:
+        stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
+                    and a.container_id == c.id)
+        state.statuses[key] = _stopped(want, c, stop.reason, observed.now, life)
+        return True
+    if c is not None and c.active:
+        state.statuses[key] = _running(want, c, observed, life)
+        return True
+    if c is not None and want.requested_at <= (c.finished_at or c.created_at):
+        reason = observed.previous_reasons.get(key) or _exit_reason(c)
+        state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, life)
+        return True
+    if problems:
+        state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
+                                         (), want.gpu_equivalents, None, want.requested_at)
+        return True
+    return False
+
+
+def _exit_reason(c: Container) -> str:
+    return "exited" if c.exit_code is None else f"exited with code {c.exit_code}"
+
+
+def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult) -> WantStatus:
+    since = observed.idle_since.get(c.id)
+    idle = None if since is None else (observed.now - since).total_seconds()
+    gpueq = want.gpu_equivalents
+    return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
+                      c.started_at or c.created_at, idle, life.stops_at.get(c.id), c.name)
+
+
+def _stopped(want: Want, c: Container, reason: str, since: datetime,
+             life: LifecycleResult) -> WantStatus:
+    return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
+                      life.stops_at.get(c.id), c.name)
+
+
+def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
+           state: _Pass) -> str | None:
+    """Start, replace or create the container for ``want``; the reason it waits otherwise."""
+    eff = desired.effective[want.user]
+    lim = eff.limits
+    others = state.containers.get(want.user, 0) - (1 if c is not None else 0)
+    cap = lim.max_containers_per_user
+    if cap is not None and others >= cap:
+        return f"waiting: you have {others} containers (max_containers_per_user is {cap})"
+    if c is not None and _restartable(want, c, hold, state):
+        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices))
+        counted = any(hold.by_device.get(d) == c.id for d in c.devices)
+        _take(state, want, c.devices, counted=counted, new=False)
+        return None
+    quota = lim.max_gpu_equivalents
+    used = state.usage.get(want.user, 0.0)
+    if quota is not None and used + want.gpu_equivalents > quota + 1e-9:
+        return (f"waiting for your other containers: {used:.3g} of {quota:g} GPU-equivalents "
+                "in use (max_gpu_equivalents)")
+    gpu_limit = eff.aggregate.gpu_limit
+    if gpu_limit is not None and state.held.get(want.user, 0) + want.device_count > gpu_limit:
+        return f"waiting for your other containers: {gpu_limit} devices held (gpu_limit)"
+    picked = choose(state.free, profile=want.mig, count=want.device_count) or None
+    if want.device_count and picked is None:
+        what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
+        return f"queued for {what}"
+    if c is not None:
+        state.actions.append(RemoveContainer(c.id, want.user, want.name, "replaced"))
+    uuids = tuple(d.uuid for d in picked or ())
+    state.actions.append(CreateContainer(container_spec(want, eff, desired, uuids),
+                                         want.gpu_equivalents))
+    _take(state, want, uuids, counted=False, new=c is None)
+    return None
+
+
+def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
+    if c.labels.get("ds01.spec") != spec_hash(want):
+        return False
+    free = {d.uuid for d in state.free}
+    return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
+
+
+def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
+          new: bool) -> None:
+    """Mark ``uuids`` taken; ``counted``: already in the user's usage (held after a stop)."""
+    taken = set(uuids)
+    state.free = [d for d in state.free if d.uuid not in taken]
+    if not counted:
+        state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
+        state.held[want.user] = state.held.get(want.user, 0) + len(uuids)
+    if new:
+        state.containers[want.user] = state.containers.get(want.user, 0) + 1
+    state.statuses[(want.user, want.name)] = WantStatus(
+        want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None, None)
+
+
+def container_spec(want: Want, eff: Effective, desired: Desired,
+                   devices: tuple[str, ...]) -> ContainerSpec:
+    """How a want's container is made: exactly its devices, its limits, as its owner."""
+    full = with_defaults(want, eff.limits)
+    acct = desired.accounts.get(want.user) or m.Account(None, None, f"/home/{want.user}")
+    swap = eff.limits.memory_swap
+    if swap is not None and full.memory is not None:
+        swap = max(swap, full.memory)
+    labels = {m.LABEL_MANAGED: "true", m.LABEL_USER: want.user, m.LABEL_NAME: want.name,
+              m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
+              m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
+              m.LABEL_REQUESTED: want.requested_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "ds01.spec": spec_hash(want)}
+    return ContainerSpec(
+        docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
+        image=want.image, labels=labels, devices=devices,
+        cgroup_parent=user_slice(eff.group or "default", want.user),
+        nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
+        memory=full.memory, memory_swap=swap, shm_size=full.shm,
+        pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
+        workspace=f"{acct.home}/workspace/{want.name}")

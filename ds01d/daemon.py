@@ -1,0 +1,225 @@
+"""``ds01d``: converge the machine onto desired state, pass after pass.
+
+Level-triggered: file changes (inotify, through watchdog) and a periodic resync only *wake*
+the loop; every pass observes the machine and plans from scratch. The only memory kept
+between passes is when each container went idle and which warnings were given; a restart
+empties it, which can delay a stop but never cause one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+from ds01d import __version__
+from ds01d.core.idle import track_idle
+from ds01d.core.model import Desired, Observed
+from ds01d.core.plan import Plan, plan
+from ds01d.paths import Paths
+from ds01d.runtime.desired import ConfigSource, assemble, load_wants
+from ds01d.runtime.events import EventLog, event
+from ds01d.runtime.executor import Executor, read_statuses, safe_actions
+from ds01d.runtime.observe import Adapters, observe
+
+log = logging.getLogger("ds01d")
+
+
+@dataclass
+class PassResult:
+    plan: Plan | None
+    observed: Observed
+    executed: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Daemon:
+    paths: Paths
+    simulate: bool
+    config: ConfigSource = field(init=False)
+    events: EventLog = field(init=False)
+    executor: Executor | None = None
+    idle: dict[str, datetime] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    shown_errors: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.config = ConfigSource(self.paths.etc)
+        self.events = EventLog(self.paths.events)
+        for s in read_statuses(self.paths.status):
+            if s.get("phase") == "Stopped":
+                self.reasons[(str(s.get("user")), str(s.get("name")))] = str(s.get("reason"))
+
+    @contextlib.contextmanager
+    def machine(self) -> Iterator[tuple[Adapters, datetime, Any]]:
+        """The adapters and the clock for one pass (the simulated host is locked meanwhile)."""
+        if not self.simulate:
+            raise SystemExit("ds01d: this version drives the simulated host only "
+                             "(ds01d --simulate); the real adapters come next")
+        from ds01d.adapters.sim import locked
+        from ds01d.runtime.simroot import sim_adapters
+
+        with locked(self.paths.sim) as host:
+            adapters, clock = sim_adapters(host)
+            yield adapters, clock.now(), host
+
+    def desired(self, observed: Observed, host: Any) -> Desired | None:
+        config = self.config.load()
+        self._report_config(observed.now)
+        if config is None:
+            return None
+        from ds01d.config.effective import NoNss
+        from ds01d.runtime.simroot import sim_account
+
+        wants, invalid = load_wants(self.paths, uid_of=None)
+        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        return assemble(config, wants, invalid, users=owners, nss=NoNss(),
+                        account=lambda u: sim_account(self.paths, host, u), now=observed.now)
+
+    def _report_config(self, now: datetime) -> None:
+        shown = tuple(str(e) for e in self.config.errors)
+        if shown and shown != self.shown_errors:
+            kept = "keeping the last valid one" if self.config.last else "nothing to keep"
+            log.error("desired state invalid (%s): %s", kept, "; ".join(shown))
+            self.events.append(event("config.invalid", when=now, user=None,
+                                     details={"errors": list(shown[:20]), "kept_last": bool(
+                                         self.config.last)}))
+        self.shown_errors = shown
+
+    def plan_once(self, adapters: Adapters, now: datetime, host: Any) -> PassResult:
+        """Observe and plan, without executing (``ds01 plan``, and the first half of a pass)."""
+        observed = observe(adapters, now)
+        desired = self.desired(observed, host)
+        if desired is None:
+            return PassResult(None, observed)
+        self.idle = track_idle(self.idle, observed, desired.effective, now)
+        reported = frozenset(self.executor.reported) if self.executor else frozenset()
+        observed = replace(observed, idle_since=dict(self.idle), reported=reported,
+                           previous_reasons=dict(self.reasons))
+        return PassResult(plan(desired, observed, now), observed)
+
+    def run_pass(self) -> PassResult:
+        with self.machine() as (adapters, now, host):
+            if self.executor is None:
+                self.executor = Executor(adapters, self.paths, self.events)
+            self.executor.adapters = adapters
+            result = self.plan_once(adapters, now, host)
+            if result.plan is None:
+                return result
+            actions = safe_actions(result.plan, result.observed.adapter_errors)
+            result.failed = self.executor.apply(actions, now)
+            result.executed = len(actions)
+            self.executor.forget_reports(result.plan.report_keys)
+            self._remember_reasons(result.plan)
+            if not result.observed.adapter_errors:
+                self.executor.write_statuses(result.plan.statuses)
+            self._write_memory()
+            return result
+
+    def _remember_reasons(self, p: Plan) -> None:
+        from ds01d.core.actions import StopContainer
+
+        for a in p.actions:
+            if isinstance(a, StopContainer) and a.user:
+                self.reasons[(a.user, a.name)] = a.reason
+
+    def _write_memory(self) -> None:
+        """``run/ds01/memory.json``: what ``ds01 plan`` needs to show what this daemon would
+        do. ds01d itself never reads it back."""
+        from ds01d.fsutil import write_atomic
+
+        self.paths.run.mkdir(parents=True, exist_ok=True)
+        body = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
+                "reported": sorted(self.executor.reported if self.executor else ())}
+        write_atomic(self.paths.run / "memory.json", json.dumps(body, indent=1))
+
+
+def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    class Wake(FileSystemEventHandler):
+        def on_any_event(self, ev: FileSystemEvent) -> None:
+            path = str(ev.src_path)
+            if "/." not in path:  # temp files of atomic writes
+                wake.set()
+
+    observer = Observer()
+    folders = [paths.etc, paths.wants] + ([paths.sim] if simulate else [])
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        observer.schedule(Wake(), str(folder), recursive=folder != paths.sim)
+    observer.start()
+    return observer
+
+
+def serve(d: Daemon, *, interval: float) -> int:
+    """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
+    wake, stop = threading.Event(), threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after this pass", signum)
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    watcher = _watch(d.paths, wake, d.simulate)
+    log.info("ds01d %s started (root %s%s, resync every %gs)", __version__, d.paths.root,
+             ", simulated host" if d.simulate else "", interval)
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                r = d.run_pass()
+                if r.plan is not None and r.plan.changes:
+                    log.info("pass: %d actions, %d failed", r.executed, r.failed)
+            except Exception:
+                log.exception("pass failed; next try in %gs", interval)
+            wake.wait(timeout=interval)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=5)
+    log.info("ds01d stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ds01d", description="ds01's daemon: converges the "
+                                "machine onto the desired state in etc/ds01 and the users' wants.")
+    p.add_argument("--root", metavar="DIR", help="root prefix of every path (env DS01_ROOT)")
+    p.add_argument("--simulate", action="store_true",
+                   help="drive the simulated host under --root (made on first use): 4x A100, "
+                   "no GPU, root or Docker needed; drive it with `ds01 sim ...`")
+    p.add_argument("--once", action="store_true", help="run one pass and exit")
+    p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
+                   help="resync period (default %(default)s); file changes wake it sooner")
+    p.add_argument("--version", action="version", version=f"ds01d {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="ds01d: %(levelname)s %(message)s")
+    paths = Paths.from_option(args.root)
+    if args.simulate:
+        from ds01d.runtime.simroot import init_sim_root
+
+        for line in init_sim_root(paths):
+            log.info("set up %s", line)
+    d = Daemon(paths, simulate=args.simulate)
+    if args.once:
+        r = d.run_pass()
+        return 1 if r.plan is None or r.failed else 0
+    return serve(d, interval=args.interval)

@@ -1,0 +1,1 @@
+"""The daemon side: observe through adapters, load desired state, execute plans, report."""

@@ -1,0 +1,59 @@
+"""``var/log/ds01/events.jsonl``: one JSON event a line, appended atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = "1"
+MAX_LINE = 4096
+"""An event line is one ``write()`` of at most 4 KiB: appends of that size do not interleave."""
+
+
+def event(event_type: str, *, when: datetime, user: str | None, details: Mapping[str, Any],
+          source: str = "ds01d") -> dict[str, Any]:
+    return {"timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "event_type": event_type,
+            "schema_version": SCHEMA_VERSION, "user": user, "source": source,
+            "details": dict(details)}
+
+
+def encode(ev: Mapping[str, Any]) -> bytes:
+    """One line; details are cut (and marked) when the line would pass :data:`MAX_LINE`."""
+    line = json.dumps(ev, sort_keys=True, default=str)
+    if len(line.encode()) >= MAX_LINE:
+        cut = {**ev, "details": {"truncated": True,
+                                 "summary": json.dumps(ev.get("details"), default=str)[:2000]}}
+        line = json.dumps(cut, sort_keys=True, default=str)
+    return (line + "\n").encode()
+
+
+class EventLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, ev: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, encode(ev))
+        finally:
+            os.close(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every readable event (a damaged line is skipped, not fatal)."""
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict) and "event_type" in ev:
+                    out.append(ev)
+        return out

@@ -1,0 +1,200 @@
+"""Apply a plan through the adapters: idempotent, one failing object never stalls the others.
+
+Per-object backoff (kopf-style): a :class:`TemporaryError` waits 1, 2, 3, 5, 8 ... seconds
+(capped at 60) before that object is tried again; a success resets it. A
+:class:`PermanentError` is reported (status reason, event) and retried only after the cap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ds01d.adapters.base import PermanentError
+from ds01d.core import actions as a
+from ds01d.core.plan import Plan
+from ds01d.core.status import WantStatus
+from ds01d.fsutil import write_atomic
+from ds01d.paths import Paths
+from ds01d.runtime.events import EventLog, event
+from ds01d.runtime.observe import Adapters
+
+log = logging.getLogger("ds01d")
+BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
+
+_NEEDS = {
+    "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
+               a.RemoveWant, a.Warn),
+    "nvml": (a.CreateContainer, a.StartContainer, a.FlagUntracked),
+    "systemd": (a.EnsureSlice, a.SetSliceProperties, a.StopSlice, a.CreateContainer,
+                a.StartContainer),
+}
+
+
+def safe_actions(plan: Plan, adapter_errors: Mapping[str, str]) -> list[a.Action]:
+    """Drop what depends on an adapter that could not be read this pass: with Docker unseen,
+    every want would look container-less and be created twice; with NVML unseen, devices
+    would look free."""
+    blocked = tuple(t for name in adapter_errors for t in _NEEDS.get(name, ()))
+    return [x for x in plan.actions if not isinstance(x, blocked)]
+
+
+@dataclass
+class Backoff:
+    until: float
+    step: int
+    message: str
+    permanent: bool
+
+
+@dataclass
+class Executor:
+    adapters: Adapters
+    paths: Paths
+    events: EventLog
+    backoff: dict[str, Backoff] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
+    written: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def apply(self, actions: list[a.Action], now: datetime) -> int:
+        """Run each action whose object is not backing off; returns how many failed."""
+        failed = 0
+        t = now.timestamp()
+        for action in actions:
+            b = self.backoff.get(action.key)
+            if b is not None and t < b.until:
+                continue
+            try:
+                self._run(action, now)
+            except Exception as e:  # every failure is per object, by design
+                failed += 1
+                self._failed(action, e, t, now)
+            else:
+                self.backoff.pop(action.key, None)
+        return failed
+
+    def _failed(self, action: a.Action, e: Exception, t: float, now: datetime) -> None:
+        old = self.backoff.get(action.key)
+        permanent = isinstance(e, PermanentError)
+        step = len(BACKOFF_S) - 1 if permanent else min((old.step + 1) if old else 0,
+                                                        len(BACKOFF_S) - 1)
+        self.backoff[action.key] = Backoff(t + BACKOFF_S[step], step, str(e), permanent)
+        user = getattr(action, "user", None) or getattr(getattr(action, "spec", None), "user",
+                                                         None)
+        log.warning("%s failed (%s, retry in %ss): %s", action.key,
+                    "permanent" if permanent else "temporary", BACKOFF_S[step], e)
+        self.events.append(event("reconcile.error", when=now, user=user,
+                                 details={"object": action.key, "action": type(action).__name__,
+                                          "error": str(e), "permanent": permanent}))
+
+    def _run(self, x: a.Action, now: datetime) -> None:
+        handler = getattr(self, f"_do_{type(x).__name__}")
+        handler(x, now)
+
+    def _emit(self, kind: str, now: datetime, user: str | None, **details: Any) -> None:
+        self.events.append(event(kind, when=now, user=user, details=details))
+        log.info("%s %s %s", kind, user or "-", json.dumps(details, default=str))
+
+    def _do_EnsureSlice(self, x: a.EnsureSlice, now: datetime) -> None:
+        self.adapters.systemd.start_slice(x.name, x.properties)
+        self._emit("slice.create", now, None, slice=x.name, properties=dict(x.properties))
+
+    def _do_SetSliceProperties(self, x: a.SetSliceProperties, now: datetime) -> None:
+        self.adapters.systemd.set_slice_properties(x.name, x.properties)
+        self._emit("slice.update", now, None, slice=x.name, properties=dict(x.properties))
+
+    def _do_StopSlice(self, x: a.StopSlice, now: datetime) -> None:
+        self.adapters.systemd.stop_slice(x.name)
+        self._emit("slice.stop", now, None, slice=x.name)
+
+    def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
+        s = x.spec
+        cid = self.adapters.docker.create_and_start(s)
+        self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
+                   image=s.image, devices=list(s.devices))
+        if s.devices:
+            self._emit("gpu.allocate", now, s.user, container=s.want_name,
+                       devices=list(s.devices), gpu_equivalents=round(x.gpu_equivalents, 4))
+
+    def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
+        self.adapters.docker.start(x.container_id)
+        self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12])
+        if x.devices:
+            self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices))
+
+    def _do_StopContainer(self, x: a.StopContainer, now: datetime) -> None:
+        self.adapters.docker.stop(x.container_id, x.grace_s)
+        kind = {"idle": "lifecycle.idle_stop", "runtime": "lifecycle.runtime_stop"}.get(
+            x.reason, "container.stop")
+        self._emit(kind, now, x.user, container=x.name, id=x.container_id[:12], reason=x.reason)
+        if x.devices:
+            self._emit("gpu.release", now, x.user, container=x.name, devices=list(x.devices),
+                       reason=x.reason)
+
+    def _do_RemoveContainer(self, x: a.RemoveContainer, now: datetime) -> None:
+        self.adapters.docker.remove(x.container_id)
+        self._emit("container.remove", now, x.user, container=x.name, id=x.container_id[:12],
+                   reason=x.reason)
+
+    def _do_RemoveWant(self, x: a.RemoveWant, now: datetime) -> None:
+        self.paths.want_file(x.user, x.name).unlink(missing_ok=True)
+        self._emit("want.expire", now, x.user, container=x.name)
+
+    def _do_Warn(self, x: a.Warn, now: datetime) -> None:
+        self._emit(x.event_type, now, x.user, container=x.name, message=x.message)
+        self.reported.add(x.report_key)
+
+    def _do_FlagUntracked(self, x: a.FlagUntracked, now: datetime) -> None:
+        self._emit("gpu.untracked", now, x.user, pid=x.pid, device=x.device, gpu=x.gpu_index,
+                   container=x.container, used_memory_mib=x.used_memory_mib, **x.details)
+        self.reported.add(x.report_key)
+
+    def forget_reports(self, current: frozenset[str]) -> None:
+        """Conditions that ended may be reported again when they come back."""
+        self.reported &= set(current)
+
+    def write_statuses(self, statuses: tuple[WantStatus, ...]) -> None:
+        """``var/lib/ds01/status/<user>/<name>.json``, rewritten only when changed."""
+        errors = {k.split("/", 1)[1]: b.message for k, b in self.backoff.items()
+                  if b.permanent and k.startswith("container/")}
+        seen = set()
+        for s in statuses:
+            key = (s.user, s.name)
+            seen.add(key)
+            body = s.to_json()
+            if f"{s.user}/{s.name}" in errors and s.phase in ("Running", "Pending"):
+                body |= {"phase": "Failed", "reason": errors[f"{s.user}/{s.name}"]}
+            text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+            if self.written.get(key) != text:
+                path = self.paths.status / s.user / f"{s.name}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, text)
+                self.written[key] = text
+        self._remove_stale(seen)
+
+    def _remove_stale(self, seen: set[tuple[str, str]]) -> None:
+        root = self.paths.status
+        if not root.is_dir():
+            return
+        for path in root.glob("*/*.json"):
+            if (path.parent.name, path.stem) not in seen:
+                path.unlink(missing_ok=True)
+                self.written.pop((path.parent.name, path.stem), None)
+
+
+def read_statuses(status_dir: Path) -> list[dict[str, Any]]:
+    """Every status file (a damaged one is skipped)."""
+    out = []
+    for path in sorted(status_dir.glob("*/*.json")):
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(body, dict):
+            out.append(body)
+    return out
