@@ -35,6 +35,9 @@ unit: $(STAMP)
 
 test: lint unit
 
+demo: $(STAMP)
+	scripts/demo.sh
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

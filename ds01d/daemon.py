@@ -2,8 +2,11 @@
 
 Level-triggered: file changes (inotify, through watchdog) and a periodic resync only *wake*
 the loop; every pass observes the machine and plans from scratch. The only memory kept
-between passes is when each container went idle and which warnings were given; a restart
-empties it, which can delay a stop but never cause one.
+between passes is when each container went idle and which warnings were given. It is saved to
+``run/ds01/memory.json`` after each pass and read back at start only when fresh (at most three
+resync periods old on a real host), so a restart neither resets idle timers nor trusts stale
+ones; without it (or with it stale) the timers start again, which can delay a stop but never
+cause one.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class PassResult:
 class Daemon:
     paths: Paths
     simulate: bool
+    interval: float = 10.0
+    read_memory: bool = True
     config: ConfigSource = field(init=False)
     events: EventLog = field(init=False)
     executor: Executor | None = None
@@ -59,6 +64,10 @@ class Daemon:
         for s in read_statuses(self.paths.status):
             if s.get("phase") == "Stopped":
                 self.reasons[(str(s.get("user")), str(s.get("name")))] = str(s.get("reason"))
+        self.restored: frozenset[str] = frozenset()
+        if self.read_memory:
+            self.idle, self.restored = load_memory(self.paths, max_age_s=None if self.simulate
+                                                   else 3 * self.interval)
 
     @contextlib.contextmanager
     def machine(self) -> Iterator[tuple[Adapters, datetime, Any]]:
@@ -103,7 +112,7 @@ class Daemon:
         if desired is None:
             return PassResult(None, observed)
         self.idle = track_idle(self.idle, observed, desired.effective, now)
-        reported = frozenset(self.executor.reported) if self.executor else frozenset()
+        reported = frozenset(self.executor.reported) if self.executor else self.restored
         observed = replace(observed, idle_since=dict(self.idle), reported=reported,
                            previous_reasons=dict(self.reasons))
         return PassResult(plan(desired, observed, now), observed)
@@ -111,7 +120,8 @@ class Daemon:
     def run_pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
             if self.executor is None:
-                self.executor = Executor(adapters, self.paths, self.events)
+                self.executor = Executor(adapters, self.paths, self.events,
+                                         reported=set(self.restored))
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             if result.plan is None:
@@ -136,12 +146,30 @@ class Daemon:
     def _write_memory(self) -> None:
         """``run/ds01/memory.json``: what ``ds01 plan`` needs to show what this daemon would
         do. ds01d itself never reads it back."""
+        import time
+
         from ds01d.fsutil import write_atomic
 
         self.paths.run.mkdir(parents=True, exist_ok=True)
-        body = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
+        body = {"saved_at": time.time(),
+                "idle_since": {k: v.isoformat() for k, v in self.idle.items()},
                 "reported": sorted(self.executor.reported if self.executor else ())}
         write_atomic(self.paths.run / "memory.json", json.dumps(body, indent=1))
+
+
+def load_memory(paths: Paths, *, max_age_s: float | None
+                ) -> tuple[dict[str, datetime], frozenset[str]]:
+    """The idle timers and given reports saved by the last pass, if fresh enough."""
+    import time
+
+    try:
+        body = json.loads((paths.run / "memory.json").read_text())
+        if max_age_s is not None and time.time() - float(body["saved_at"]) > max_age_s:
+            return {}, frozenset()
+        idle = {str(k): datetime.fromisoformat(v) for k, v in body["idle_since"].items()}
+        return idle, frozenset(str(k) for k in body["reported"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}, frozenset()
 
 
 def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
@@ -218,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for line in init_sim_root(paths):
             log.info("set up %s", line)
-    d = Daemon(paths, simulate=args.simulate)
+    d = Daemon(paths, simulate=args.simulate, interval=args.interval)
     if args.once:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0

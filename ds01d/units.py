@@ -53,9 +53,19 @@ def parse_duration_h(value: str) -> float:
     return float(m.group(1)) * _DURATION_H[m.group(2)]
 
 
+_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
+
+
 def parse_duration_s(value: str) -> float:
-    """Seconds from a duration string as typed on the command line (``4h``, ``90m``)."""
-    return parse_duration_h(value) * 3600.0
+    """Seconds from a duration typed on the command line: ``4h``, ``90m``, ``1h40m``, ``2d``.
+
+    Raises ``ValueError`` with a message for people.
+    """
+    text = value.strip().replace(" ", "")
+    parts = _PART_RE.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1h40m or 7d)")
+    return sum(float(n) * _DURATION_H[u] for n, u in parts) * 3600.0
 
 
 def format_hours(h: float) -> str:

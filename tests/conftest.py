@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ds01d.adapters.sim import SimHost
+
 REPO = Path(__file__).resolve().parent.parent
 
 MakeRoot = Callable[..., Path]
@@ -26,6 +28,7 @@ def make_root(tmp_path: Path) -> MakeRoot:
             path.write_text(text)
         if simulated:
             (root / "var/lib/ds01/sim").mkdir(parents=True, exist_ok=True)
+            (root / "var/lib/ds01/sim/host.json").write_text(SimHost().to_json())
         return root
 
     return make

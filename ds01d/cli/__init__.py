@@ -23,6 +23,8 @@ examples:
   ds01 limits                              your limits, and where each value comes from
   ds01 want container train --mig 3g.40gb  a container with one MIG instance
   ds01 want container big --gpus 1 --memory 64g
+  ds01 status                              phase, devices, queue position
+  ds01 keepalive train --for 4h            not idle-stopped for 4 hours
   ds01 drop container train                stop and remove it
   sudo ds01 check-config                   validate the admin's files in /etc/ds01
 
@@ -80,21 +82,70 @@ def build_parser() -> _Parser:
                          description="Drop a wanted container: ds01d stops and removes it "
                          "and frees its devices. Your workspace is kept.")
     d.add_argument("name", metavar="NAME")
+    p = _sub(subs, "keepalive", "postpone idle stops of a container", "keepalive",
+             description="No idle stop before now + DURATION (capped by the lab's "
+             "keepalive_max_duration_h). The runtime limit still applies.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                   help="e.g. 30m, 4h")
+    p = _sub(subs, "status", "phase, devices and queue position of your containers", "status")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every user's (root, or a simulated root)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(subs, "plan", "what the next pass of ds01d would do (does nothing)", "plan")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(subs, "events", "what ds01d did and saw (var/log/ds01/events.jsonl)", "events")
+    p.add_argument("--since", metavar="DURATION", help="only the last DURATION, e.g. 24h")
+    p.add_argument("--user", metavar="USER", help="only this user's (yours unless root)")
+    p.add_argument("--json", action="store_true", help="one JSON event a line")
+    _sim_parser(subs)
     return parser
 
 
+def _sim_parser(subs: argparse._SubParsersAction[_Parser]) -> None:
+    p = _sub(subs, "sim", "drive the simulated host (no GPU needed)", "sim",
+             description="A simulated 4x A100 host under --root, shared with ds01d --simulate. "
+             "Simulated time moves only with `sim advance`.")
+    sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser,
+                           required=True)
+    s = sim.add_parser("init", help="create the simulated host (and example config)")
+    s.add_argument("--force", action="store_true", help="start over with a fresh host")
+    s = sim.add_parser("advance", help="move simulated time forward")
+    s.add_argument("duration", metavar="DURATION", help="e.g. 30m, 2h, 1d")
+    s = sim.add_parser("activity", help="set what a container is doing")
+    s.add_argument("target", metavar="USER/NAME")
+    s.add_argument("--gpu-util", type=float, metavar="PCT", help="GPU utilisation (percent)")
+    s.add_argument("--cpu", type=float, metavar="PCT", help="CPU use (percent of one CPU)")
+    s = sim.add_parser("host-process", help="start or end a GPU process outside containers")
+    hp = s.add_subparsers(dest="action", metavar="add|remove", parser_class=_Parser,
+                          required=True)
+    a = hp.add_parser("add", help="a process on a GPU or MIG instance")
+    a.add_argument("--gpu", required=True, metavar="UUID", help="device UUID (or GPU index)")
+    a.add_argument("--uid", type=int, metavar="UID", help="owner uid")
+    a.add_argument("--user", metavar="NAME", help="owner, by simulated user name")
+    a.add_argument("--mem", type=int, default=1024, metavar="MIB", help="GPU memory used")
+    r = hp.add_parser("remove", help="end a process")
+    r.add_argument("pid", type=int, metavar="PID")
+    s = sim.add_parser("show", help="the simulated machine")
+    s.add_argument("--json", action="store_true")
+
+
+_HANDLERS = {
+    "check": ("ds01d.cli.check", "run"), "limits": ("ds01d.cli.limits", "run"),
+    "want": ("ds01d.cli.want", "run_want"), "drop": ("ds01d.cli.want", "run_drop"),
+    "keepalive": ("ds01d.cli.want", "run_keepalive"), "status": ("ds01d.cli.status", "run_status"),
+    "plan": ("ds01d.cli.status", "run_plan"), "events": ("ds01d.cli.status", "run_events"),
+    "sim": ("ds01d.cli.sim", "run_sim"),
+}
+
+
 def _handler(name: str) -> Handler:
-    if name == "check":
-        from ds01d.cli.check import run as check_run
-        return check_run
-    if name == "limits":
-        from ds01d.cli.limits import run as limits_run
-        return limits_run
-    if name == "want":
-        from ds01d.cli.want import run_want
-        return run_want
-    from ds01d.cli.want import run_drop
-    return run_drop
+    """Import only the module of the command being run (start-up time is measured)."""
+    import importlib
+
+    module, func = _HANDLERS[name]
+    handler: Handler = getattr(importlib.import_module(module), func)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,5 +54,15 @@ def nss_for(p: Paths) -> Nss:
     return SystemNss()
 
 
-def now() -> datetime:
+def now(p: Paths) -> datetime:
+    """The clock of this root: the simulated host's on a simulated root (it moves only with
+    ``ds01 sim advance``), the real one otherwise."""
+    if p.is_simulated():
+        from ds01d.adapters.sim import SimHost, host_file
+
+        try:
+            return SimHost.from_json(host_file(p.sim).read_text()).clock()
+        except (OSError, ValueError, TypeError):
+            raise InvalidInput(f"the simulated host in {p.sim} is unreadable "
+                               "(ds01 sim init --force makes a new one)") from None
     return datetime.now(UTC)

@@ -37,7 +37,7 @@ def as_table(eff: Effective) -> str:
 def run(args: argparse.Namespace) -> int:
     p = paths(args)
     user = args.user or caller(args, p)
-    eff = resolve(load(p), user, now=now(), nss=nss_for(p))
+    eff = resolve(load(p), user, now=now(p), nss=nss_for(p))
     if args.json:
         print(json.dumps(as_json(eff), indent=2))
     else:

@@ -18,7 +18,7 @@ _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
          "cpus": "--cpus", "memory": "--memory", "shm": "--shm"}
 
 
-def _checked(args: argparse.Namespace, user: str) -> Want:
+def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
     """The want as typed, validated against the want schema (messages name the flag)."""
     raw = {"version": 1, "kind": "container", "name": args.name, "image": args.image,
            "requested_at": "2000-01-01T00:00:00Z"}
@@ -31,7 +31,7 @@ def _checked(args: argparse.Namespace, user: str) -> Want:
         raise InvalidInput(f"{flag}: {e.message}" if flag else e.message)
     from ds01d.units import parse_size
 
-    return Want(user=user, name=args.name, image=args.image, requested_at=now(),
+    return Want(user=user, name=args.name, image=args.image, requested_at=now(p),
                 gpus=args.gpus or None, mig=args.mig, cpus=args.cpus,
                 memory=None if args.memory is None else parse_size(args.memory),
                 shm=None if args.shm is None else parse_size(args.shm))
@@ -67,8 +67,8 @@ def _give_to(path: Path, user: str, p: Paths) -> None:
 def run_want(args: argparse.Namespace) -> int:
     p = paths(args)
     user = caller(args, p)
-    want = _checked(args, user)
-    eff = resolve(load(p), user, now=now(), nss=nss_for(p))
+    want = _checked(args, user, p)
+    eff = resolve(load(p), user, now=now(p), nss=nss_for(p))
     problems = limit_problems(want, eff.limits)
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
@@ -101,3 +101,38 @@ def run_drop(args: argparse.Namespace) -> int:
     target.unlink()
     print(f"dropped container {args.name!r}: ds01d stops and removes it and frees its devices")
     return 0
+
+
+def run_keepalive(args: argparse.Namespace) -> int:
+    """Postpone idle stops of one container (runtime limits still apply)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from ds01d.config.want import from_yaml
+    from ds01d.errors import ConfigError
+    from ds01d.units import format_hours, parse_duration_s
+    from ds01d.yamlsrc import read_text
+
+    p = paths(args)
+    user = caller(args, p)
+    target = p.want_file(user, args.name)
+    if not target.is_file() or target.is_symlink():
+        raise InvalidInput(f"you have no wanted container named {args.name!r}")
+    try:
+        hours = parse_duration_s(args.duration) / 3600
+    except ValueError as e:
+        raise InvalidInput(f"--for: {e}") from None
+    cap = load(p).policies.keepalive_max_duration_h
+    capped = min(hours, cap)
+    try:
+        want = from_yaml(read_text(target, display=target.name, follow_symlinks=False),
+                         user=user, file=target.name)
+    except ConfigError as e:
+        raise InvalidInput(str(e.errors[0])) from None
+    until = now(p) + timedelta(hours=capped)
+    write_atomic(target, to_yaml(replace(want, keepalive_until=until)))
+    note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
+    print(f"{args.name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
+          f"{note}; its runtime limit still applies")
+    return 0
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
 from ds01d.config.want import Want, limit_problems, with_defaults
@@ -43,6 +43,7 @@ def spec_hash(want: Want) -> str:
 class _Pass:
     """Bookkeeping while one pass serves the queue."""
 
+    now: datetime
     free: list[Device]
     usage: dict[str, float]
     held: dict[str, int]
@@ -112,7 +113,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 _retire(extra, "dropped" if key not in wants else "duplicate", grace, actions)
             releasing.add(extra.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
-    state = _start_pass(devices, hold, groups=groups, releasing=releasing)
+    state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing)
     waiting: list[Want] = []
     for key, want in sorted(wants.items()):
         c = _primary(groups, key)
@@ -136,7 +137,7 @@ def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | Non
     return cs[0] if cs else None
 
 
-def _start_pass(devices: tuple[Device, ...], hold: Holding, *,
+def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 groups: Mapping[Key, list[Container]], releasing: set[str]) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
@@ -145,7 +146,7 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *,
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
     free = [d for d in devices if d.uuid not in hold.by_device]
-    return _Pass(free, usage, held, count)
+    return _Pass(now, free, usage, held, count)
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -158,14 +159,14 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     if c is not None and c.id in life.stopping:
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
-        state.statuses[key] = _stopped(want, c, stop.reason, observed.now, life)
+        state.statuses[key] = _stopped(want, c, stop.reason, observed.now, eff)
         return True
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True
     if c is not None and want.requested_at <= (c.finished_at or c.created_at):
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
-        state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, life)
+        state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
@@ -187,9 +188,12 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
-             life: LifecycleResult) -> WantStatus:
+             eff: Effective) -> WantStatus:
+    """Stopped since ``since``; ``stops_at`` is when the container is removed."""
+    hold = eff.limits.container_hold_after_stop_h
+    removed = None if hold is None else since + timedelta(hours=hold)
     return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
-                      life.stops_at.get(c.id), c.name)
+                      removed, c.name)
 
 
 def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
@@ -245,7 +249,8 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
     if new:
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
-        want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None, None)
+        want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None,
+        state.now)
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,

@@ -1,0 +1,127 @@
+"""``ds01 status``, ``ds01 events`` and ``ds01 plan``: read what ds01d wrote or would do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from ds01d.cli.common import caller, paths
+from ds01d.errors import InvalidInput
+from ds01d.paths import Paths
+from ds01d.units import parse_duration_s
+
+
+def _may_see_all(p: Paths) -> bool:
+    return os.geteuid() == 0 or p.is_simulated()
+
+
+def _ago(iso: str | None, now: datetime | None) -> str:
+    if not iso:
+        return "-"
+    return iso.replace("T", " ").rstrip("Z")
+
+
+def status_rows(p: Paths, user: str | None, name: str | None) -> list[dict[str, Any]]:
+    from ds01d.runtime.executor import read_statuses
+
+    rows = read_statuses(p.status)
+    return [r for r in rows if (user is None or r.get("user") == user)
+            and (name is None or r.get("name") == name)]
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("USER", "NAME", "PHASE", "DEVICES", "GPUEQ", "QUEUE", "SINCE", "REASON")
+    lines = [head]
+    for r in rows:
+        devices = ",".join(d[:12] for d in r.get("devices") or []) or "-"
+        queue = str(r["queue_position"]) if r.get("queue_position") else "-"
+        reason = str(r.get("reason") or "")
+        if r.get("idle_for_s"):
+            reason += f" (idle {r['idle_for_s'] / 3600:.1f}h)"
+        if r.get("stops_at"):
+            verb = "removed" if r.get("phase") == "Stopped" else "stops"
+            reason += f"; {verb} at {_ago(r['stops_at'], None)}"
+        lines.append((str(r.get("user")), str(r.get("name")), str(r.get("phase")), devices,
+                      f"{r.get('gpu_equivalents', 0):.2f}", queue, _ago(r.get("since"), None),
+                      reason))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  "
+                     + row[-1] for row in lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    p = paths(args)
+    if args.all and not _may_see_all(p):
+        raise InvalidInput("--all is for root (or a simulated root)")
+    user = None if args.all else caller(args, p)
+    rows = status_rows(p, user, args.name)
+    if args.name and not rows:
+        raise InvalidInput(f"no status for {args.name!r} yet: ds01d writes it on its next pass "
+                           "(is ds01d running?)")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(_table(rows))
+    else:
+        print("no wanted containers (ds01 want container NAME ...)")
+    return 0
+
+
+def run_events(args: argparse.Namespace) -> int:
+    from ds01d.runtime.events import EventLog
+
+    p = paths(args)
+    evs = EventLog(p.events).read()
+    me = caller(args, p)
+    if args.user and args.user != me and not _may_see_all(p):
+        raise InvalidInput("you can see only your own events")
+    want_user = args.user or (None if _may_see_all(p) else me)
+    if want_user is not None:
+        evs = [e for e in evs if e.get("user") == want_user]
+    if args.since:
+        last = max((str(e.get("timestamp", "")) for e in evs), default="")
+        if last:
+            end = datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ")
+            try:
+                cut = end - timedelta(seconds=parse_duration_s(args.since))
+            except ValueError as err:
+                raise InvalidInput(f"--since: {err}") from None
+            evs = [e for e in evs if str(e.get("timestamp", "")) >= cut.strftime(
+                "%Y-%m-%dT%H:%M:%SZ")]
+    for e in evs:
+        if args.json:
+            print(json.dumps(e, sort_keys=True))
+        else:
+            details = " ".join(f"{k}={v}" for k, v in sorted(e.get("details", {}).items()))
+            print(f"{e.get('timestamp')}  {e.get('event_type'):<26} {e.get('user') or '-':<10} "
+                  f"{details}")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from ds01d.core.plan import Plan
+    from ds01d.daemon import Daemon
+
+    p = paths(args)
+    if not p.is_simulated():
+        raise InvalidInput("ds01 plan works on a simulated root in this version "
+                           "(ds01 --root DIR sim init)")
+    d = Daemon(p, simulate=True)
+    with d.machine() as (adapters, now, host):
+        result = d.plan_once(adapters, now, host)
+    if result.plan is None:
+        raise InvalidInput("the configuration is invalid: see ds01 check-config")
+    plan: Plan = result.plan
+    if args.json:
+        print(json.dumps([{"action": type(a).__name__, "key": a.key} for a in plan.actions],
+                         indent=2))
+    elif not plan.actions:
+        print("nothing to do: the machine matches the desired state")
+    else:
+        for a in plan.actions:
+            print(f"{type(a).__name__:<20} {a.key}")
+    return 0
+
