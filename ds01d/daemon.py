@@ -121,7 +121,7 @@ class Daemon:
         with self.machine() as (adapters, now, host):
             if self.executor is None:
                 self.executor = Executor(adapters, self.paths, self.events,
-                                         reported=set(self.restored))
+                                         reported=set(self.restored), reasons=self.reasons)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             if result.plan is None:
@@ -130,18 +130,10 @@ class Daemon:
             result.failed = self.executor.apply(actions, now)
             result.executed = len(actions)
             self.executor.forget_reports(result.plan.report_keys)
-            self._remember_reasons(result.plan)
             if not result.observed.adapter_errors:
                 self.executor.write_statuses(result.plan.statuses)
             self._write_memory()
             return result
-
-    def _remember_reasons(self, p: Plan) -> None:
-        from ds01d.core.actions import StopContainer
-
-        for a in p.actions:
-            if isinstance(a, StopContainer) and a.user:
-                self.reasons[(a.user, a.name)] = a.reason
 
     def _write_memory(self) -> None:
         """``run/ds01/memory.json``: what ``ds01 plan`` needs to show what this daemon would

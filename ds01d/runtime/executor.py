@@ -60,6 +60,8 @@ class Executor:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     written: dict[tuple[str, str], str] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
 
     def apply(self, actions: list[a.Action], now: datetime) -> int:
         """Run each action whose object is not backing off; returns how many failed."""
@@ -129,6 +131,8 @@ class Executor:
 
     def _do_StopContainer(self, x: a.StopContainer, now: datetime) -> None:
         self.adapters.docker.stop(x.container_id, x.grace_s)
+        if x.user:
+            self.reasons[(x.user, x.name)] = x.reason
         kind = {"idle": "lifecycle.idle_stop", "runtime": "lifecycle.runtime_stop"}.get(
             x.reason, "container.stop")
         self._emit(kind, now, x.user, container=x.name, id=x.container_id[:12], reason=x.reason)

@@ -1,0 +1,133 @@
+"""A lab on the simulated host for planner tests: preload, plan once, record the actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ds01d.adapters.sim import SimHost, set_activity
+from ds01d.config.effective import NoNss
+from ds01d.config.loader import load_config
+from ds01d.config.model import DesiredConfig
+from ds01d.config.want import Want
+from ds01d.core import actions as a
+from ds01d.core.idle import track_idle
+from ds01d.core.model import Account, Desired, Observed
+from ds01d.core.naming import docker_name
+from ds01d.core.plan import Plan, plan
+from ds01d.paths import Paths
+from ds01d.runtime.desired import assemble
+from ds01d.runtime.events import EventLog
+from ds01d.runtime.executor import Executor
+from ds01d.runtime.observe import observe
+from ds01d.runtime.simroot import EXAMPLE, sim_adapters
+
+
+def example_config() -> DesiredConfig:
+    return load_config(EXAMPLE)
+
+
+def summary(action: a.Action) -> str:
+    """One line per action, as recorded-action tests compare them."""
+    if isinstance(action, a.CreateContainer):
+        return f"create {action.spec.user}/{action.spec.want_name} {','.join(action.spec.devices)}"
+    if isinstance(action, a.StartContainer):
+        return f"start {action.user}/{action.name}"
+    if isinstance(action, a.StopContainer):
+        return f"stop {action.user}/{action.name} {action.reason}"
+    if isinstance(action, a.RemoveContainer):
+        return f"remove {action.user}/{action.name} {action.reason}"
+    if isinstance(action, a.RemoveWant):
+        return f"remove-want {action.user}/{action.name}"
+    if isinstance(action, a.Warn):
+        return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
+    if isinstance(action, a.FlagUntracked):
+        return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
+    if isinstance(action, a.EnsureSlice):
+        return f"ensure {action.name}"
+    if isinstance(action, a.SetSliceProperties):
+        return f"set {action.name} {sorted(action.properties)}"
+    return f"stop-slice {action.name}"
+
+
+@dataclass
+class Lab:
+    """A simulated lab, driven the way ds01d drives it, in memory."""
+
+    root: Path
+    config: DesiredConfig = field(default_factory=example_config)
+    host: SimHost = field(default_factory=SimHost)
+    wants: dict[tuple[str, str], Want] = field(default_factory=dict)
+    idle: dict[str, datetime] = field(default_factory=dict)
+    executor: Executor | None = None
+
+    @property
+    def now(self) -> datetime:
+        return self.host.clock()
+
+    def uuid(self, gpu: int, instance: int | None = None) -> str:
+        g = self.host.gpus[gpu]
+        return str(g["uuid"] if instance is None else g["instances"][instance]["uuid"])
+
+    def want(self, user: str, name: str, *, gpus: int | None = None, mig: str | None = None,
+             at: datetime | None = None, **kw: object) -> Want:
+        w = Want(user, name, "img:1", at or self.now, gpus=gpus, mig=mig, **kw)  # type: ignore[arg-type]
+        self.wants[(user, name)] = w
+        return w
+
+    def drop(self, user: str, name: str) -> None:
+        del self.wants[(user, name)]
+
+    def advance(self, **delta: float) -> None:
+        self.host.now += timedelta(**delta).total_seconds()
+
+    def activity(self, user: str, name: str, *, gpu: float | None = None,
+                 cpu: float | None = None) -> None:
+        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
+
+    def desired(self) -> Desired:
+        observed = observe(sim_adapters(self.host)[0], self.now)
+        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        return assemble(self.config, list(self.wants.values()), {}, users=owners, nss=NoNss(),
+                        account=lambda u: Account(1000, 1000, f"/home/{u}"), now=self.now)
+
+    def observed(self) -> Observed:
+        observed = observe(sim_adapters(self.host)[0], self.now)
+        desired = self.desired()
+        self.idle = track_idle(self.idle, observed, desired.effective, self.now)
+        reported = frozenset(self.executor.reported) if self.executor else frozenset()
+        reasons = dict(self.executor.reasons) if self.executor else {}
+        return replace(observed, idle_since=dict(self.idle), reported=reported,
+                       previous_reasons=reasons)
+
+    def plan(self) -> Plan:
+        return plan(self.desired(), self.observed(), self.now)
+
+    def record(self, *, slices: bool = False) -> list[str]:
+        """The actions of one plan, summarised (slice actions left out unless asked)."""
+        return [summary(x) for x in self.plan().actions
+                if slices or not isinstance(x, a.EnsureSlice | a.SetSliceProperties | a.StopSlice)]
+
+    def apply(self) -> Plan:
+        """One full pass: plan, execute on the fake host, remember like ds01d does."""
+        if self.executor is None:
+            paths = Paths(self.root)
+            self.executor = Executor(sim_adapters(self.host)[0], paths, EventLog(paths.events))
+        p = self.plan()
+        self.executor.apply(list(p.actions), self.now)
+        self.executor.forget_reports(p.report_keys)
+        return p
+
+    def status(self, user: str, name: str) -> dict[str, object]:
+        p = self.plan()
+        return next(s.to_json() for s in p.statuses if (s.user, s.name) == (user, name))
+
+
+def config_from(text: str) -> DesiredConfig:
+    """A config from one resource-limits.yaml text (written to a temp folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "resource-limits.yaml").write_text(text)
+        return load_config(Path(d))

@@ -1,0 +1,320 @@
+"""Recorded-action tests: preload the simulated host, run one pass, compare the actions.
+
+Host (default): GPUs 0-1 whole; GPU 2 MIG 3g.20gb x2; GPU 3 MIG 2g.10gb x3. Config: the
+shipped example (students alice, bob, frank: MIG only, 0.5 gpueq, idle 2h; carol researcher,
+idle exempt; dave faculty; erin admin).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ds01d.adapters.sim import SimHost, sim_gpu
+from ds01d.core.plan import plan
+from tests.harness import Lab, config_from
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return Lab(tmp_path)
+
+
+def test_mig_want_gets_an_instance_best_fit(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]))
+    lab.want("alice", "a", mig="2g.10gb")
+    assert lab.record() == [f"create alice/a {lab.uuid(0, 0)}"]
+    lab.apply()
+    lab.want("bob", "b", mig="2g.10gb")
+    assert lab.record() == [f"create bob/b {lab.uuid(0, 1)}"]  # GPU 0 has fewer left over
+
+
+def test_full_gpus_are_the_lowest_free_ones(lab: Lab) -> None:
+    lab.want("carol", "big", gpus=2)
+    assert lab.record() == [f"create carol/big {lab.uuid(0)},{lab.uuid(1)}"]
+
+
+def test_full_gpu_refused_to_students_with_the_profiles_they_may_ask_for(lab: Lab) -> None:
+    lab.want("alice", "t", gpus=1)
+    assert lab.record() == []
+    s = lab.status("alice", "t")
+    assert s["phase"] == "Failed"
+    assert "allow_full_gpu is false): ask for a MIG instance with --mig PROFILE instead " \
+           "(2g.10gb, 3g.20gb)" in str(s["reason"])
+
+
+def test_a_profile_the_host_lacks_fails_in_plain_words(lab: Lab) -> None:
+    lab.want("alice", "t", mig="1g.5gb")
+    assert lab.status("alice", "t")["reason"] == \
+        "this server has no 1g.5gb MIG instances (it has: 2g.10gb, 3g.20gb)"
+
+
+def test_devices_are_exclusive_and_the_rest_queues(lab: Lab) -> None:
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.want("bob", "b", mig="3g.20gb")
+    lab.want("frank", "f", mig="3g.20gb", at=lab.now + timedelta(seconds=1))
+    assert lab.record() == [f"create alice/a {lab.uuid(2, 0)}", f"create bob/b {lab.uuid(2, 1)}"]
+    lab.apply()
+    assert lab.plan().changes == ()
+    s = lab.status("frank", "f")
+    assert (s["phase"], s["queue_position"], s["reason"]) == \
+        ("Pending", 1, "queued for a free 3g.20gb instance")
+
+
+def test_a_device_with_an_untracked_process_is_busy(lab: Lab) -> None:
+    pid = lab.host.add_process(lab.uuid(0), uid=lab.host.uid_of("dave"), container_id=None,
+                               mem_mib=500)
+    lab.want("carol", "c", gpus=1)
+    assert lab.record() == [f"create carol/c {lab.uuid(1)}", f"flag dave pid {pid} gpu 0"]
+
+
+def test_quota_in_gpu_equivalents(lab: Lab) -> None:
+    for name, profile in (("a", "3g.20gb"), ("b", "3g.20gb"), ("c", "2g.10gb")):
+        lab.want("bob", name, mig=profile)  # bob: 1.0 gpueq (override)
+    assert lab.record() == [f"create bob/a {lab.uuid(2, 0)}", f"create bob/b {lab.uuid(2, 1)}"]
+    assert lab.status("bob", "c")["reason"] == (
+        "waiting for your other containers: 0.857 of 1 GPU-equivalents in use "
+        "(max_gpu_equivalents)")
+
+
+def test_aggregate_gpu_limit(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, config=config_from(
+        "groups:\n  g: {allow_full_gpu: true, max_gpu_equivalents: 4, max_gpu_slots_per_container: 4,"
+        " aggregate: {gpu_limit: 1}}\ndefault_group: g\n"))
+    lab.want("amy", "a", gpus=1)
+    lab.want("amy", "b", gpus=1)
+    assert lab.record() == [f"create amy/a {lab.uuid(0)}"]
+    assert lab.status("amy", "b")["reason"] == \
+        "waiting for your other containers: 1 devices held (gpu_limit)"
+
+
+def test_max_containers_per_user(lab: Lab) -> None:
+    for name in ("a", "b", "c"):
+        lab.want("frank", name)
+    assert lab.record() == ["create frank/a ", "create frank/b "]
+    assert lab.status("frank", "c")["reason"] == \
+        "waiting: you have 2 containers (max_containers_per_user is 2)"
+
+
+def test_queue_order_priority_then_fair_share_then_time(lab: Lab) -> None:
+    lab.want("erin", "x", mig="3g.20gb")
+    lab.want("erin", "y", mig="3g.20gb")
+    lab.want("bob", "held", mig="2g.10gb")
+    lab.apply()
+    t = lab.now
+    lab.want("bob", "q", mig="3g.20gb", at=t)
+    lab.want("frank", "q", mig="3g.20gb", at=t + timedelta(minutes=1))
+    lab.want("alice", "q", mig="3g.20gb", at=t + timedelta(minutes=2))
+    lab.want("carol", "q", mig="3g.20gb", at=t + timedelta(minutes=3))
+    lab.want("dave", "q", mig="3g.20gb", at=t + timedelta(minutes=4))
+    positions = {u: lab.status(u, "q")["queue_position"] for u in ("bob", "frank", "alice", "carol", "dave")}
+    assert positions == {"dave": 1, "carol": 2, "frank": 3, "alice": 4, "bob": 5}
+
+
+def test_the_head_of_the_queue_gets_a_freed_device_never_by_eviction(lab: Lab) -> None:
+    lab.want("erin", "x", mig="3g.20gb")
+    lab.want("erin", "y", mig="3g.20gb")
+    lab.apply()
+    lab.want("dave", "d", mig="3g.20gb")
+    assert lab.record() == []  # a running container is never evicted, whatever the priority
+    lab.drop("erin", "y")
+    assert lab.record() == ["stop erin/y dropped", "remove erin/y dropped",
+                            f"create dave/d {lab.uuid(2, 1)}"]
+
+
+def start_idle(lab: Lab, user: str, name: str, **kw: object) -> None:
+    lab.want(user, name, **kw)  # type: ignore[arg-type]
+    lab.apply()
+    lab.apply()  # the first look at the new container starts its idle timer
+
+
+def test_idle_warned_at_80_and_95_percent_then_stopped(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(minutes=95)
+    assert lab.record() == []
+    lab.advance(minutes=1)
+    assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.8"]
+    lab.apply()
+    assert lab.record() == []  # given once
+    lab.advance(minutes=18)
+    assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
+    lab.apply()
+    lab.advance(minutes=6)
+    assert lab.record() == ["stop alice/t idle"]
+    lab.apply()
+    assert lab.status("alice", "t")["phase"] == "Stopped"
+    assert lab.status("alice", "t")["reason"] == "idle"
+
+
+def test_activity_resets_the_idle_timer(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(minutes=100)
+    lab.activity("alice", "t", gpu=40)  # a MIG instance: seen through its process
+    lab.apply()
+    lab.activity("alice", "t", gpu=0)
+    lab.apply()
+    lab.advance(minutes=100)
+    assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.8"]
+
+
+def test_cpu_above_the_group_threshold_is_activity(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.activity("alice", "t", cpu=2.5)  # students: cpu_idle_threshold 2
+    lab.advance(hours=3)
+    assert lab.record() == []
+
+
+def test_keepalive_postpones_the_idle_stop(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb", keepalive_until=None)
+    w = lab.wants[("alice", "t")]
+    lab.wants[("alice", "t")] = type(w)(**{**w.__dict__, "keepalive_until": lab.now + timedelta(hours=3)})
+    lab.advance(hours=2, minutes=30)
+    assert lab.record() == []
+    lab.advance(minutes=31)
+    assert lab.record() == ["stop alice/t idle"]
+
+
+def test_grace_period_for_young_containers(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, config=config_from(
+        "defaults: {idle_timeout_h: 0.1}\npolicies: {grace_period_m: 30}\n"))
+    start_idle(lab, "amy", "t")
+    lab.advance(minutes=20)
+    assert lab.record() == []
+    lab.advance(minutes=11)
+    assert lab.record() == ["stop amy/t idle"]
+
+
+def test_high_demand_shrinks_idle_timeouts(tmp_path: Path) -> None:
+    text = ("defaults: {idle_timeout_h: 2, allow_full_gpu: true, max_gpu_equivalents: null,"
+            " max_containers_per_user: null}\n"
+            "policies: {high_demand_threshold: 0.8, high_demand_idle_reduction: 0.5}\n")
+    lab = Lab(tmp_path, config=config_from(text))
+    for i, profile in enumerate(["3g.20gb", "3g.20gb", "2g.10gb", "2g.10gb", "2g.10gb"]):
+        lab.want("u", f"m{i}", mig=profile)
+    lab.want("u", "g0", gpus=1)
+    lab.apply()
+    for name in ["m0", "m1", "m2", "m3", "m4"]:
+        lab.activity("u", name, cpu=50)
+    lab.apply()  # 6 of 7 devices allocated: high demand; only g0 is idle
+    lab.advance(minutes=61)
+    assert lab.record() == ["stop u/g0 idle"]
+
+
+def test_runtime_warned_at_75_and_90_percent_then_stopped_even_when_busy(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, config=config_from("defaults: {max_runtime_h: 1, idle_timeout_h: null}\n"))
+    lab.want("amy", "t")
+    lab.apply()
+    lab.activity("amy", "t", cpu=300)
+    lab.advance(minutes=45)
+    assert lab.record() == ["warn amy/t lifecycle.runtime_warning 0.75"]
+    lab.apply()
+    lab.advance(minutes=9)
+    assert lab.record() == ["warn amy/t lifecycle.runtime_warning 0.9"]
+    lab.apply()
+    lab.advance(minutes=6)
+    assert lab.record() == ["stop amy/t runtime"]
+
+
+def test_an_exempt_user_is_never_idle_stopped(lab: Lab) -> None:
+    start_idle(lab, "carol", "c", gpus=1)  # carol: idle_timeout_h exempt until 2027-03-31
+    lab.advance(hours=20)
+    assert lab.record() == []
+
+
+def test_a_stopped_container_restarts_only_when_asked_again(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(hours=2)
+    lab.apply()
+    lab.advance(hours=1)
+    assert lab.record() == []
+    lab.want("alice", "t", mig="3g.20gb")  # ds01 want again: a newer requested_at
+    assert lab.record() == ["start alice/t"]
+    lab.apply()
+    assert lab.status("alice", "t")["phase"] == "Running"
+
+
+def test_asking_again_with_other_options_replaces_the_container(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(hours=2)
+    lab.apply()
+    lab.advance(minutes=1)
+    lab.want("alice", "t", mig="2g.10gb")
+    assert lab.record() == ["remove alice/t replaced", f"create alice/t {lab.uuid(3, 0)}"]
+
+
+def test_stopped_containers_are_removed_after_the_hold(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(hours=2)
+    lab.apply()
+    lab.advance(hours=23, minutes=59)
+    assert lab.record() == []
+    lab.advance(minutes=1)  # students: container_hold_after_stop_h 24
+    assert lab.record() == ["remove alice/t held_expired", "remove-want alice/t"]
+
+
+def test_a_dropped_want_stops_and_removes_its_container(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.apply()
+    lab.drop("alice", "t")
+    assert lab.record() == ["stop alice/t dropped", "remove alice/t dropped"]
+
+
+def test_untracked_use_flagged_once_while_it_lasts(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.apply()
+    cid = next(iter(lab.host.containers))
+    inside = lab.host.add_process(lab.uuid(2, 1), uid=None, container_id=cid, mem_mib=100)
+    host_pid = lab.host.add_process(lab.uuid(0), uid=lab.host.uid_of("dave"), container_id=None,
+                                    mem_mib=100)
+    assert lab.record() == [f"flag alice pid {inside} gpu 2", f"flag dave pid {host_pid} gpu 0"]
+    lab.apply()
+    assert lab.record() == []
+    del lab.host.processes[str(host_pid)]
+    lab.apply()
+    lab.host.processes[str(host_pid)] = {"pid": host_pid, "device": lab.uuid(0), "mem": 1,
+                                         "uid": lab.host.uid_of("dave"), "container_id": None}
+    assert lab.record() == [f"flag dave pid {host_pid} gpu 0"]  # it came back: flagged again
+
+
+def test_a_privileged_foreign_container_counts_as_using_every_gpu(lab: Lab) -> None:
+    lab.host.containers["f" * 64] = {
+        "id": "f" * 64, "name": "rogue", "image": "x", "labels": {}, "state": "running",
+        "devices": [], "created_at": lab.host.now, "started_at": lab.host.now,
+        "finished_at": None, "cpu_percent": 90.0, "gpu_util": 0.0, "cgroup_parent": "",
+        "exit_code": None, "all_gpus": True}
+    lab.want("carol", "c", gpus=1)
+    assert lab.record() == []
+    assert lab.status("carol", "c")["reason"] == "queued for 1 free whole GPU(s)"
+
+
+def test_foreign_containers_follow_their_container_type(lab: Lab) -> None:
+    lab.host.containers["c" * 64] = {
+        "id": "c" * 64, "name": "proj-web-1", "image": "x",
+        "labels": {"com.docker.compose.project": "proj"}, "state": "running", "devices": [],
+        "created_at": lab.host.now, "started_at": lab.host.now, "finished_at": None,
+        "cpu_percent": 0.0, "gpu_util": 0.0, "cgroup_parent": "", "exit_code": None}
+    lab.apply()
+    lab.advance(minutes=31)  # compose: idle_timeout_h 0.5; grace_period_m 30
+    assert lab.record() == ["stop None/proj-web-1 idle"]
+
+
+def test_slices_created_kept_in_line_and_stopped(lab: Lab) -> None:
+    lab.want("alice", "t")
+    assert lab.record(slices=True)[:3] == ["ensure ds01.slice", "ensure ds01-student.slice",
+                                           "ensure ds01-student-alice.slice"]
+    lab.apply()
+    lab.host.slices["ds01-student-alice.slice"]["MemoryMax"] = 1
+    lab.host.slices["ds01-student-zed.slice"] = {}
+    assert lab.record(slices=True) == ["set ds01-student-alice.slice ['MemoryMax']",
+                                       "stop-slice ds01-student-zed.slice"]
+    assert lab.host.slices["ds01-student-alice.slice"]["CPUQuotaPerSecUSec"] == 16_000_000
+
+
+def test_plan_is_pure(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    desired, observed = lab.desired(), lab.observed()
+    before = lab.host.to_json()
+    assert plan(desired, observed, lab.now) == plan(desired, observed, lab.now)
+    assert lab.host.to_json() == before
