@@ -117,7 +117,15 @@ class Lab:
         p = self.plan()
         self.executor.apply(list(p.actions), self.now)
         self.executor.forget_reports(p.report_keys)
+        for x in p.actions:
+            if isinstance(x, a.RemoveWant):
+                self.wants.pop((x.user, x.name), None)
         return p
+
+    def restart(self) -> None:
+        """ds01d restarted with an empty memory: idle timers, reports, backoff all gone."""
+        self.idle = {}
+        self.executor = None
 
     def status(self, user: str, name: str) -> dict[str, object]:
         p = self.plan()

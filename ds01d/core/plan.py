@@ -16,6 +16,8 @@ from ds01d.core.actions import (
     CreateContainer,
     EnsureSlice,
     FlagUntracked,
+    RemoveContainer,
+    RemoveWant,
     SetSliceProperties,
     StartContainer,
     StopSlice,
@@ -87,7 +89,12 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     life = plan_lifecycle(desired, observed)
     want_actions, statuses = plan_wants(desired, observed, life, devices_of(observed.gpus))
     flags, flag_keys = plan_untracked(observed)
-    actions = plan_slices(desired, observed) + life.actions + want_actions + flags
+    removed = life.actions + want_actions
+    gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))
+    expired = {(x.user, x.name) for x in removed if isinstance(x, RemoveWant)}
+    after = replace(desired, wants=tuple(w for w in desired.wants
+                                         if (w.user, w.name) not in expired))
+    actions = plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
     keys = frozenset(life.report_keys | flag_keys)
     fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
                                         and a.report_key in observed.reported)]

@@ -26,10 +26,11 @@ def slice_properties(eff: Effective) -> dict[str, int | None]:
             "MemoryHigh": agg.memory_high, "TasksMax": tasks}
 
 
-def slice_users(desired: Desired, observed: Observed) -> set[str]:
-    """Users who need a slice: a want, or a ds01 container."""
+def slice_users(desired: Desired, observed: Observed, gone: frozenset[str]) -> set[str]:
+    """Users who need a slice: a want, or a ds01 container this pass does not remove."""
     users = {w.user for w in desired.wants}
-    users |= {c.owner for c in observed.containers if c.managed and c.owner}
+    users |= {c.owner for c in observed.containers
+              if c.managed and c.owner and c.id not in gone}
     return users
 
 
@@ -51,9 +52,13 @@ def _drift(want: Mapping[str, int | None], have: Mapping[str, int | None]
     return {k: v for k, v in want.items() if k not in have or have[k] != v}
 
 
-def plan_slices(desired: Desired, observed: Observed) -> list[Action]:
-    """Create missing slices, set drifted properties back, stop user slices nobody needs."""
-    wanted = wanted_slices(desired, slice_users(desired, observed))
+def plan_slices(desired: Desired, observed: Observed, *, gone: frozenset[str] = frozenset()
+                ) -> list[Action]:
+    """Create missing slices, set drifted properties back, stop user slices nobody needs.
+
+    ``gone``: containers this pass removes (their slice may go in the same pass).
+    """
+    wanted = wanted_slices(desired, slice_users(desired, observed, gone))
     actions: list[Action] = []
     for name, props in wanted.items():
         have = observed.slices.get(name)
@@ -61,7 +66,7 @@ def plan_slices(desired: Desired, observed: Observed) -> list[Action]:
             actions.append(EnsureSlice(name, props))
         elif drift := _drift(props, have.properties):
             actions.append(SetSliceProperties(name, drift))
-    in_use = {c.cgroup_parent for c in observed.containers}
+    in_use = {c.cgroup_parent for c in observed.containers if c.id not in gone}
     for name in sorted(observed.slices):
         if name.count("-") >= 2 and name not in wanted and name not in in_use:
             actions.append(StopSlice(name))

@@ -1,0 +1,175 @@
+"""Executor, observer and daemon on the simulated host: errors stay per object."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ds01d.adapters.base import PermanentError
+from ds01d.adapters.sim import SimDocker, SimHost
+from ds01d.core import actions as a
+from ds01d.daemon import Daemon
+from ds01d.paths import Paths
+from ds01d.runtime.executor import safe_actions
+from ds01d.runtime.simroot import init_sim_root
+from tests.harness import Lab
+
+
+def test_a_device_the_host_lacks_fails_at_start_as_docker_does() -> None:
+    host = SimHost()
+    docker = SimDocker(host)
+    spec = a.ContainerSpec("ds01-x-t", "x", "t", "img", {}, ("GPU-nonexistent",), "ds01-g-x.slice",
+                           None, None, None, None, None, None, None, "/w")
+    with pytest.raises(PermanentError, match="unknown device GPU-nonexistent"):
+        docker.create_and_start(spec)
+    (c,) = docker.list_containers()
+    assert c.state == "created"
+
+
+def test_one_failing_container_does_not_stall_the_others(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.want("bob", "b", mig="3g.20gb")
+    lab.host.containers["z" * 64] = {  # a name conflict makes alice's create fail
+        "id": "z" * 64, "name": "ds01-alice-a", "image": "x", "labels": {}, "state": "exited",
+        "devices": [], "created_at": lab.host.now, "started_at": None, "finished_at": None,
+        "cpu_percent": 0.0, "gpu_util": 0.0, "cgroup_parent": "", "exit_code": 0}
+    lab.apply()
+    assert lab.executor is not None
+    names = sorted(c["name"] for c in lab.host.containers.values())
+    assert "ds01-bob-b" in names
+    back = lab.executor.backoff["container/alice/a"]
+    assert (back.step, back.permanent) == (0, False) and "Conflict" in back.message
+    lab.apply()  # within the backoff: not retried
+    assert lab.executor.backoff["container/alice/a"].step == 0
+    lab.advance(seconds=2)
+    lab.apply()
+    assert lab.executor.backoff["container/alice/a"].step == 1
+
+
+def test_a_permanent_error_becomes_the_status(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.host.gpus[2]["instances"][0]["uuid"] = "MIG-gone"  # NVML sees it; Docker will not
+    real = SimHost.device_uuids
+    lab.host.device_uuids = lambda: real(lab.host) - {"MIG-gone"}  # type: ignore[method-assign]
+    p = lab.apply()
+    assert lab.executor is not None
+    lab.executor.write_statuses(p.statuses)
+    body = json.loads((tmp_path / "var/lib/ds01/status/alice/a.json").read_text())
+    assert body["phase"] == "Failed" and "unknown device MIG-gone" in body["reason"]
+
+
+def test_with_docker_unseen_nothing_is_created_twice(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.apply()
+    p = lab.plan()
+    from dataclasses import replace
+
+    blind = replace(lab.observed(), containers=(), adapter_errors={"docker": "down"})
+    from ds01d.core.plan import plan
+
+    p = plan(lab.desired(), blind, lab.now)
+    assert any(isinstance(x, a.CreateContainer) for x in p.actions)  # what blindness would do
+    assert not [x for x in safe_actions(p, blind.adapter_errors)
+                if isinstance(x, a.CreateContainer | a.StopContainer | a.RemoveContainer)]
+
+
+def _sim_root(tmp_path: Path) -> Paths:
+    paths = Paths(tmp_path / "root")
+    init_sim_root(paths)
+    return paths
+
+
+def _want(paths: Paths, user: str, name: str, extra: str = "") -> None:
+    folder = paths.wants / user
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(
+        f"version: 1\nkind: container\nname: {name}\nimage: img\n"
+        f"requested_at: '2026-01-05T09:00:00Z'\n{extra}")
+
+
+def test_invalid_config_keeps_the_last_valid_one(tmp_path: Path) -> None:
+    paths = _sim_root(tmp_path)
+    d = Daemon(paths, simulate=True)
+    _want(paths, "alice", "a", "mig: 3g.20gb\n")
+    assert d.run_pass().plan is not None
+    limits = paths.etc / "resource-limits.yaml"
+    limits.write_text(limits.read_text().replace("max_cpus: 8", "max_cpu: 8"))
+    _want(paths, "bob", "b", "mig: 3g.20gb\n")
+    r = d.run_pass()
+    assert r.plan is not None and any(isinstance(x, a.CreateContainer) for x in r.plan.actions)
+    events = [json.loads(x) for x in paths.events.read_text().splitlines()]
+    invalid = [e for e in events if e["event_type"] == "config.invalid"]
+    assert len(invalid) == 1 and "did you mean 'max_cpus'" in invalid[0]["details"]["errors"][0]
+    d.run_pass()
+    events = [json.loads(x) for x in paths.events.read_text().splitlines()]
+    assert len([e for e in events if e["event_type"] == "config.invalid"]) == 1  # said once
+
+
+def test_a_broken_want_file_fails_alone(tmp_path: Path) -> None:
+    paths = _sim_root(tmp_path)
+    _want(paths, "alice", "a", "mig: 3g.20gb\n")
+    _want(paths, "alice", "b", "gpus: lots\n")
+    (paths.wants / "alice" / "c.yaml").symlink_to("/etc/passwd")
+    d = Daemon(paths, simulate=True)
+    d.run_pass()
+    status = {p.stem: json.loads(p.read_text()) for p in (paths.status / "alice").glob("*.json")}
+    assert status["a"]["phase"] == "Running"
+    assert status["b"]["phase"] == "Failed" and "'lots' is not a whole number" in status["b"]["reason"]
+    assert status["c"]["phase"] == "Failed" and "symlink" in status["c"]["reason"]
+
+
+def test_a_restart_with_empty_memory_changes_nothing_that_runs(tmp_path: Path) -> None:
+    paths = _sim_root(tmp_path)
+    for user, mig in (("alice", "3g.20gb"), ("bob", "3g.20gb"), ("frank", "3g.20gb")):
+        _want(paths, user, "w", f"mig: {mig}\n")
+    Daemon(paths, simulate=True).run_pass()
+    before = (paths.sim / "host.json").read_text()
+    fresh = Daemon(paths, simulate=True, read_memory=False)
+    r = fresh.run_pass()
+    assert r.plan is not None and r.plan.changes == ()
+    assert json.loads((paths.sim / "host.json").read_text())["containers"] == \
+        json.loads(before)["containers"]
+
+
+def _ds01d(root: Path, *args: str) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).parent / "ds01d"
+    return subprocess.Popen([str(exe), "--root", str(root), "--simulate", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_daemon_wakes_on_a_new_want_and_stops_on_sigterm(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    proc = _ds01d(root, "--interval", "60")
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "run/ds01/memory.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _want(Paths(root), "alice", "a", "mig: 2g.10gb\n")
+        status = root / "var/lib/ds01/status/alice/a.json"
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status.exists(), "no pass after the want was written (watchdog wake)"
+        assert json.loads(status.read_text())["phase"] == "Running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "ds01d stopped" in out
+
+
+def test_once_exits_after_one_pass(tmp_path: Path) -> None:
+    proc = _ds01d(tmp_path / "root", "--once")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "root/etc/ds01/resource-limits.yaml").exists()
+    assert os.path.exists(tmp_path / "root/var/lib/ds01/sim/host.json")

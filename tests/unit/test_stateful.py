@@ -1,0 +1,126 @@
+"""Random wants, drops, activity, time, host processes and daemon restarts on the simulated
+host; after every step: no device held twice, no user over quota, planning again right after
+applying does nothing, and a restart with an empty memory changes nothing that runs."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ds01d.core.model import devices_of
+from ds01d.core.naming import docker_name
+from ds01d.core.plan import plan
+from tests.harness import Lab
+
+USERS = ["alice", "bob", "frank", "carol", "dave", "erin"]
+KINDS = [{}, {"mig": "3g.20gb"}, {"mig": "2g.10gb"}, {"gpus": 1}, {"gpus": 2}]
+
+
+class LabMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.lab = Lab(Path(self.tmp.name))
+
+    def teardown(self) -> None:
+        self.tmp.cleanup()
+
+    @rule(user=st.sampled_from(USERS), name=st.sampled_from(["a", "b", "c"]),
+          kind=st.sampled_from(KINDS))
+    def want(self, user: str, name: str, kind: dict[str, object]) -> None:
+        self.lab.want(user, name, **kind)  # type: ignore[arg-type]
+        self.lab.apply()
+
+    @precondition(lambda self: self.lab.wants)
+    @rule(data=st.data())
+    def drop(self, data: st.DataObject) -> None:
+        user, name = data.draw(st.sampled_from(sorted(self.lab.wants)))
+        self.lab.drop(user, name)
+        self.lab.apply()
+
+    @precondition(lambda self: any(c["state"] == "running"
+                                   for c in self.lab.host.containers.values()))
+    @rule(data=st.data(), gpu=st.sampled_from([None, 0, 50]), cpu=st.sampled_from([None, 0, 80]))
+    def activity(self, data: st.DataObject, gpu: float | None, cpu: float | None) -> None:
+        running = sorted((c["labels"]["ds01.user"], c["labels"]["ds01.name"])
+                         for c in self.lab.host.containers.values() if c["state"] == "running")
+        user, name = data.draw(st.sampled_from(running))
+        self.lab.activity(user, name, gpu=gpu, cpu=cpu)
+        self.lab.apply()
+
+    @rule(minutes=st.sampled_from([1, 20, 45, 100, 600, 1500, 5000]))
+    def advance(self, minutes: int) -> None:
+        self.lab.advance(minutes=minutes)
+        self.lab.apply()
+
+    @rule(gpu=st.integers(0, 3), user=st.sampled_from(USERS))
+    def host_process(self, gpu: int, user: str) -> None:
+        g = self.lab.host.gpus[gpu]
+        device = g["instances"][0]["uuid"] if g["instances"] else g["uuid"]
+        self.lab.host.add_process(device, uid=self.lab.host.uid_of(user), container_id=None,
+                                  mem_mib=10)
+        self.lab.apply()
+
+    @precondition(lambda self: any(p["container_id"] is None
+                                   for p in self.lab.host.processes.values()))
+    @rule(data=st.data())
+    def end_host_process(self, data: st.DataObject) -> None:
+        pids = sorted(k for k, p in self.lab.host.processes.items() if p["container_id"] is None)
+        del self.lab.host.processes[data.draw(st.sampled_from(pids))]
+        self.lab.apply()
+
+    @rule()
+    def restart(self) -> None:
+        self.lab.restart()
+        self.lab.apply()
+
+    @invariant()
+    def no_device_held_twice(self) -> None:
+        seen: dict[str, str] = {}
+        for c in self.lab.host.containers.values():
+            if c["state"] in ("running", "created"):
+                for d in c["devices"]:
+                    assert d not in seen, f"{d} held by {seen[d]} and {c['name']}"
+                    seen[d] = c["name"]
+
+    @invariant()
+    def nobody_over_quota(self) -> None:
+        desired = self.lab.desired()
+        gpueq = {d.uuid: d.gpu_equivalents for d in devices_of(self.lab.observed().gpus)}
+        used: dict[str, float] = {}
+        held: dict[str, int] = {}
+        for c in self.lab.host.containers.values():
+            if c["state"] == "running":
+                u = c["labels"]["ds01.user"]
+                used[u] = used.get(u, 0.0) + sum(gpueq[d] for d in c["devices"])
+                held[u] = held.get(u, 0) + len(c["devices"])
+        for u, total in used.items():
+            eff = desired.effective[u]
+            quota = eff.limits.max_gpu_equivalents
+            assert quota is None or total <= quota + 1e-9, (u, total, quota)
+            cap = eff.aggregate.gpu_limit
+            assert cap is None or held[u] <= cap, (u, held[u], cap)
+
+    @invariant()
+    def planning_again_does_nothing(self) -> None:
+        assert self.lab.plan().changes == ()
+
+    @invariant()
+    def empty_memory_changes_nothing_that_runs(self) -> None:
+        observed = replace(self.lab.observed(), idle_since={}, reported=frozenset(),
+                           previous_reasons={})
+        assert plan(self.lab.desired(), observed, self.lab.now).changes == ()
+
+
+LabMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])
+TestLab = LabMachine.TestCase
+
+
+def test_docker_name_is_what_the_machine_uses() -> None:
+    assert docker_name("alice", "a") == "ds01-alice-a"
