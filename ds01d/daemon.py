@@ -20,19 +20,21 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from ds01d import __version__
+from ds01d.config.model import DesiredConfig
 from ds01d.core.idle import track_idle
-from ds01d.core.model import Desired, Observed
+from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.paths import Paths
-from ds01d.runtime.desired import ConfigSource, assemble, load_wants
+from ds01d.runtime.desired import ConfigSource, EffectiveCache, WantSource, assemble
 from ds01d.runtime.events import EventLog, event
-from ds01d.runtime.executor import Executor, read_statuses, safe_actions
+from ds01d.runtime.executor import Executor, safe_actions
 from ds01d.runtime.observe import Adapters, observe
+from ds01d.statusfiles import read_statuses
 
 log = logging.getLogger("ds01d")
 
@@ -51,17 +53,30 @@ class Daemon:
     simulate: bool
     interval: float = 10.0
     read_memory: bool = True
+    host: Any = None
+    """An in-memory simulated host to drive instead of the one under ``--root`` (benchmarks)."""
     config: ConfigSource = field(init=False)
+    want_files: WantSource = field(init=False)
+    limits_cache: EffectiveCache = field(init=False)
+    saved_memory: str | None = field(init=False)
+    saved_at: float = field(init=False)
     events: EventLog = field(init=False)
     executor: Executor | None = None
     idle: dict[str, datetime] = field(default_factory=dict)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    snapshot_of: DesiredConfig | None = None
+    snapshot_until: datetime | None = None
     shown_errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.config = ConfigSource(self.paths.etc)
+        self.want_files = WantSource(self.paths.wants, uid_of=None)
+        self.limits_cache = EffectiveCache()
+        self.saved_memory: str | None = None
+        self.saved_at = 0.0
         self.events = EventLog(self.paths.events)
-        for s in read_statuses(self.paths.status):
+        for s in read_statuses(str(self.paths.status)):
             if s.get("phase") == "Stopped":
                 self.reasons[(str(s.get("user")), str(s.get("name")))] = str(s.get("reason"))
         self.restored: frozenset[str] = frozenset()
@@ -78,6 +93,10 @@ class Daemon:
         from ds01d.adapters.sim import locked
         from ds01d.runtime.simroot import sim_adapters
 
+        if self.host is not None:
+            adapters, clock = sim_adapters(self.host)
+            yield adapters, clock.now(), self.host
+            return
         with locked(self.paths.sim) as host:
             adapters, clock = sim_adapters(host)
             yield adapters, clock.now(), host
@@ -87,13 +106,34 @@ class Daemon:
         self._report_config(observed.now)
         if config is None:
             return None
+        stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
+        if config is not self.snapshot_of or stale:
+            self._write_snapshot(config, observed.now)
         from ds01d.config.effective import NoNss
         from ds01d.runtime.simroot import sim_account
 
-        wants, invalid = load_wants(self.paths, uid_of=None)
+        wants, invalid = self.want_files.load()
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
-        return assemble(config, wants, invalid, users=owners, nss=NoNss(),
-                        account=lambda u: sim_account(self.paths, host, u), now=observed.now)
+        def account(user: str) -> Account:
+            if user not in self.accounts:
+                self.accounts[user] = sim_account(self.paths, host, user)
+            return self.accounts[user]
+
+        return assemble(config, wants, invalid, users=owners, nss=NoNss(), account=account,
+                        now=observed.now, cache=self.limits_cache)
+
+    def _write_snapshot(self, config: DesiredConfig, now: datetime) -> None:
+        """Every named user's limits for the ``ds01`` commands (``ds01d/snapshot.py``)."""
+        from ds01d import snapshot
+        from ds01d.config.effective import NoNss, snapshot_body
+
+        body = snapshot_body(config, now=now, nss=NoNss())
+        top = str(self.paths.root)
+        if snapshot.write(top, {"fingerprint": self.config.seen, **body}):
+            self.snapshot_of = config
+            until = body["valid_until"]
+            self.snapshot_until = None if until is None else datetime.strptime(
+                until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
     def _report_config(self, now: datetime) -> None:
         shown = tuple(str(e) for e in self.config.errors)
@@ -142,11 +182,16 @@ class Daemon:
 
         from ds01d.fsutil import write_atomic
 
+        memory = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
+                  "reported": sorted(self.executor.reported if self.executor else ())}
+        text = json.dumps(memory, sort_keys=True)
+        if text == self.saved_memory and time.time() - self.saved_at < self.interval:
+            return
         self.paths.run.mkdir(parents=True, exist_ok=True)
-        body = {"saved_at": time.time(),
-                "idle_since": {k: v.isoformat() for k, v in self.idle.items()},
-                "reported": sorted(self.executor.reported if self.executor else ())}
-        write_atomic(self.paths.run / "memory.json", json.dumps(body, indent=1))
+        self.saved_at = time.time()
+        write_atomic(self.paths.run / "memory.json",
+                     json.dumps({"saved_at": self.saved_at, **memory}, indent=1))
+        self.saved_memory = text
 
 
 def load_memory(paths: Paths, *, max_age_s: float | None

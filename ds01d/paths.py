@@ -1,23 +1,54 @@
-"""Where ds01's files live under a root prefix (``--root``, ``DS01_ROOT``, default ``/``)."""
+"""Where ds01's files live under a root prefix (``--root``, ``DS01_ROOT``, default ``/``).
+
+Imported by every ``ds01`` command: a plain class, not a dataclass (see ``errors.py``).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 ROOT_ENV = "DS01_ROOT"
+TYPE_CHECKING = False  # mypy reads this name as True; see ds01d/errors.py on start-up cost
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
-@dataclass(frozen=True)
 class Paths:
     """Every path ds01 reads or writes, under one root (tests and the simulator use a temp dir)."""
 
-    root: Path
+    __slots__ = ("top",)
+    top: str
+    """The root as a string; :attr:`root` and the other properties give :class:`Path` objects
+    (``pathlib`` is imported only when one is asked for: ``ds01 status`` never does)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "top", os.fspath(root))
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.top)
+
+    def under(self, *parts: str) -> str:
+        """A path under the root, as a string."""
+        return os.path.join(self.top, *parts)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Paths is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Paths) and other.top == self.top
+
+    def __hash__(self) -> int:
+        return hash(self.top)
+
+    def __repr__(self) -> str:
+        return f"Paths({self.top!r})"
 
     @classmethod
     def from_option(cls, root: str | None) -> Paths:
-        return cls(Path(root or os.environ.get(ROOT_ENV) or "/"))
+        return cls(root or os.environ.get(ROOT_ENV) or "/")
 
     @property
     def etc(self) -> Path:
@@ -52,4 +83,4 @@ class Paths:
         return self.wants / user / f"{name}.yaml"
 
     def is_simulated(self) -> bool:
-        return self.sim.is_dir()
+        return os.path.isdir(self.under("var/lib/ds01/sim"))

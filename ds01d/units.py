@@ -1,22 +1,48 @@
 """Parsing and printing of sizes, durations, CPU quotas and MIG profiles.
 
 Pure functions, no imports beyond the standard library's cheapest modules: the CLI pays for
-every import (see ``bench/``).
+every import (see ``bench/``), so the patterns are compiled on first use, not at import.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 
-_SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([kKmMgGtT]?)$")
 _SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_DURATION_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$")
 _DURATION_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
-_PERCENT_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
-# NVIDIA MIG profile names: <compute slices>g.<memory>gb, optional +me/+gfx suffix
-# (A100: 1g.5gb ... 7g.40gb; A100 80GB/H100: 1g.10gb ... 7g.80gb, 1g.20gb, 1g.10gb+me).
-MIG_PROFILE_RE = re.compile(r"^([1-7])g\.([0-9]+)gb(\+me|\+gfx|\+me\.all)?$")
+_PATTERNS = {
+    "size": r"^([0-9]+(?:\.[0-9]+)?)([kKmMgGtT]?)$",
+    "duration": r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$",
+    "part": r"([0-9]+(?:\.[0-9]+)?)([smhdw])",
+    "percent": r"^([0-9]+(?:\.[0-9]+)?)%$",
+    # NVIDIA MIG profile names: <compute slices>g.<memory>gb, optional +me/+gfx suffix
+    # (A100: 1g.5gb ... 7g.40gb; A100 80GB/H100: 1g.10gb ... 7g.80gb, 1g.20gb, 1g.10gb+me).
+    "mig": r"^([1-7])g\.([0-9]+)gb(\+me|\+gfx|\+me\.all)?$",
+}
 COMPUTE_SLICES_PER_GPU = 7
+
+
+@cache
+def _re(name: str) -> re.Pattern[str]:
+    return re.compile(_PATTERNS[name])
+
+
+SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high"})
+"""Settings that are sizes (bytes)."""
+
+
+def show_value(value: int | float | bool | None, key: str) -> str:
+    """A setting's value as it would be written in the YAML file: ``32G``, ``"800%"``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key in SIZE_KEYS and isinstance(value, int):
+        return format_size(value)
+    if key == "cpu_quota":
+        return f'"{value:g}%"'
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_size(value: int | str) -> int:
@@ -31,7 +57,7 @@ def parse_size(value: int | str) -> int:
         if value < 0:
             raise ValueError(f"{value} is not a size (must be >= 0)")
         return value
-    m = _SIZE_RE.match(value.strip())
+    m = _re("size").match(value.strip())
     if not m:
         raise ValueError(f"{value!r} is not a size (use 32g or 32G)")
     return int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
@@ -47,13 +73,10 @@ def format_size(n: int) -> str:
 
 def parse_duration_h(value: str) -> float:
     """Hours from a legacy duration string: ``48h``, ``0.5h``, ``30m``, ``2d``, ``90s``."""
-    m = _DURATION_RE.match(value.strip())
+    m = _re("duration").match(value.strip())
     if not m:
         raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1.5h or 7d)")
     return float(m.group(1)) * _DURATION_H[m.group(2)]
-
-
-_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
 
 
 def parse_duration_s(value: str) -> float:
@@ -62,7 +85,7 @@ def parse_duration_s(value: str) -> float:
     Raises ``ValueError`` with a message for people.
     """
     text = value.strip().replace(" ", "")
-    parts = _PART_RE.findall(text)
+    parts = _re("part").findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1h40m or 7d)")
     return sum(float(n) * _DURATION_H[u] for n, u in parts) * 3600.0
@@ -81,7 +104,7 @@ def parse_percent(value: str | int | float) -> float:
         raise ValueError(f"{value!r} is not a percentage")
     if isinstance(value, int | float):
         return float(value)
-    m = _PERCENT_RE.match(value.strip())
+    m = _re("percent").match(value.strip())
     if not m:
         raise ValueError(f"{value!r} is not a percentage (use 800% for 8 CPUs)")
     return float(m.group(1))
@@ -89,7 +112,7 @@ def parse_percent(value: str | int | float) -> float:
 
 def mig_compute_slices(profile: str) -> int:
     """Compute slices of a MIG profile name: ``3g.20gb`` -> 3."""
-    m = MIG_PROFILE_RE.match(profile)
+    m = _re("mig").match(profile)
     if not m:
         raise ValueError(f"{profile!r} is not a MIG profile (e.g. 1g.10gb, 3g.40gb)")
     return int(m.group(1))

@@ -31,6 +31,7 @@ from ds01d.core.model import (
     ProcOwner,
     SliceState,
 )
+from ds01d.simclock import HOST_FILE
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC).timestamp()
 """Simulated time starts on a Monday morning; it moves only with ``ds01 sim advance``."""
@@ -119,7 +120,7 @@ class SimHost:
 
 
 def host_file(sim_dir: Path) -> Path:
-    return sim_dir / "host.json"
+    return sim_dir / HOST_FILE
 
 
 @contextlib.contextmanager

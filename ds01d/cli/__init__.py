@@ -35,34 +35,34 @@ files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/ in t
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """Help laid out for the terminal, its width found without importing shutil."""
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns - 2
+    except (OSError, ValueError):
+        width = 98
+    return argparse.RawDescriptionHelpFormatter(prog, width=max(40, min(width, 118)))
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _formatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _sub(subs: argparse._SubParsersAction[_Parser], name: str, help_: str, handler: str,
-         **kw: str) -> _Parser:
-    p = subs.add_parser(name, help=help_, description=kw.get("description", help_))
-    p.set_defaults(handler=handler)
-    return p
+def _check_args(p: _Parser) -> None:
+    del p
 
 
-def build_parser() -> _Parser:
-    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
-                        "(env DS01_ROOT; default /)")
-    parser.add_argument("--as", dest="as_user", metavar="USER",
-                        help="act as USER (root only, or on a simulated root)")
-    parser.add_argument("--version", action="version", version=f"ds01 {__version__}")
-    subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
-    _sub(subs, "check-config", "validate the admin's desired-state files", "check",
-         description="Validate every file in etc/ds01/. Exit 0 when valid (warnings on "
-         "stderr); 1 with every error as FILE:LINE: KEY: message.")
-    p = _sub(subs, "limits", "show effective limits and where each value came from", "limits")
+def _limits_args(p: _Parser) -> None:
     p.add_argument("user", nargs="?", metavar="USER", help="whose limits (default: yours)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = _sub(subs, "want", "ask for a container", "want")
+
+
+def _want_args(p: _Parser) -> None:
     kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
     w = kinds.add_parser("container", help="a container, with a GPU or MIG instance if asked",
                          description="Ask ds01d for a container. It is created as you, with "
@@ -76,42 +76,45 @@ def build_parser() -> _Parser:
     w.add_argument("--cpus", type=float, metavar="N", help="CPUs (default: your max_cpus)")
     w.add_argument("--memory", metavar="SIZE", help="memory, e.g. 32g (default: your limit)")
     w.add_argument("--shm", metavar="SIZE", help="/dev/shm size (default: your shm_size)")
-    p = _sub(subs, "drop", "give a container back: ds01d stops and removes it", "drop")
+
+
+def _drop_args(p: _Parser) -> None:
     kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
     d = kinds.add_parser("container", help="a container you asked for",
                          description="Drop a wanted container: ds01d stops and removes it "
                          "and frees its devices. Your workspace is kept.")
     d.add_argument("name", metavar="NAME")
-    p = _sub(subs, "keepalive", "postpone idle stops of a container", "keepalive",
-             description="No idle stop before now + DURATION (capped by the lab's "
-             "keepalive_max_duration_h). The runtime limit still applies.")
+
+
+def _keepalive_args(p: _Parser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                    help="e.g. 30m, 4h")
-    p = _sub(subs, "status", "phase, devices and queue position of your containers", "status")
+
+
+def _status_args(p: _Parser) -> None:
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--all", action="store_true", help="every user's (root, or a simulated root)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = _sub(subs, "plan", "what the next pass of ds01d would do (does nothing)", "plan")
+
+
+def _plan_args(p: _Parser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = _sub(subs, "events", "what ds01d did and saw (var/log/ds01/events.jsonl)", "events")
+
+
+def _events_args(p: _Parser) -> None:
     p.add_argument("--since", metavar="DURATION", help="only the last DURATION, e.g. 24h")
     p.add_argument("--user", metavar="USER", help="only this user's (yours unless root)")
     p.add_argument("--json", action="store_true", help="one JSON event a line")
-    _sim_parser(subs)
-    return parser
 
 
-def _sim_parser(subs: argparse._SubParsersAction[_Parser]) -> None:
-    p = _sub(subs, "sim", "drive the simulated host (no GPU needed)", "sim",
-             description="A simulated 4x A100 host under --root, shared with ds01d --simulate. "
-             "Simulated time moves only with `sim advance`.")
+def _sim_args(p: _Parser) -> None:
     sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser,
                            required=True)
     s = sim.add_parser("init", help="create the simulated host (and example config)")
     s.add_argument("--force", action="store_true", help="start over with a fresh host")
     s = sim.add_parser("advance", help="move simulated time forward")
-    s.add_argument("duration", metavar="DURATION", help="e.g. 30m, 2h, 1d")
+    s.add_argument("duration", metavar="DURATION", help="e.g. 30m, 2h, 1h40m, 1d")
     s = sim.add_parser("activity", help="set what a container is doing")
     s.add_argument("target", metavar="USER/NAME")
     s.add_argument("--gpu-util", type=float, metavar="PCT", help="GPU utilisation (percent)")
@@ -130,20 +133,72 @@ def _sim_parser(subs: argparse._SubParsersAction[_Parser]) -> None:
     s.add_argument("--json", action="store_true")
 
 
-_HANDLERS = {
-    "check": ("ds01d.cli.check", "run"), "limits": ("ds01d.cli.limits", "run"),
-    "want": ("ds01d.cli.want", "run_want"), "drop": ("ds01d.cli.want", "run_drop"),
-    "keepalive": ("ds01d.cli.want", "run_keepalive"), "status": ("ds01d.cli.status", "run_status"),
-    "plan": ("ds01d.cli.status", "run_plan"), "events": ("ds01d.cli.status", "run_events"),
-    "sim": ("ds01d.cli.sim", "run_sim"),
+# name, one-line help, description, arguments, (module, function) that runs it
+COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]] = {
+    "check-config": ("validate the admin's desired-state files",
+                     "Validate every file in etc/ds01/. Exit 0 when valid (warnings on stderr); "
+                     "1 with every error as FILE:LINE: KEY: message.", _check_args,
+                     ("ds01d.cli.check", "run")),
+    "limits": ("show effective limits and where each value came from", "", _limits_args,
+               ("ds01d.cli.limits", "run")),
+    "want": ("ask for a container", "", _want_args, ("ds01d.cli.want", "run_want")),
+    "drop": ("give a container back: ds01d stops and removes it", "", _drop_args,
+             ("ds01d.cli.want", "run_drop")),
+    "keepalive": ("postpone idle stops of a container",
+                  "No idle stop before now + DURATION (capped by the lab's "
+                  "keepalive_max_duration_h). The runtime limit still applies.",
+                  _keepalive_args, ("ds01d.cli.want", "run_keepalive")),
+    "status": ("phase, devices and queue position of your containers", "", _status_args,
+               ("ds01d.cli.status", "run_status")),
+    "plan": ("what the next pass of ds01d would do (does nothing)", "", _plan_args,
+             ("ds01d.cli.status", "run_plan")),
+    "events": ("what ds01d did and saw (var/log/ds01/events.jsonl)", "", _events_args,
+               ("ds01d.cli.status", "run_events")),
+    "sim": ("drive the simulated host (no GPU needed)",
+            "A simulated 4x A100 host under --root, shared with ds01d --simulate. Simulated "
+            "time moves only with `sim advance`.", _sim_args, ("ds01d.cli.sim", "run_sim")),
 }
+_GLOBAL_WITH_VALUE = ("--root", "--as")
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named on a command line (its global options' values skipped)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif arg in COMMANDS:
+            return arg
+        elif not arg.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> _Parser:
+    """The parser; ``only``: define the arguments of that command alone (the others are
+    listed by name), which keeps start-up short. ``None``: everything (for --help)."""
+    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
+                        "(env DS01_ROOT; default /)")
+    parser.add_argument("--as", dest="as_user", metavar="USER",
+                        help="act as USER (root only, or on a simulated root)")
+    parser.add_argument("--version", action="version", version=f"ds01 {__version__}")
+    subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_, description, add_args, _) in COMMANDS.items():
+        p = subs.add_parser(name, help=help_, description=description or help_)
+        p.set_defaults(handler=name)
+        if only is None or only == name:
+            add_args(p)
+    return parser
 
 
 def _handler(name: str) -> Handler:
     """Import only the module of the command being run (start-up time is measured)."""
     import importlib
 
-    module, func = _HANDLERS[name]
+    module, func = COMMANDS[name][3]
     handler: Handler = getattr(importlib.import_module(module), func)
     return handler
 
@@ -151,7 +206,8 @@ def _handler(name: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(command_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):
             raise UsageError("a command is needed (see ds01 --help)")
         return _handler(args.handler)(args)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
 
-from ds01d.config.effective import Nss
-from ds01d.config.model import DesiredConfig
 from ds01d.errors import ConfigError, InvalidInput
 from ds01d.paths import Paths
+
+TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ds01d.config.effective import Nss
+    from ds01d.config.model import DesiredConfig
 
 
 def paths(args: argparse.Namespace) -> Paths:
@@ -57,12 +61,15 @@ def nss_for(p: Paths) -> Nss:
 def now(p: Paths) -> datetime:
     """The clock of this root: the simulated host's on a simulated root (it moves only with
     ``ds01 sim advance``), the real one otherwise."""
-    if p.is_simulated():
-        from ds01d.adapters.sim import SimHost, host_file
+    from datetime import UTC, datetime
 
+    if p.is_simulated():
+        from ds01d.simclock import read_now
+
+        sim = p.under("var/lib/ds01/sim")
         try:
-            return SimHost.from_json(host_file(p.sim).read_text()).clock()
-        except (OSError, ValueError, TypeError):
-            raise InvalidInput(f"the simulated host in {p.sim} is unreadable "
+            return datetime.fromtimestamp(read_now(sim), UTC)
+        except ValueError:
+            raise InvalidInput(f"the simulated host in {sim} is unreadable "
                                "(ds01 sim init --force makes a new one)") from None
     return datetime.now(UTC)

@@ -1,35 +1,57 @@
-"""``ds01 limits [USER] [--json]``: effective limits and where each value came from."""
+"""``ds01 limits [USER] [--json]``: effective limits and where each value came from.
+
+Answered from the limits snapshot when it is current (see ``ds01d/snapshot.py``), else by
+loading the configuration, which also refreshes the snapshot where this caller may write it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 
-from ds01d.cli.common import caller, load, now, nss_for, paths
-from ds01d.config.effective import resolve
-from ds01d.config.loader import show_value
-from ds01d.config.model import Effective
+from ds01d.cli.common import caller, now, paths
+from ds01d.paths import Paths
+from ds01d.units import show_value
 
+TYPE_CHECKING = False  # see cli/common.py
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
 
-def as_json(eff: Effective) -> dict[str, object]:
-    """The ``limits --json`` shape of DESIGN.md: bytes, hours, ``null`` = unlimited."""
-    return {"user": eff.user, "group": eff.group, "limits": asdict(eff.limits),
-            "aggregate": asdict(eff.aggregate), "policies": asdict(eff.policies),
-            "sources": dict(eff.sources)}
+ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def as_table(eff: Effective) -> str:
-    rows = [(k, show_value(v, k).strip('"'), eff.sources.get(k, ""))
-            for k, v in asdict(eff.limits).items()]
-    for part, prefix in ((eff.aggregate, "aggregate."), (eff.policies, "policies.")):
-        rows += [(prefix + k, show_value(v, k).strip('"'), eff.sources.get(prefix + k, "-"))
-                 for k, v in asdict(part).items()]
+def effective_of(p: Paths, user: str, when: datetime) -> dict[str, Any]:
+    """``user``'s limits as ``limits --json`` prints them (also used by ``ds01 want``)."""
+    from ds01d import snapshot
+
+    body = snapshot.lookup(p.top, p.under("etc/ds01"), user, when.strftime(ISO))
+    if body is not None:
+        return body
+    from ds01d.cli.common import load, nss_for
+    from ds01d.config.effective import effective_json, resolve, snapshot_body
+
+    config, nss = load(p), nss_for(p)
+    snapshot.write(p.top, {"fingerprint": snapshot.fingerprint(snapshot.config_files(
+        p.under("etc/ds01"))), **snapshot_body(config, now=when, nss=nss)})
+    return effective_json(resolve(config, user, now=when, nss=nss))
+
+
+def as_table(body: dict[str, Any]) -> str:
+    sources = body["sources"]
+    rows = [(k, show_value(v, k).strip('"'), sources.get(k, "-"))
+            for k, v in body["limits"].items()]
+    for part in ("aggregate", "policies"):
+        rows += [(f"{part}.{k}", show_value(v, k).strip('"'), sources.get(f"{part}.{k}", "-"))
+                 for k, v in body[part].items()]
     width = max(len(r[0]) for r in rows)
-    head = f"user {eff.user}  group {eff.group or '(none)'}  priority {eff.priority}"
-    lines = [head] + ([f"override reason: {eff.reason}"] if eff.reason else [])
+    lines = [f"user {body['user']}  group {body['group'] or '(none)'}  "
+             f"priority {body.get('priority', 0)}"]
+    lines += [f"note: {n}" for n in body.get("notes", [])]
+    if body.get("reason"):
+        lines.append(f"override reason: {body['reason']}")
     lines.append(f"{'KEY':<{width}}  {'VALUE':<10}  FROM")
-    lines += [f"{k:<{width}}  {v:<10}  {src or '-'}" for k, v, src in rows]
+    lines += [f"{k:<{width}}  {v:<10}  {src}" for k, v, src in rows]
     lines.append("null = unlimited; sizes in bytes as K/M/G/T (1024); durations in hours")
     return "\n".join(lines)
 
@@ -37,11 +59,6 @@ def as_table(eff: Effective) -> str:
 def run(args: argparse.Namespace) -> int:
     p = paths(args)
     user = args.user or caller(args, p)
-    eff = resolve(load(p), user, now=now(p), nss=nss_for(p))
-    if args.json:
-        print(json.dumps(as_json(eff), indent=2))
-    else:
-        for w in eff.warnings:
-            print(f"note: {w}")
-        print(as_table(eff))
+    body = effective_of(p, user, now(p))
+    print(json.dumps(body, indent=2) if args.json else as_table(body))
     return 0

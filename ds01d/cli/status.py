@@ -5,31 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import datetime, timedelta
-from typing import Any
 
 from ds01d.cli.common import caller, paths
 from ds01d.errors import InvalidInput
 from ds01d.paths import Paths
-from ds01d.units import parse_duration_s
+
+TYPE_CHECKING = False  # see cli/common.py
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _may_see_all(p: Paths) -> bool:
     return os.geteuid() == 0 or p.is_simulated()
 
 
-def _ago(iso: str | None, now: datetime | None) -> str:
+def _when(iso: str | None) -> str:
+    """``2026-01-05T09:00:00Z`` -> ``2026-01-05 09:00:00`` (UTC)."""
     if not iso:
         return "-"
     return iso.replace("T", " ").rstrip("Z")
 
 
 def status_rows(p: Paths, user: str | None, name: str | None) -> list[dict[str, Any]]:
-    from ds01d.runtime.executor import read_statuses
+    from ds01d.statusfiles import read_statuses
 
-    rows = read_statuses(p.status)
-    return [r for r in rows if (user is None or r.get("user") == user)
-            and (name is None or r.get("name") == name)]
+    rows = read_statuses(p.under("var/lib/ds01/status"), user)
+    return [r for r in rows if name is None or r.get("name") == name]
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -43,9 +44,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
             reason += f" (idle {r['idle_for_s'] / 3600:.1f}h)"
         if r.get("stops_at"):
             verb = "removed" if r.get("phase") == "Stopped" else "stops"
-            reason += f"; {verb} at {_ago(r['stops_at'], None)}"
+            reason += f"; {verb} at {_when(r['stops_at'])}"
         lines.append((str(r.get("user")), str(r.get("name")), str(r.get("phase")), devices,
-                      f"{r.get('gpu_equivalents', 0):.2f}", queue, _ago(r.get("since"), None),
+                      f"{r.get('gpu_equivalents', 0):.2f}", queue, _when(r.get("since")),
                       reason))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  "
@@ -71,7 +72,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_events(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta
+
     from ds01d.runtime.events import EventLog
+    from ds01d.units import parse_duration_s
 
     p = paths(args)
     evs = EventLog(p.events).read()

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 from ds01d import schema as js
-from ds01d.cli.common import caller, load, now, nss_for, paths
-from ds01d.config.effective import resolve
+from ds01d.cli.common import caller, load, now, paths
 from ds01d.config.want import WANT_SCHEMA, Want, limit_problems, to_yaml
 from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
@@ -68,14 +67,18 @@ def run_want(args: argparse.Namespace) -> int:
     p = paths(args)
     user = caller(args, p)
     want = _checked(args, user, p)
-    eff = resolve(load(p), user, now=now(p), nss=nss_for(p))
-    problems = limit_problems(want, eff.limits)
+    from ds01d.cli.limits import effective_of
+    from ds01d.config.model import Limits
+
+    body = effective_of(p, user, want.requested_at)
+    limits = Limits(**body["limits"])
+    problems = limit_problems(want, limits)
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")
     folder = _user_folder(p, user)
     others = [f for f in folder.glob("*.yaml") if f.stem != want.name]
-    cap = eff.limits.max_containers_per_user
+    cap = limits.max_containers_per_user
     if cap is not None and len(others) >= cap:
         raise InvalidInput(f"you already want {len(others)} containers, your limit "
                            f"(max_containers_per_user is {cap}): ds01 drop container one first")

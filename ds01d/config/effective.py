@@ -6,9 +6,9 @@ Pure: group membership through Unix groups comes from an injected :class:`Nss`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ds01d.config.model import (
     AGGREGATE_KEYS,
@@ -77,16 +77,15 @@ def same_user(entry: str, user: str) -> bool:
 
 
 def _named_in(entries: frozenset[str] | None, user: str) -> bool:
-    return bool(entries) and any(same_user(e, user) for e in entries or ())
+    return any(same_user(e, user) for e in entries or ())
 
 
 def groups_of(config: DesiredConfig, user: str, nss: Nss) -> list[str]:
     """Every group that lists ``user``: inline, members file or one of its Unix groups."""
-    found = []
-    for group in config.groups.values():
-        if _named_in(group.members, user) or _in_unix_groups(group.unix_groups, user, nss):
-            found.append(group.name)
-    return found
+    listed = {g for entry, g in config.member_index.get(local_part(user), ())
+              if same_user(entry, user)}
+    return [g.name for g in config.groups.values()
+            if g.name in listed or (g.unix_groups and _in_unix_groups(g.unix_groups, user, nss))]
 
 
 def _in_unix_groups(names: tuple[str, ...], user: str, nss: Nss) -> bool:
@@ -175,3 +174,47 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
         reason=config.overrides[key].reason if key is not None else None,
         warnings=tuple(warnings),
     )
+
+
+def effective_json(eff: Effective) -> dict[str, Any]:
+    """The ``ds01 limits --json`` shape of DESIGN.md: bytes, hours, ``null`` = unlimited
+    (plus ``priority``, ``reason`` and ``notes``)."""
+    return {"user": eff.user, "group": eff.group, "limits": asdict(eff.limits),
+            "aggregate": asdict(eff.aggregate), "policies": asdict(eff.policies),
+            "sources": dict(eff.sources), "priority": eff.priority, "reason": eff.reason,
+            "notes": list(eff.warnings)}
+
+
+UNLISTED = " unlisted"
+"""A name no entry can match (user names have no spaces): stands for every unlisted user."""
+
+
+def snapshot_body(config: DesiredConfig, *, now: datetime, nss: Nss) -> dict[str, Any]:
+    """Every named user's limits, and those of any unlisted user (see ``ds01d/snapshot.py``)."""
+    names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
+    names |= {e.username for e in config.exemptions}
+
+    def entry(user: str) -> dict[str, Any]:
+        body = effective_json(resolve(config, user, now=now, nss=nss))
+        del body["user"]
+        return body
+
+    bodies: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+
+    def number(user: str) -> int:
+        """Users with the same limits share one body: the file stays small to read."""
+        body = entry(user)
+        key = repr(sorted(body.items()))
+        if key not in index:
+            index[key] = len(bodies)
+            bodies.append(body)
+        return index[key]
+
+    ends = [e.expires_at for e in config.exemptions if e.expires_at and e.expires_at > now]
+    uses_nss = any(g.unix_groups for g in config.groups.values())
+    return {"users": {u: number(u) for u in sorted(names)},
+            "named": sorted({local_part(u) for u in names}),
+            "unlisted": None if uses_nss else number(UNLISTED),
+            "bodies": bodies,
+            "valid_until": min(ends).strftime("%Y-%m-%dT%H:%M:%SZ") if ends else None}

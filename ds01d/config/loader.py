@@ -39,7 +39,6 @@ MIG_FILE = "mig-layout.yaml"
 GROUPS_DIR = "groups"
 RL_SCHEMA = "resource-limits.schema.json"
 
-_SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high"})
 _INT_KEYS = frozenset({"max_gpu_slots_per_container", "pids_limit", "max_containers_per_user",
                        "max_tasks", "tasks_max", "gpu_limit"})
 
@@ -48,26 +47,13 @@ def convert(key: str, value: Any) -> Value:
     """A validated raw value as ds01 uses it: bytes, hours, percent, int, float, bool."""
     if value is None or isinstance(value, bool):
         return value
-    if key in _SIZE_KEYS:
+    if key in units.SIZE_KEYS:
         return units.parse_size(value)
     if key == "cpu_quota":
         return units.parse_percent(value)
     if isinstance(value, str):
         return units.parse_duration_h(value)
     return int(value) if key in _INT_KEYS else float(value)
-
-
-def show_value(value: Value, key: str) -> str:
-    """A value as it would be written in the YAML file."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if key in _SIZE_KEYS and isinstance(value, int):
-        return units.format_size(value)
-    if key == "cpu_quota":
-        return f'"{value:g}%"'
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _defs() -> Mapping[str, Any]:
@@ -147,7 +133,7 @@ def _layer(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPath,
             continue
         limits[canon] = convert(canon, value)
         files.warn(doc, (*path, key), f"deprecated name: write '{canon}: "
-                   f"{show_value(limits[canon], canon)}' instead")
+                   f"{units.show_value(limits[canon], canon)}' instead")
     aggregate = {k: convert(k, v) for k, v in raw.get("aggregate", {}).items()}
     policies = {k: convert(k, v) for k, v in raw.get("policies", {}).items()}
     return Layer(source, limits, aggregate, policies)
@@ -298,7 +284,7 @@ def _container_types(files: _Files, doc: Document) -> dict[str, dict[str, Value]
                                 f"both {key} and {canon} are set: keep only {canon}")
                     continue
                 files.warn(doc, ("container_types", name, key), f"deprecated name: write "
-                           f"'{canon}: {show_value(convert(canon, value), canon)}' instead")
+                           f"'{canon}: {units.show_value(convert(canon, value), canon)}' instead")
             settings[canon] = convert(canon, value)
         out[name] = settings
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from ds01d.errors import Diagnostic
 
@@ -109,6 +110,15 @@ class DesiredConfig:
     container_types: Mapping[str, Mapping[str, Value]]
     mig_layout: MigLayout | None
     warnings: tuple[Diagnostic, ...] = ()
+
+    @cached_property
+    def member_index(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
+        """User name without ``@domain`` -> (entry as written, group): membership in O(1)."""
+        index: dict[str, list[tuple[str, str]]] = {}
+        for group in self.groups.values():
+            for entry in sorted(group.members):
+                index.setdefault(entry.split("@", 1)[0], []).append((entry, group.name))
+        return {k: tuple(v) for k, v in index.items()}
 
 
 @dataclass(frozen=True)

@@ -19,26 +19,29 @@ DEFAULT_POLICY = IdlePolicy(gpu_idle_threshold=5, cpu_idle_threshold=2,
                             network_idle_threshold=1024, idle_detection_window=10)
 
 
-def is_active(c: Container, observed: Observed, policy: IdlePolicy) -> bool:
+def is_active(c: Container, policy: IdlePolicy, *, util: Mapping[str, float | None],
+              mig_busy: frozenset[str]) -> bool:
+    """``util``: whole GPU -> utilisation; ``mig_busy``: MIG instances with a process."""
     if c.cpu_percent >= policy.cpu_idle_threshold:
         return True
-    util = {g.uuid: g.utilization for g in observed.gpus if not g.mig_enabled}
     if any((util.get(d) or 0.0) >= policy.gpu_idle_threshold for d in c.devices if d in util):
         return True
-    mig = {i.uuid for g in observed.gpus for i in g.instances}
-    return any(p.device_uuid in mig and p.device_uuid in c.devices and p.used_memory_mib > 0
-               for p in observed.processes)
+    return any(d in mig_busy for d in c.devices)
 
 
 def track_idle(previous: Mapping[str, datetime], observed: Observed,
                effective: Mapping[str, Effective], now: datetime) -> dict[str, datetime]:
     """Container id -> idle since, for running containers idle at this sample."""
     out: dict[str, datetime] = {}
+    util = {g.uuid: g.utilization for g in observed.gpus if not g.mig_enabled}
+    mig = {i.uuid for g in observed.gpus for i in g.instances}
+    mig_busy = frozenset(p.device_uuid for p in observed.processes
+                         if p.device_uuid in mig and p.used_memory_mib > 0)
     for c in observed.containers:
         if c.state != "running":
             continue
         eff = effective.get(c.owner or "")
         policy = eff.policies if eff is not None else DEFAULT_POLICY
-        if not is_active(c, observed, policy):
+        if not is_active(c, policy, util=util, mig_busy=mig_busy):
             out[c.id] = previous.get(c.id, now)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from ds01d.config.model import DesiredConfig, Effective
 from ds01d.config.want import Want
@@ -93,19 +94,19 @@ class Container:
     cgroup_parent: str = ""
     exit_code: int | None = None
 
-    @property
+    @cached_property
     def managed(self) -> bool:
         return self.labels.get(LABEL_MANAGED) == "true"
 
-    @property
+    @cached_property
     def owner(self) -> str | None:
         return self.labels.get(LABEL_USER)
 
-    @property
+    @cached_property
     def want_name(self) -> str | None:
         return self.labels.get(LABEL_NAME)
 
-    @property
+    @cached_property
     def active(self) -> bool:
         """Holding its devices: running, or on its way there."""
         return self.state in ("created", "running", "restarting", "paused")

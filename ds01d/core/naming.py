@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 ROOT_SLICE = "ds01.slice"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 MAX_PART = 32
 
 
+@lru_cache(maxsize=65536)
 def unit_part(name: str) -> str:
     """A user or group name as one part of a slice name.
 

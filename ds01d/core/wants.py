@@ -70,10 +70,22 @@ def _retire(c: Container, reason: str, grace: float, actions: list[Action]) -> N
     actions.append(RemoveContainer(c.id, c.owner, name, reason))
 
 
-def host_problems(want: Want, devices: tuple[Device, ...]) -> list[str]:
+@dataclass(frozen=True)
+class Offer:
+    """What this server has: its MIG profiles and its whole GPUs."""
+
+    profiles: tuple[str, ...]
+    whole: int
+
+    @classmethod
+    def of(cls, devices: tuple[Device, ...]) -> Offer:
+        return cls(tuple(sorted({d.profile for d in devices if d.profile})),
+                   sum(1 for d in devices if d.profile is None))
+
+
+def host_problems(want: Want, offer: Offer) -> list[str]:
     """Why this server can never serve ``want``, whatever is running."""
-    profiles = sorted({d.profile for d in devices if d.profile})
-    whole = sum(1 for d in devices if d.profile is None)
+    profiles, whole = offer.profiles, offer.whole
     if want.mig is not None and want.mig not in profiles:
         have = ", ".join(profiles) or "none"
         return [f"this server has no {want.mig} MIG instances (it has: {have})"]
@@ -115,9 +127,10 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing)
     waiting: list[Want] = []
+    offer = Offer.of(devices)
     for key, want in sorted(wants.items()):
         c = _primary(groups, key)
-        if not _settled(want, c, desired=desired, observed=observed, life=life, devices=devices,
+        if not _settled(want, c, desired=desired, observed=observed, life=life, offer=offer,
                         state=state):
             waiting.append(want)
     position = 0
@@ -150,12 +163,10 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
-             life: LifecycleResult, devices: tuple[Device, ...], state: _Pass) -> bool:
+             life: LifecycleResult, offer: Offer, state: _Pass) -> bool:
     """Give ``want`` its status when it needs no allocation this pass; False: queue it."""
     key = (want.user, want.name)
     eff = desired.effective[want.user]
-    profiles = sorted({d.profile for d in devices if d.profile})
-    problems = limit_problems(want, eff.limits, profiles) + host_problems(want, devices)
     if c is not None and c.id in life.stopping:
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
@@ -168,6 +179,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
+    problems = limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
                                          (), want.gpu_equivalents, None, want.requested_at)

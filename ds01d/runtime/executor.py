@@ -12,7 +12,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ds01d.adapters.base import PermanentError
@@ -59,7 +58,8 @@ class Executor:
     events: EventLog
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
-    written: dict[tuple[str, str], str] = field(default_factory=dict)
+    written: dict[tuple[str, str], tuple[WantStatus, str | None]] = field(default_factory=dict)
+    scanned: bool = False
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
 
@@ -170,35 +170,26 @@ class Executor:
         for s in statuses:
             key = (s.user, s.name)
             seen.add(key)
-            body = s.to_json()
-            if f"{s.user}/{s.name}" in errors and s.phase in ("Running", "Pending"):
-                body |= {"phase": "Failed", "reason": errors[f"{s.user}/{s.name}"]}
-            text = json.dumps(body, indent=1, sort_keys=True) + "\n"
-            if self.written.get(key) != text:
-                path = self.paths.status / s.user / f"{s.name}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, text)
-                self.written[key] = text
+            error = errors.get(f"{s.user}/{s.name}") if s.phase in ("Running", "Pending") \
+                else None
+            if self.written.get(key) == (s, error):
+                continue
+            body = s.to_json() | ({"phase": "Failed", "reason": error} if error else {})
+            path = self.paths.status / s.user / f"{s.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(body, indent=1, sort_keys=True) + "\n")
+            self.written[key] = (s, error)
         self._remove_stale(seen)
 
     def _remove_stale(self, seen: set[tuple[str, str]]) -> None:
-        root = self.paths.status
-        if not root.is_dir():
-            return
-        for path in root.glob("*/*.json"):
-            if (path.parent.name, path.stem) not in seen:
-                path.unlink(missing_ok=True)
-                self.written.pop((path.parent.name, path.stem), None)
+        """Status files of wants that are gone: all on disk at the first pass, then those
+        this executor wrote."""
+        if not self.scanned and self.paths.status.is_dir():
+            stale = {(p.parent.name, p.stem) for p in self.paths.status.glob("*/*.json")}
+            self.scanned = True
+        else:
+            stale = set(self.written)
+        for user, name in stale - seen:
+            (self.paths.status / user / f"{name}.json").unlink(missing_ok=True)
+            self.written.pop((user, name), None)
 
-
-def read_statuses(status_dir: Path) -> list[dict[str, Any]]:
-    """Every status file (a damaged one is skipped)."""
-    out = []
-    for path in sorted(status_dir.glob("*/*.json")):
-        try:
-            body = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(body, dict):
-            out.append(body)
-    return out
