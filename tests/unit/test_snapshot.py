@@ -1,0 +1,92 @@
+"""The limits snapshot answers only while it is current and trusted, and then exactly as the
+configuration does."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ds01d import snapshot
+from ds01d.cli.limits import effective_of
+from ds01d.config.effective import FakeNss, effective_json, resolve
+from ds01d.config.loader import load_config
+from ds01d.paths import Paths
+from tests.conftest import MakeRoot
+from tests.unit.test_loader import EXEMPTIONS, LAB, OVERRIDES
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@pytest.fixture
+def root(make_root: MakeRoot) -> Paths:
+    return Paths(make_root({
+        "resource-limits.yaml": LAB, "user-overrides.yaml": OVERRIDES,
+        "lifecycle-exemptions.yaml": EXEMPTIONS,
+        "groups/researcher.members": "carol\n204214@lab.example.lan\n",
+    }))
+
+
+def lookup(p: Paths, user: str, when: datetime = NOW) -> dict[str, object] | None:
+    return snapshot.lookup(p.top, p.under("etc/ds01"), user, when.strftime(ISO))
+
+
+@pytest.mark.parametrize("user", ["carol", "204214@lab.example.lan", "zoe", "dave"])
+def test_the_snapshot_answers_as_the_configuration_does(root: Paths, user: str) -> None:
+    assert lookup(root, user) is None  # no snapshot yet
+    slow = effective_of(root, user, NOW)  # loads the config and writes the snapshot
+    fast = lookup(root, user)
+    expected = effective_json(resolve(load_config(root.etc), user, now=NOW, nss=FakeNss()))
+    assert slow == expected
+    assert fast == json.loads(json.dumps(expected))
+
+
+def test_an_edit_makes_it_stale(root: Paths) -> None:
+    effective_of(root, "zoe", NOW)
+    limits = root.etc / "resource-limits.yaml"
+    limits.write_text(limits.read_text().replace("max_cpus: 32", "max_cpus: 16"))
+    assert lookup(root, "zoe") is None
+    assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0  # type: ignore[index]
+
+
+def test_a_new_members_file_makes_it_stale(root: Paths) -> None:
+    effective_of(root, "zoe", NOW)
+    (root.etc / "groups/admin.members").write_text("zoe\n")
+    assert lookup(root, "zoe") is None
+
+
+def test_it_expires_when_an_exemption_ends(root: Paths) -> None:
+    effective_of(root, "carol", NOW)
+    assert lookup(root, "carol", datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) is not None
+    assert lookup(root, "carol", datetime(2027, 1, 1, 0, 0, tzinfo=UTC)) is None
+
+
+def test_other_spellings_and_unix_groups_go_to_the_configuration(root: Paths) -> None:
+    effective_of(root, "carol", NOW)
+    assert lookup(root, "carol@lab.example.lan") is not None  # spelled so in the exemptions
+    assert lookup(root, "carol@other.example") is None  # named, but spelled otherwise
+    assert lookup(root, "204214") is None
+    limits = root.etc / "resource-limits.yaml"
+    text = limits.read_text().replace("  admin:\n", "  admin:\n    unix_groups: [wheel]\n")
+    limits.write_text(text)
+    effective_of(root, "carol", NOW)
+    assert lookup(root, "zoe") is None  # NSS decides for unlisted users
+
+
+def test_a_snapshot_others_may_write_is_ignored(root: Paths) -> None:
+    effective_of(root, "zoe", NOW)
+    path = Path(root.top) / snapshot.RELATIVE
+    os.chmod(path, 0o666)
+    assert lookup(root, "zoe") is None
+    os.chmod(path, 0o644)
+    assert lookup(root, "zoe") is not None
+
+
+def test_users_with_equal_limits_share_one_body(root: Paths) -> None:
+    effective_of(root, "zoe", NOW)
+    body = json.loads((Path(root.top) / snapshot.RELATIVE).read_text())
+    assert len(body["bodies"]) < len(body["users"]) + 1
