@@ -7,6 +7,9 @@ value class written out by hand.
 
 from __future__ import annotations
 
+KeyPath = tuple[str | int, ...]
+"""Where a value sits in a parsed file: keys and list indexes from the top."""
+
 
 class Diagnostic:
     """One problem found in a desired-state file, pinned to a line (immutable, ordered).

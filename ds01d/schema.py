@@ -12,14 +12,14 @@ uses a keyword outside :data:`SUPPORTED`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-from ds01d.yamlsrc import KeyPath
+from ds01d.errors import KeyPath
 
 ANNOTATIONS = frozenset(
     {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "deprecated",
@@ -48,15 +48,15 @@ class SchemaError:
     message: str
 
 
-def schema_dir() -> Path:
+def schema_dir() -> str:
     """The folder holding the ``*.schema.json`` files (``schemas/`` at the repo top links here)."""
-    return Path(__file__).resolve().parent / "schemas"
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
 
 @cache
 def load_schema(name: str) -> Schema:
     """A schema by file name, e.g. ``resource-limits.schema.json``."""
-    with open(schema_dir() / name, encoding="utf-8") as f:
+    with open(os.path.join(schema_dir(), name), encoding="utf-8") as f:
         data: Schema = json.load(f)
     return data
 

@@ -7,6 +7,7 @@ every import (see ``bench/``), so the patterns are compiled on first use, not at
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, time, timedelta
 from functools import cache
 
 _SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -121,3 +122,13 @@ def mig_compute_slices(profile: str) -> int:
 def mig_gpu_equivalents(profile: str) -> float:
     """GPU-equivalents of one instance of a MIG profile: compute slices / 7."""
     return mig_compute_slices(profile) / COMPUTE_SLICES_PER_GPU
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 date or date-time as aware UTC; a bare date means the end of that day."""
+    value = text.strip().replace(" ", "T", 1)
+    if "T" not in value:
+        day = datetime.fromisoformat(value).date()
+        return datetime.combine(day + timedelta(days=1), time(), UTC)
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ds01d.errors import ConfigError, Diagnostic
+from ds01d.errors import ConfigError, Diagnostic, KeyPath
 
 MAX_BYTES = 1 << 20
 """Largest desired-state file read (1 MiB): a lab's config is a few KiB; anything bigger is a
@@ -29,7 +29,6 @@ _CORE = "tag:yaml.org,2002:"
 _TAGS = frozenset(_CORE + t for t in ("null", "bool", "int", "float", "str", "timestamp",
                                       "map", "seq", "merge"))
 
-KeyPath = tuple[str | int, ...]
 JSON = Any
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from ds01d import schema as js
 from ds01d.cli.common import caller, load, now, paths
@@ -36,21 +35,23 @@ def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
                 shm=None if args.shm is None else parse_size(args.shm))
 
 
-def _user_folder(p: Paths, user: str) -> Path:
+def _user_folder(p: Paths, user: str) -> str:
     """``wants/<user>/``, created for the caller; refused when someone else owns it."""
+    import stat
+
     if "/" in user or user.startswith("."):
         raise InvalidInput(f"{user!r} cannot be used as a folder name")
-    folder = p.wants / user
-    folder.mkdir(parents=True, exist_ok=True, mode=0o755)
-    st = folder.lstat()
+    folder = p.under("var/lib/ds01/wants", user)
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    st = os.lstat(folder)
     uid = os.geteuid()
-    if folder.is_symlink() or uid not in (0, st.st_uid):
+    if stat.S_ISLNK(st.st_mode) or uid not in (0, st.st_uid):
         raise InvalidInput(f"{folder} is not yours (owner uid {st.st_uid}): ask an admin to "
                            "remove it")
     return folder
 
 
-def _give_to(path: Path, user: str, p: Paths) -> None:
+def _give_to(path: str, user: str, p: Paths) -> None:
     """Root writing for a user (``--as``) hands the file and folder to that user."""
     if os.geteuid() != 0 or p.is_simulated():
         return
@@ -59,7 +60,7 @@ def _give_to(path: Path, user: str, p: Paths) -> None:
     ids = user_ids(user)
     if ids is None:
         raise InvalidInput(f"no such user: {user}")
-    for target in (path.parent, path):
+    for target in (os.path.dirname(path), path):
         os.chown(target, *ids, follow_symlinks=False)
 
 
@@ -68,7 +69,7 @@ def run_want(args: argparse.Namespace) -> int:
     user = caller(args, p)
     want = _checked(args, user, p)
     from ds01d.cli.limits import effective_of
-    from ds01d.config.model import Limits
+    from ds01d.config.values import Limits
 
     body = effective_of(p, user, want.requested_at)
     limits = Limits(**body["limits"])
@@ -77,13 +78,14 @@ def run_want(args: argparse.Namespace) -> int:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")
     folder = _user_folder(p, user)
-    others = [f for f in folder.glob("*.yaml") if f.stem != want.name]
+    others = [n for n in os.listdir(folder) if n.endswith(".yaml") and not n.startswith(".")
+              and n != f"{want.name}.yaml"]
     cap = limits.max_containers_per_user
     if cap is not None and len(others) >= cap:
         raise InvalidInput(f"you already want {len(others)} containers, your limit "
                            f"(max_containers_per_user is {cap}): ds01 drop container one first")
-    target = folder / f"{want.name}.yaml"
-    again = target.exists()
+    target = os.path.join(folder, f"{want.name}.yaml")
+    again = os.path.exists(target)
     write_atomic(target, to_yaml(want))
     _give_to(target, user, p)
     devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ from ds01d.config.model import (
     Override,
     Value,
 )
-from ds01d.errors import ConfigError, Diagnostic
-from ds01d.yamlsrc import Document, KeyPath, load_file, read_text
+from ds01d.errors import ConfigError, Diagnostic, KeyPath
+from ds01d.yamlsrc import Document, load_file, read_text
 
 LIMITS_FILE = "resource-limits.yaml"
 OVERRIDES_FILE = "user-overrides.yaml"
@@ -211,16 +210,6 @@ def _overrides(files: _Files, doc: Document, extra: Document | None) -> dict[str
     return out
 
 
-def parse_when(text: str) -> datetime:
-    """An ISO 8601 date or date-time as aware UTC; a bare date means the end of that day."""
-    value = text.strip().replace(" ", "T", 1)
-    if "T" not in value:
-        day = datetime.fromisoformat(value).date()
-        return datetime.combine(day + timedelta(days=1), time(), UTC)
-    when = datetime.fromisoformat(value)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def _exemptions(files: _Files, doc: Document | None) -> tuple[Exemption, ...]:
     if doc is None:
         return ()
@@ -228,7 +217,7 @@ def _exemptions(files: _Files, doc: Document | None) -> tuple[Exemption, ...]:
     for i, raw in enumerate(doc.data.get("exemptions") or []):
         expires = raw.get("expires_on")
         try:
-            when = None if expires is None else parse_when(expires)
+            when = None if expires is None else units.parse_when(expires)
         except ValueError as e:
             files.error(doc, ("exemptions", i, "expires_on"),
                         f"{expires!r} is not a real date: {e}")

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from ds01d.config.values import Aggregate, IdlePolicy, Limits
 from ds01d.errors import Diagnostic
+
+__all__ = ["Aggregate", "IdlePolicy", "Limits"]
 
 Value = int | float | bool | None
 """A setting's value after parsing: sizes in bytes, durations in hours, ``None`` = unlimited."""
@@ -119,45 +122,6 @@ class DesiredConfig:
             for entry in sorted(group.members):
                 index.setdefault(entry.split("@", 1)[0], []).append((entry, group.name))
         return {k: tuple(v) for k, v in index.items()}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A user's effective per-container and per-user limits (``None`` = unlimited)."""
-
-    max_gpu_equivalents: float | None
-    max_gpu_slots_per_container: int | None
-    allow_full_gpu: bool
-    max_cpus: float | None
-    memory: int | None
-    memory_swap: int | None
-    shm_size: int | None
-    pids_limit: int | None
-    max_containers_per_user: int | None
-    max_runtime_h: float | None
-    idle_timeout_h: float | None
-    gpu_hold_after_stop_h: float | None
-    container_hold_after_stop_h: float | None
-    max_tasks: int | None
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """Limits of the user's slice (``None`` = unlimited)."""
-
-    cpu_quota: float | None
-    memory_max: int | None
-    memory_high: int | None
-    tasks_max: int | None
-    gpu_limit: int | None
-
-
-@dataclass(frozen=True)
-class IdlePolicy:
-    gpu_idle_threshold: float
-    cpu_idle_threshold: float
-    network_idle_threshold: float
-    idle_detection_window: float
 
 
 @dataclass(frozen=True)

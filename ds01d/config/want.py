@@ -8,12 +8,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ds01d import schema as js
 from ds01d import units
-from ds01d.config.loader import parse_when
-from ds01d.config.model import Limits
+from ds01d.config.values import Limits
 from ds01d.errors import ConfigError, Diagnostic
-from ds01d.yamlsrc import parse
+from ds01d.units import parse_when
 
 WANT_SCHEMA = "want.schema.json"
 
@@ -70,6 +68,9 @@ def to_yaml(want: Want) -> str:
 
 def from_yaml(text: str, *, user: str, file: str) -> Want:
     """A :class:`Want` from a want file's text, or :class:`ConfigError` saying what is wrong."""
+    from ds01d import schema as js
+    from ds01d.yamlsrc import parse
+
     doc = parse(text, file)
     data = doc.data
     errs = js.validate(WANT_SCHEMA, data)

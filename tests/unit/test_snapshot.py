@@ -50,7 +50,7 @@ def test_an_edit_makes_it_stale(root: Paths) -> None:
     limits = root.etc / "resource-limits.yaml"
     limits.write_text(limits.read_text().replace("max_cpus: 32", "max_cpus: 16"))
     assert lookup(root, "zoe") is None
-    assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0  # type: ignore[index]
+    assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0
 
 
 def test_a_new_members_file_makes_it_stale(root: Paths) -> None:

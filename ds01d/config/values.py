@@ -1,0 +1,48 @@
+"""A user's effective limits: the values ``ds01 want`` checks a request against.
+
+A module of its own so that ``ds01 want`` (its start-up is measured) creates three
+dataclasses, not the whole model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A user's effective per-container and per-user limits (``None`` = unlimited)."""
+
+    max_gpu_equivalents: float | None
+    max_gpu_slots_per_container: int | None
+    allow_full_gpu: bool
+    max_cpus: float | None
+    memory: int | None
+    memory_swap: int | None
+    shm_size: int | None
+    pids_limit: int | None
+    max_containers_per_user: int | None
+    max_runtime_h: float | None
+    idle_timeout_h: float | None
+    gpu_hold_after_stop_h: float | None
+    container_hold_after_stop_h: float | None
+    max_tasks: int | None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Limits of the user's slice (``None`` = unlimited)."""
+
+    cpu_quota: float | None
+    memory_max: int | None
+    memory_high: int | None
+    tasks_max: int | None
+    gpu_limit: int | None
+
+
+@dataclass(frozen=True)
+class IdlePolicy:
+    gpu_idle_threshold: float
+    cpu_idle_threshold: float
+    network_idle_threshold: float
+    idle_detection_window: float
