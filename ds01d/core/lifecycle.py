@@ -33,6 +33,15 @@ class LifecycleResult:
     stops_at: dict[str, datetime] = field(default_factory=dict)
 
 
+def asked_again(want: Want, c: Container) -> bool:
+    """Whether the owner asked again for a stopped container: at or after its stop (the same
+    second counts), and after the start the earlier request caused (so a container that
+    stopped in the second it was started is not restarted over and over)."""
+    stopped = c.finished_at or c.created_at
+    started = c.started_at or c.created_at
+    return want.requested_at >= stopped and want.requested_at > started
+
+
 def container_type(c: Container) -> str:
     """How a container ds01 did not create was made, from its labels."""
     labels = c.labels
@@ -158,8 +167,8 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
         return
     if eff is None or c.finished_at is None or eff.limits.container_hold_after_stop_h is None:
         return
-    if want is not None and want.requested_at > c.finished_at:
-        return  # asked again: the wants planner starts or replaces it
+    if want is not None and asked_again(want, c):
+        return  # the wants planner starts or replaces it
     remove_at = c.finished_at + timedelta(hours=eff.limits.container_hold_after_stop_h)
     out.stops_at[c.id] = remove_at
     if now >= remove_at:

@@ -25,7 +25,7 @@ from ds01d.core.actions import (
     StopContainer,
 )
 from ds01d.core.devices import Holding, choose, holding
-from ds01d.core.lifecycle import LifecycleResult
+from ds01d.core.lifecycle import LifecycleResult, asked_again
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
@@ -175,7 +175,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True
-    if c is not None and want.requested_at <= (c.finished_at or c.created_at):
+    if c is not None and not asked_again(want, c):
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True

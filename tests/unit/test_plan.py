@@ -318,3 +318,20 @@ def test_plan_is_pure(lab: Lab) -> None:
     before = lab.host.to_json()
     assert plan(desired, observed, lab.now) == plan(desired, observed, lab.now)
     assert lab.host.to_json() == before
+
+
+def test_asked_again_in_the_second_of_the_stop(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(hours=2)
+    lab.apply()
+    lab.want("alice", "t", mig="3g.20gb")  # the same (simulated) second as the stop
+    assert lab.record() == ["start alice/t"]
+
+
+def test_a_container_that_exits_at_once_is_not_restarted_over_and_over(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.apply()
+    (c,) = lab.host.containers.values()
+    c.update(state="exited", finished_at=lab.host.now, exit_code=1)
+    assert lab.record() == []
+    assert lab.status("alice", "t")["reason"] == "exited with code 1"
