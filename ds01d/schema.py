@@ -15,7 +15,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -40,12 +39,32 @@ section that is read and ignored)."""
 Schema = dict[str, Any]
 
 
-@dataclass(frozen=True)
 class SchemaError:
-    """One failed assertion: where (``path``) and what, in words."""
+    """One failed assertion: where (``path``) and what, in words (immutable).
 
+    A plain class: a dataclass would cost ``ds01 want`` its start-up budget.
+    """
+
+    __slots__ = ("message", "path")
     path: KeyPath
     message: str
+
+    def __init__(self, path: KeyPath, message: str) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "message", message)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SchemaError is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchemaError) and (self.path, self.message) == (
+            other.path, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.message))
+
+    def __repr__(self) -> str:
+        return f"SchemaError({self.path!r}, {self.message!r})"
 
 
 def schema_dir() -> str:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from ds01d.config.values import Aggregate, IdlePolicy, Limits
+from ds01d.config.values import Limits
 from ds01d.errors import Diagnostic
 
-__all__ = ["Aggregate", "IdlePolicy", "Limits"]
+__all__ = ["Limits"]
 
 Value = int | float | bool | None
 """A setting's value after parsing: sizes in bytes, durations in hours, ``None`` = unlimited."""
@@ -122,6 +122,25 @@ class DesiredConfig:
             for entry in sorted(group.members):
                 index.setdefault(entry.split("@", 1)[0], []).append((entry, group.name))
         return {k: tuple(v) for k, v in index.items()}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Limits of the user's slice (``None`` = unlimited)."""
+
+    cpu_quota: float | None
+    memory_max: int | None
+    memory_high: int | None
+    tasks_max: int | None
+    gpu_limit: int | None
+
+
+@dataclass(frozen=True)
+class IdlePolicy:
+    gpu_idle_threshold: float
+    cpu_idle_threshold: float
+    network_idle_threshold: float
+    idle_detection_window: float
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A user's effective limits: the values ``ds01 want`` checks a request against.
 
-A module of its own so that ``ds01 want`` (its start-up is measured) creates three
-dataclasses, not the whole model.
+A module of its own so that ``ds01 want`` (its start-up is measured) creates one
+dataclass, not the whole model.
 """
 
 from __future__ import annotations
@@ -27,22 +27,3 @@ class Limits:
     gpu_hold_after_stop_h: float | None
     container_hold_after_stop_h: float | None
     max_tasks: int | None
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """Limits of the user's slice (``None`` = unlimited)."""
-
-    cpu_quota: float | None
-    memory_max: int | None
-    memory_high: int | None
-    tasks_max: int | None
-    gpu_limit: int | None
-
-
-@dataclass(frozen=True)
-class IdlePolicy:
-    gpu_idle_threshold: float
-    cpu_idle_threshold: float
-    network_idle_threshold: float
-    idle_detection_window: float
