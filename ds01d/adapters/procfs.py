@@ -1,0 +1,66 @@
+"""PID -> cgroup -> container, or -> host user, from ``/proc`` (its root is a parameter).
+
+cgroup layouts read (``/proc/<pid>/cgroup``):
+- cgroup v2: ``0::/ds01.slice/ds01-student.slice/ds01-student-alice.slice/docker-<id>.scope``
+- cgroup v1: one line per hierarchy, e.g. ``4:memory:/.../docker-<id>.scope``
+- Docker's systemd driver: ``docker-<64 hex>.scope``; its cgroupfs driver: ``/docker/<64 hex>``.
+A process outside any container is attributed to a host user: its login uid
+(``/proc/<pid>/loginuid``, who logged in, surviving ``sudo``) when set, else its real uid
+(``/proc/<pid>/status``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from ds01d.core.model import ProcOwner
+
+_CONTAINER = re.compile(r"(?:/docker-|/docker/)([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+UNSET_LOGINUID = 4294967295
+
+
+def container_of_cgroup(text: str) -> str | None:
+    """The Docker container id in a ``/proc/<pid>/cgroup`` text, if any."""
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        found = _CONTAINER.search(path)
+        if found:
+            return found.group(1)
+    return None
+
+
+def real_uid(status: str) -> int | None:
+    """The real uid from a ``/proc/<pid>/status`` text (``Uid: real effective saved fs``)."""
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return None
+
+
+class ProcfsAdapter:
+    """The :class:`ds01d.adapters.base.Procfs` protocol over a ``/proc`` tree."""
+
+    def __init__(self, proc: Path = Path("/proc"), *,
+                 user_name: Callable[[int], str | None] | None = None) -> None:
+        from ds01d.adapters.nss import user_name as nss_user_name
+
+        self.proc = proc
+        self.user_name = user_name or nss_user_name
+
+    def _read(self, pid: int, name: str) -> str | None:
+        try:
+            return (self.proc / str(pid) / name).read_text(errors="replace")
+        except OSError:  # gone, or not ours to read
+            return None
+
+    def owner(self, pid: int) -> ProcOwner:
+        cgroup = self._read(pid, "cgroup")
+        container = container_of_cgroup(cgroup) if cgroup else None
+        status = self._read(pid, "status")
+        uid = real_uid(status) if status else None
+        login = (self._read(pid, "loginuid") or "").strip()
+        who = int(login) if login.isdigit() and int(login) != UNSET_LOGINUID else uid
+        return ProcOwner(pid, container, uid, None if who is None else self.user_name(who))
