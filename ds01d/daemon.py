@@ -25,15 +25,24 @@ from types import FrameType
 from typing import Any
 
 from ds01d import __version__
+from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.idle import track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.paths import Paths
-from ds01d.runtime.desired import ConfigSource, EffectiveCache, WantSource, assemble
+from ds01d.runtime.desired import (
+    ConfigSource,
+    EffectiveCache,
+    WantSource,
+    assemble,
+    system_account,
+    system_uid,
+)
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.executor import Executor, safe_actions
 from ds01d.runtime.observe import Adapters, observe
+from ds01d.runtime.simroot import sim_account
 from ds01d.statusfiles import read_statuses
 
 log = logging.getLogger("ds01d")
@@ -66,12 +75,15 @@ class Daemon:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
     snapshot_of: DesiredConfig | None = None
+    real: Adapters | None = None
+    down: dict[str, str] = field(default_factory=dict)
     snapshot_until: datetime | None = None
     shown_errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.config = ConfigSource(self.paths.etc)
-        self.want_files = WantSource(self.paths.wants, uid_of=None)
+        self.want_files = WantSource(self.paths.wants,
+                                     uid_of=None if self.simulate else system_uid)
         self.limits_cache = EffectiveCache()
         self.saved_memory: str | None = None
         self.saved_at = 0.0
@@ -84,12 +96,24 @@ class Daemon:
             self.idle, self.restored = load_memory(self.paths, max_age_s=None if self.simulate
                                                    else 3 * self.interval)
 
+    def real_adapters(self) -> Adapters:
+        """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
+        if self.real is None:
+            from ds01d.adapters.docker import DockerAdapter
+            from ds01d.adapters.nvml import NvmlAdapter
+            from ds01d.adapters.procfs import ProcfsAdapter
+            from ds01d.adapters.systemd import SystemdAdapter
+
+            self.real = Adapters(SystemdAdapter(), DockerAdapter(), NvmlAdapter(),
+                                 ProcfsAdapter())
+        return self.real
+
     @contextlib.contextmanager
     def machine(self) -> Iterator[tuple[Adapters, datetime, Any]]:
         """The adapters and the clock for one pass (the simulated host is locked meanwhile)."""
         if not self.simulate:
-            raise SystemExit("ds01d: this version drives the simulated host only "
-                             "(ds01d --simulate); the real adapters come next")
+            yield self.real_adapters(), datetime.now(UTC), None
+            return
         from ds01d.adapters.sim import locked
         from ds01d.runtime.simroot import sim_adapters
 
@@ -109,25 +133,51 @@ class Daemon:
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
         if config is not self.snapshot_of or stale:
             self._write_snapshot(config, observed.now)
-        from ds01d.config.effective import NoNss
-        from ds01d.runtime.simroot import sim_account
-
         wants, invalid = self.want_files.load()
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
-        def account(user: str) -> Account:
+
+        def account(user: str) -> Account | None:
             if user not in self.accounts:
-                self.accounts[user] = sim_account(self.paths, host, user)
+                found = (sim_account(self.paths, host, user) if self.simulate
+                         else system_account(user))
+                if found is None:
+                    return None
+                self.accounts[user] = found
             return self.accounts[user]
 
-        return assemble(config, wants, invalid, users=owners, nss=NoNss(), account=account,
+        return assemble(config, wants, invalid, users=owners, nss=self.nss(), account=account,
                         now=observed.now, cache=self.limits_cache)
+
+    def nss(self) -> Nss:
+        """No Unix groups on the simulated host; the system's (looked up afresh each pass,
+        so group changes are seen) otherwise."""
+        if self.simulate:
+            return NoNss()
+        from ds01d.adapters.nss import SystemNss
+
+        return SystemNss()
+
+    def _report_adapters(self, observed: Observed) -> None:
+        """An adapter that stops answering is said once (journal + event), and so is its
+        return; meanwhile the passes go on without what depends on it."""
+        now_down = dict(observed.adapter_errors)
+        for name, why in now_down.items():
+            if name not in self.down:
+                log.error("%s unavailable: %s (holding back what depends on it)", name, why)
+                self.events.append(event("adapter.down", when=observed.now, user=None,
+                                         details={"adapter": name, "error": why}))
+        for name in self.down.keys() - now_down.keys():
+            log.info("%s available again", name)
+            self.events.append(event("adapter.up", when=observed.now, user=None,
+                                     details={"adapter": name}))
+        self.down = now_down
 
     def _write_snapshot(self, config: DesiredConfig, now: datetime) -> None:
         """Every named user's limits for the ``ds01`` commands (``ds01d/snapshot.py``)."""
         from ds01d import snapshot
-        from ds01d.config.effective import NoNss, snapshot_body
+        from ds01d.config.effective import snapshot_body
 
-        body = snapshot_body(config, now=now, nss=NoNss())
+        body = snapshot_body(config, now=now, nss=self.nss())
         top = str(self.paths.root)
         if snapshot.write(top, {"fingerprint": self.config.seen, **body}):
             self.snapshot_of = config
@@ -164,6 +214,7 @@ class Daemon:
                                          reported=set(self.restored), reasons=self.reasons)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
+            self._report_adapters(result.observed)
             if result.plan is None:
                 return result
             actions = safe_actions(result.plan, result.observed.adapter_errors)

@@ -60,6 +60,8 @@ class ContainerSpec:
     gid: int | None
     workspace: str
     """Host folder bind-mounted at ``/workspace``."""
+    command: tuple[str, ...] = ("sleep", "infinity")
+    """What the container runs: it stays up for its owner to ``docker exec`` into."""
 
 
 @dataclass(frozen=True)

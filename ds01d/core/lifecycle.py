@@ -34,12 +34,14 @@ class LifecycleResult:
 
 
 def asked_again(want: Want, c: Container) -> bool:
-    """Whether the owner asked again for a stopped container: at or after its stop (the same
-    second counts), and after the start the earlier request caused (so a container that
-    stopped in the second it was started is not restarted over and over)."""
-    stopped = c.finished_at or c.created_at
-    started = c.started_at or c.created_at
-    return want.requested_at >= stopped and want.requested_at > started
+    """Whether the owner asked again for a stopped container: strictly after its stop.
+
+    A want written in the very second of the stop is not taken as asked again: want times
+    have whole seconds, so it may have been written just before the stop (an owner who asks
+    then simply asks again). This also keeps a container that exits in the second it started
+    from being restarted over and over.
+    """
+    return want.requested_at > (c.finished_at or c.created_at)
 
 
 def container_type(c: Container) -> str:

@@ -63,10 +63,8 @@ def _order(a: Action) -> int:
     return 1
 
 
-def plan_lifecycle(desired: Desired, observed: Observed) -> LifecycleResult:
-    devices = devices_of(observed.gpus)
-    hold = holding(observed, devices, desired.effective, releasing=frozenset())
-    busy = high_demand(desired.config, len(hold.by_device), len(devices))
+def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool) -> LifecycleResult:
+    """Stops, removals and warnings for existing containers; ``busy``: high demand."""
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
     for c in observed.containers:
@@ -83,11 +81,34 @@ def plan_lifecycle(desired: Desired, observed: Observed) -> LifecycleResult:
     return out
 
 
+def demand_after(desired: Desired, observed: Observed, life: LifecycleResult,
+                 want_actions: list[Action]) -> int:
+    """Devices held once this pass's stops and starts are done."""
+    devices = devices_of(observed.gpus)
+    held = holding(observed, devices, desired.effective, releasing=frozenset(life.stopping))
+    taken = sum(len(a.spec.devices) if isinstance(a, CreateContainer) else len(a.devices)
+                for a in want_actions if isinstance(a, CreateContainer | StartContainer))
+    return len(held.by_device) + taken
+
+
 def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
-    """Everything the next pass should do, and the status of every want. No I/O."""
+    """Everything the next pass should do, and the status of every want. No I/O.
+
+    High demand (``high_demand_threshold`` of all devices allocated) is judged on the devices
+    held at the start of the pass and, when this pass's own allocations cross the threshold,
+    planned again with it: a pass only ever escalates, so planning again after applying
+    finds nothing more to do.
+    """
     observed = replace(observed, now=now)
-    life = plan_lifecycle(desired, observed)
-    want_actions, statuses = plan_wants(desired, observed, life, devices_of(observed.gpus))
+    devices = devices_of(observed.gpus)
+    start = holding(observed, devices, desired.effective, releasing=frozenset())
+    busy = high_demand(desired.config, len(start.by_device), len(devices))
+    life = plan_lifecycle(desired, observed, busy=busy)
+    want_actions, statuses = plan_wants(desired, observed, life, devices)
+    held_after = demand_after(desired, observed, life, want_actions)
+    if not busy and high_demand(desired.config, held_after, len(devices)):
+        life = plan_lifecycle(desired, observed, busy=True)
+        want_actions, statuses = plan_wants(desired, observed, life, devices)
     flags, flag_keys = plan_untracked(observed)
     removed = life.actions + want_actions
     gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))

@@ -81,6 +81,7 @@ def test_the_demo_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     lab.ds01d()
     assert not [e for e in lab.events("1m") if e["event_type"] == "gpu.untracked"][1:]
 
+    lab.ds01("sim", "advance", "1m")
     lab.ds01("--as", "alice", "want", "container", "train", "--mig", "3g.20gb")
     lab.ds01d()
     s = lab.status()

@@ -1,0 +1,208 @@
+"""Containers through the Docker Engine API (the docker SDK; ``DOCKER_HOST`` honoured).
+
+A ds01 container is created with ``cgroup_parent`` = its owner's slice, the ``ds01.*`` labels,
+a device request for exactly its allocated GPU/MIG UUIDs (never ``all``, never privileged),
+NanoCpus, Memory, MemorySwap, ShmSize, PidsLimit, the owner's uid:gid and their workspace at
+``/workspace``. Devices are read back from ``HostConfig.DeviceRequests``; a container ds01 did
+not create with ``--privileged`` or ``NVIDIA_VISIBLE_DEVICES=all`` can use every GPU.
+CPU use comes from the container's cgroup (cpuacct v1 or cpu.stat v2), as a rate between two
+looks. ref: Docker Engine API v1.41 (ContainerCreate, ContainerInspect, ContainerList).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
+from ds01d.core.actions import ContainerSpec
+from ds01d.core.model import Container
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text or text.startswith("0001-01-01"):
+        return None
+    # Docker gives nanoseconds: 2026-11-22T18:00:00.123456789Z
+    head, _, frac = text.rstrip("Z").partition(".")
+    when = datetime.fromisoformat(head).replace(tzinfo=UTC)
+    return when.replace(microsecond=int((frac + "000000")[:6])) if frac else when
+
+
+def _error(e: Exception, what: str) -> AdapterError:
+    if isinstance(e, ImageNotFound | NotFound):
+        return PermanentError(f"{what}: {getattr(e, 'explanation', None) or e}")
+    if isinstance(e, APIError):
+        code = e.status_code or 500
+        text = f"{what}: {e.explanation or e}"
+        return PermanentError(text) if 400 <= code < 500 and code != 409 else TemporaryError(text)
+    return TemporaryError(f"{what}: {e}")
+
+
+def slice_path(name: str) -> str:
+    """Where systemd puts a slice: ``ds01-student-alice.slice`` ->
+    ``ds01.slice/ds01-student.slice/ds01-student-alice.slice``."""
+    parts = name.removesuffix(".slice").split("-")
+    return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))
+
+
+class CpuMeter:
+    """CPU use of a container, percent of one CPU, from its cgroup between two looks."""
+
+    def __init__(self, cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.root = cgroup_root
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def _usage_ns(self, cid: str, parent: str) -> int | None:
+        scope = f"{slice_path(parent)}/docker-{cid}.scope" if parent.endswith(".slice") \
+            else f"docker/{cid}"
+        v1 = self.root / "cpuacct" / scope / "cpuacct.usage"
+        v2 = self.root / scope / "cpu.stat"
+        try:
+            if v1.exists():
+                return int(v1.read_text())
+            for line in v2.read_text().splitlines():
+                if line.startswith("usage_usec"):
+                    return int(line.split()[1]) * 1000
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def percent(self, cid: str, parent: str) -> float:
+        used = self._usage_ns(cid, parent)
+        if used is None:
+            return 0.0
+        now = time.monotonic()
+        before = self.last.get(cid)
+        self.last[cid] = (now, used)
+        if before is None or now <= before[0]:
+            return 0.0
+        return 100.0 * (used - before[1]) / ((now - before[0]) * 1e9)
+
+
+class DockerAdapter:
+    """The :class:`ds01d.adapters.base.Docker` protocol over the Docker Engine API."""
+
+    def __init__(self, client: Any = None, *, cpu: CpuMeter | None = None) -> None:
+        self._client = client
+        self.cpu = cpu or CpuMeter()
+        self.inspected: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @property
+    def api(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+            except DockerException as e:
+                raise TemporaryError(f"cannot reach Docker: {e}") from None
+        return self._client.api
+
+    def list_containers(self) -> list[Container]:
+        try:
+            summaries = self.api.containers(all=True)
+            out = [self._observe(s) for s in summaries]
+        except (APIError, DockerException, OSError) as e:
+            raise _error(e, "listing containers") from None
+        live = {s["Id"] for s in summaries}
+        self.inspected = {k: v for k, v in self.inspected.items() if k[0] in live}
+        return [c for c in out if c is not None]
+
+    def _inspect(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        key = (summary["Id"], summary.get("State", ""))
+        if key not in self.inspected:
+            try:
+                self.inspected[key] = self.api.inspect_container(summary["Id"])
+            except NotFound:
+                return None  # removed meanwhile
+        return self.inspected[key]
+
+    def _observe(self, summary: dict[str, Any]) -> Container | None:
+        info = self._inspect(summary)
+        if info is None:
+            return None
+        host, state, config = info["HostConfig"], info["State"], info["Config"]
+        requests = host.get("DeviceRequests") or []
+        devices = tuple(d for r in requests for d in r.get("DeviceIDs") or [])
+        env = config.get("Env") or []
+        every = bool(host.get("Privileged")) or "NVIDIA_VISIBLE_DEVICES=all" in env or any(
+            "all" in (r.get("DeviceIDs") or []) or r.get("Count") == -1 for r in requests)
+        parent = host.get("CgroupParent") or ""
+        running = state.get("Status") == "running"
+        return Container(
+            id=info["Id"], name=info["Name"].lstrip("/"), image=config.get("Image", ""),
+            labels=dict(config.get("Labels") or {}), state=state.get("Status", "unknown"),
+            devices=devices, created_at=_when(info["Created"]) or datetime.now(UTC),
+            started_at=_when(state.get("StartedAt")),
+            finished_at=None if running else _when(state.get("FinishedAt")),
+            all_gpus=every, cgroup_parent=parent,
+            cpu_percent=self.cpu.percent(info["Id"], parent) if running else 0.0,
+            exit_code=None if running else state.get("ExitCode"))
+
+    def create_and_start(self, spec: ContainerSpec) -> str:
+        self._workspace(spec)
+        requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.devices),
+                                  capabilities=[["gpu"]])] if spec.devices else None
+        try:
+            host = self.api.create_host_config(
+                cgroup_parent=spec.cgroup_parent, device_requests=requests,
+                nano_cpus=spec.nano_cpus, mem_limit=spec.memory, memswap_limit=spec.memory_swap,
+                shm_size=spec.shm_size, pids_limit=spec.pids_limit, privileged=False,
+                binds={spec.workspace: {"bind": "/workspace", "mode": "rw"}})
+            user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
+            created = self.api.create_container(
+                spec.image, command=list(spec.command), name=spec.docker_name,
+                labels=dict(spec.labels), user=user, working_dir="/workspace", host_config=host)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"creating {spec.docker_name}") from None
+        cid = str(created["Id"])
+        self.start(cid)
+        return cid
+
+    @staticmethod
+    def _workspace(spec: ContainerSpec) -> None:
+        """The owner's workspace folder, made (as theirs) when missing: Docker would make it
+        root's."""
+        if os.path.isdir(spec.workspace):
+            return
+        os.makedirs(spec.workspace, mode=0o750, exist_ok=True)
+        if spec.uid is not None and spec.gid is not None:
+            os.chown(spec.workspace, spec.uid, spec.gid)
+
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"starting {container_id[:12]}") from None
+
+    def stop(self, container_id: str, grace_s: float) -> None:
+        try:
+            self.api.stop(container_id, timeout=int(grace_s))
+        except (APIError, DockerException) as e:
+            raise _error(e, f"stopping {container_id[:12]}") from None
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id)
+        except NotFound:
+            return
+        except (APIError, DockerException) as e:
+            raise _error(e, f"removing {container_id[:12]}") from None
+
+    def wait_for_events(self, wake: Any, stop: Any) -> None:
+        """Wake the loop on every container event, until ``stop`` is set; reconnects."""
+        while not stop.is_set():
+            try:
+                for _ in self.api.events(decode=True, filters={"type": "container"}):
+                    wake.set()
+                    if stop.is_set():
+                        return
+            except Exception:  # Docker restarting: try again shortly
+                stop.wait(2.0)
