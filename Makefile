@@ -1,6 +1,6 @@
 # ds01: one target per thing a person does. Each target does its own set-up.
 #   make run    the daemon on a simulated host (no GPU, no root, no Docker needed)
-#   make test   lint + type check + every test (what CI runs)
+#   make test   lint + type check + every test, end-to-end ones included (what CI runs)
 #   make bench  benchmarks, as medians and ratios
 SHELL := /bin/bash
 PY ?= python3
@@ -11,7 +11,7 @@ DEBS := libsystemd-dev pkg-config gcc libcjson-dev
 FAKENVML := build/fakenvml/libnvidia-ml.so.1
 ROOT ?= $(CURDIR)/run/root
 
-.PHONY: venv run check-config test lint unit bench demo fakenvml clean
+.PHONY: venv run check-config test lint unit e2e bench demo fakenvml clean
 
 $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	scripts/ensure-debs.sh $(DEBS)
@@ -41,7 +41,11 @@ fakenvml: $(FAKENVML)
 unit: $(STAMP) $(FAKENVML)
 	LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml $(BIN)/pytest -q
 
-test: lint unit
+# real systemd + real dockerd in a private PID namespace (scripts/testbed.sh); needs root
+e2e: $(STAMP) $(FAKENVML)
+	scripts/e2e.sh
+
+test: lint unit e2e
 
 demo: $(STAMP)
 	scripts/demo.sh

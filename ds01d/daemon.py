@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from ds01d import __version__
+from ds01d.adapters import notify
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.idle import track_idle
@@ -77,6 +79,9 @@ class Daemon:
     snapshot_of: DesiredConfig | None = None
     real: Adapters | None = None
     down: dict[str, str] = field(default_factory=dict)
+    passes: int = 0
+    last_pass_at: float = 0.0
+    last_pass_ms: float = 0.0
     snapshot_until: datetime | None = None
     shown_errors: tuple[str, ...] = ()
 
@@ -207,7 +212,20 @@ class Daemon:
                            previous_reasons=dict(self.reasons))
         return PassResult(plan(desired, observed, now), observed)
 
+    def due(self, interval: float) -> bool:
+        """Whether a resync is due (the last pass began ``interval`` seconds ago or more)."""
+        return time.monotonic() - self.last_pass_at >= interval
+
     def run_pass(self) -> PassResult:
+        started = time.monotonic()
+        try:
+            return self._pass()
+        finally:
+            self.passes += 1
+            self.last_pass_at = started
+            self.last_pass_ms = (time.monotonic() - started) * 1000
+
+    def _pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
             if self.executor is None:
                 self.executor = Executor(adapters, self.paths, self.events,
@@ -218,8 +236,7 @@ class Daemon:
             if result.plan is None:
                 return result
             actions = safe_actions(result.plan, result.observed.adapter_errors)
-            result.failed = self.executor.apply(actions, now)
-            result.executed = len(actions)
+            result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_reports(result.plan.report_keys)
             if not result.observed.adapter_errors:
                 self.executor.write_statuses(result.plan.statuses)
@@ -227,10 +244,7 @@ class Daemon:
             return result
 
     def _write_memory(self) -> None:
-        """``run/ds01/memory.json``: what ``ds01 plan`` needs to show what this daemon would
-        do. ds01d itself never reads it back."""
-        import time
-
+        """``run/ds01/memory.json``: idle timers and reports given (see the module docstring)."""
         from ds01d.fsutil import write_atomic
 
         memory = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
@@ -248,8 +262,6 @@ class Daemon:
 def load_memory(paths: Paths, *, max_age_s: float | None
                 ) -> tuple[dict[str, datetime], frozenset[str]]:
     """The idle timers and given reports saved by the last pass, if fresh enough."""
-    import time
-
     try:
         body = json.loads((paths.run / "memory.json").read_text())
         if max_age_s is not None and time.time() - float(body["saved_at"]) > max_age_s:
@@ -291,23 +303,48 @@ def serve(d: Daemon, *, interval: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     watcher = _watch(d.paths, wake, d.simulate)
+    if not d.simulate:
+        docker = d.real_adapters().docker
+        threading.Thread(target=docker.wait_for_events, args=(wake, stop),  # type: ignore[attr-defined]
+                         name="docker-events", daemon=True).start()
     log.info("ds01d %s started (root %s%s, resync every %gs)", __version__, d.paths.root,
              ", simulated host" if d.simulate else "", interval)
+    beat = notify.watchdog_period_s()
+    tick = min(interval, beat) if beat else interval
+    ready = False
     try:
         while not stop.is_set():
             wake.clear()
-            try:
-                r = d.run_pass()
-                if r.plan is not None and r.plan.changes:
-                    log.info("pass: %d actions, %d failed", r.executed, r.failed)
-            except Exception:
-                log.exception("pass failed; next try in %gs", interval)
-            wake.wait(timeout=interval)
+            _one_pass(d, interval)
+            if not ready:
+                notify.notify(ready=1, status=_status_line(d))
+                ready = True
+            while not stop.is_set():
+                notify.notify(watchdog=1, status=_status_line(d))
+                if wake.wait(timeout=tick) or d.due(interval):
+                    break
     finally:
+        notify.notify(stopping=1)
         watcher.stop()
         watcher.join(timeout=5)
     log.info("ds01d stopped")
     return 0
+
+
+def _one_pass(d: Daemon, interval: float) -> None:
+    try:
+        r = d.run_pass()
+        if r.executed:
+            log.info("pass: %d actions, %d failed", r.executed, r.failed)
+    except Exception:
+        log.exception("pass failed; next try in %gs", interval)
+
+
+def _status_line(d: Daemon) -> str:
+    """What ``systemctl status ds01d`` shows."""
+    down = f"; unavailable: {', '.join(sorted(d.down))}" if d.down else ""
+    invalid = "; configuration invalid (last valid kept)" if d.config.errors else ""
+    return f"{d.passes} passes, last {d.last_pass_ms:.0f} ms{down}{invalid}"
 
 
 def build_parser() -> argparse.ArgumentParser:

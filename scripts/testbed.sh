@@ -26,10 +26,16 @@ LOG="$TB_DIR/systemd.log"
 DEBS="systemd dbus docker.io busybox-static"
 
 inner() {  # PID 1 of the new namespaces: prepare mounts and masks, then become systemd
-  local rundir="$1" u d
+  local rundir="$1" repo="$2" u d
   mount --make-rprivate /
   mount --bind "$rundir" /run
+  # a private /tmp; a checkout that lives under the host's /tmp stays visible at its path
+  mkdir -p /run/.hosttmp && mount --bind /tmp /run/.hosttmp
   mount -t tmpfs -o mode=1777 tmpfs /tmp
+  case "$repo" in
+    /tmp/*) mkdir -p "$repo" && mount --bind "/run/.hosttmp/${repo#/tmp/}" "$repo" ;;
+  esac
+  umount -l /run/.hosttmp && rmdir /run/.hosttmp
   mount -t tmpfs -o mode=1777 tmpfs /var/tmp
   if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
   mkdir -p /run/systemd/system /run/dbus /run/lock
@@ -79,7 +85,7 @@ start() {
   "$here/scripts/ensure-debs.sh" $DEBS
   mkdir -p "$TB_DIR"; rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"; : > "$LOG"
   setsid unshare --pid --fork --mount --uts --mount-proc --propagation private \
-    "$0" __inner "$RUNDIR" >>"$LOG" 2>&1 </dev/null &
+    "$0" __inner "$RUNDIR" "$here" >>"$LOG" 2>&1 </dev/null &
   local upid=$! p=""
   for _ in $(seq 1 100); do
     p=$(pgrep -P "$upid" 2>/dev/null | head -1 || true); [ -n "$p" ] && break; sleep 0.05

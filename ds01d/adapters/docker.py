@@ -155,7 +155,9 @@ class DockerAdapter:
                 cgroup_parent=spec.cgroup_parent, device_requests=requests,
                 nano_cpus=spec.nano_cpus, mem_limit=spec.memory, memswap_limit=spec.memory_swap,
                 shm_size=spec.shm_size, pids_limit=spec.pids_limit, privileged=False,
-                binds={spec.workspace: {"bind": "/workspace", "mode": "rw"}})
+                binds={spec.workspace: {"bind": "/workspace", "mode": "rw"}},
+                # back after a restart of Docker itself; never after ds01 stopped it
+                restart_policy={"Name": "unless-stopped"})
             user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
             created = self.api.create_container(
                 spec.image, command=list(spec.command), name=spec.docker_name,

@@ -172,6 +172,14 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
                     and a.container_id == c.id)
         state.statuses[key] = _stopped(want, c, stop.reason, observed.now, eff)
         return True
+    if c is not None and c.state == "created":
+        # created but never started: a creation cut short (ds01d killed between Docker's
+        # create and start); finish it. One that keeps failing is removed after
+        # created_container_timeout_m (lifecycle).
+        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices))
+        state.statuses[key] = WantStatus(want.user, want.name, "Running", "starting",
+                                         c.devices, want.gpu_equivalents, None, c.created_at)
+        return True
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True

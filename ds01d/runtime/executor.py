@@ -63,14 +63,15 @@ class Executor:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
 
-    def apply(self, actions: list[a.Action], now: datetime) -> int:
-        """Run each action whose object is not backing off; returns how many failed."""
-        failed = 0
+    def apply(self, actions: list[a.Action], now: datetime) -> tuple[int, int]:
+        """Run each action whose object is not backing off: (how many ran, how many failed)."""
+        ran = failed = 0
         t = now.timestamp()
         for action in actions:
             b = self.backoff.get(action.key)
             if b is not None and t < b.until:
                 continue
+            ran += 1
             try:
                 self._run(action, now)
             except Exception as e:  # every failure is per object, by design
@@ -78,7 +79,7 @@ class Executor:
                 self._failed(action, e, t, now)
             else:
                 self.backoff.pop(action.key, None)
-        return failed
+        return ran, failed
 
     def _failed(self, action: a.Action, e: Exception, t: float, now: datetime) -> None:
         old = self.backoff.get(action.key)

@@ -338,3 +338,13 @@ def test_a_container_that_exits_at_once_is_not_restarted_over_and_over(lab: Lab)
     c.update(state="exited", finished_at=lab.host.now, exit_code=1)
     assert lab.record() == []
     assert lab.status("alice", "t")["reason"] == "exited with code 1"
+
+
+def test_a_creation_cut_short_is_finished(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.apply()
+    (c,) = lab.host.containers.values()
+    c.update(state="created", started_at=None)  # ds01d died between create and start
+    assert lab.record() == ["start alice/t"]
+    lab.apply()
+    assert lab.record() == []
