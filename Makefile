@@ -50,8 +50,9 @@ test: lint unit e2e
 demo: $(STAMP)
 	scripts/demo.sh
 
-bench: $(STAMP)
+bench: $(STAMP) $(FAKENVML)
 	$(BIN)/python bench/run.py
+	scripts/bench-testbed.sh
 
 clean:
 	rm -rf $(VENV) build run .mypy_cache .ruff_cache .pytest_cache .hypothesis

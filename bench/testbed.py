@@ -1,0 +1,127 @@
+"""Benchmarks on the testbed (real systemd + dockerd; ``make bench`` runs them as root).
+
+1. From a want written (``ds01 want container``) to its container ``Running``: median of 20,
+   beside Docker's own create+start of the same container measured alone.
+2. From a container's idle timeout reached to its device released, in resync periods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.conftest import (  # noqa: E402
+    CONFIG,
+    Lab,
+    _install_unit,
+    docker,
+    run,
+    tb,
+    wait_for,
+)
+
+RUNS = 20
+INTERVAL = 10.0
+IDLE_H = 0.002
+
+
+def start(root: Path, idle: str, interval: float) -> Lab:
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "etc/ds01").mkdir(parents=True)
+    text = CONFIG.format(idle=idle).replace("max_containers_per_user: 3",
+                                            "max_containers_per_user: null")
+    (root / "etc/ds01/resource-limits.yaml").write_text(text)
+    lab = Lab(root, {})
+    lab.machine()
+    _install_unit(root, lab.nvml)
+    unit = Path(os.environ["DS01_TESTBED_DIR"]) / "run/systemd/system/ds01d.service.d/testbed.conf"
+    unit.write_text(unit.read_text().replace("--interval 1", f"--interval {interval:g}"))
+    tb("systemctl", "daemon-reload")
+    tb("systemctl", "start", "ds01d")
+    return lab
+
+
+def stop(lab: Lab) -> None:
+    tb("systemctl", "stop", "ds01d")
+    ids = docker("ps", "-aq").split()
+    if ids:
+        docker("rm", "-f", *ids)
+
+
+def docker_alone() -> float:
+    """Docker's own create+start of a container like ds01's, median ms."""
+    times = []
+    for i in range(RUNS):
+        t = time.perf_counter()
+        run("docker", "run", "-d", "--name", f"bench-alone-{i}", "--cgroup-parent",
+            "ds01-student-dsalice.slice", "--memory", "256m", "--cpus", "1", "ds01-test:1",
+            "sleep", "infinity")
+        times.append((time.perf_counter() - t) * 1000)
+    docker("rm", "-f", *[f"bench-alone-{i}" for i in range(RUNS)])
+    return statistics.median(times)
+
+
+def want_to_running(lab: Lab) -> float:
+    times = []
+    for i in range(RUNS):
+        t = time.perf_counter()
+        lab.want("dsalice", f"b{i}")
+        wait_for("running", lambda i=i: lab.running("dsalice", f"b{i}"), timeout=60)  # type: ignore[misc]
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def idle_to_release(lab: Lab) -> float:
+    """Seconds from the idle timeout reached to the device released."""
+    lab.want("dsalice", "idle", "--gpus", "1")
+    wait_for("running", lambda: lab.running("dsalice", "idle"), timeout=60)
+    started = lab.inspect("dsalice", "idle")["State"]["StartedAt"][:26].rstrip("Z")
+    start_at = datetime.fromisoformat(started).timestamp()
+    wait_for("released", lambda: lab.status("dsalice", "idle").get("phase") == "Stopped",
+             timeout=120)
+    released = time.time()
+    return released - (start_at + IDLE_H * 3600)
+
+
+def main() -> int:
+    root = REPO / "build/bench-testbed"
+    alone = docker_alone()
+    lab = start(root, "null", INTERVAL)
+    try:
+        ds01 = want_to_running(lab)
+    finally:
+        stop(lab)
+    lab = start(root, str(IDLE_H), 2.0)
+    try:
+        late = idle_to_release(lab)
+    finally:
+        stop(lab)
+    rows = [
+        (f"want written -> Running (median of {RUNS}, resync {INTERVAL:g} s)", f"{ds01:.0f} ms",
+         ""),
+        ("  Docker's own create+start alone (docker run -d)", f"{alone:.0f} ms", ""),
+        ("  ds01's share (the difference)", f"{ds01 - alone:.0f} ms", "< 1000 ms"),
+        ("idle timeout reached -> device released (resync 2 s)", f"{late:.1f} s",
+         "< 2 resync periods (4 s)"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark (testbed)':<{width}}  {'median':>8}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>8}  {target}")
+    print(json.dumps({"want_to_running_ms": ds01, "docker_alone_ms": alone,
+                      "idle_to_release_s": late}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The testbed benchmarks (bench/testbed.py), with the testbed started and always torn down.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$(id -u)" != 0 ]; then
+  echo "skipping the testbed benchmarks: they need root (systemd and dockerd in a namespace)"
+  exit 0
+fi
+tb="$here/scripts/testbed.sh"
+trap '"$tb" stop >/dev/null 2>&1 || true' EXIT
+"$tb" start >/dev/null && "$tb" dockerd >/dev/null && "$tb" image >/dev/null
+eval "$("$tb" env)"
+export DS01_TESTBED_DIR="$here/build/tb"
+# the benchmark's user must exist; made and removed here like the e2e tests do
+made=""
+if ! id dsalice >/dev/null 2>&1; then
+  useradd --no-create-home --no-user-group --shell /usr/sbin/nologin \
+    --home-dir "$here/build/e2e-home/dsalice" dsalice && made=1
+fi
+trap '"$tb" stop >/dev/null 2>&1 || true; [ -n "$made" ] && userdel dsalice; rm -rf "$here/build/e2e-home"' EXIT
+LD_LIBRARY_PATH="$here/build/fakenvml" "$here/.venv/bin/python" "$here/bench/testbed.py"
