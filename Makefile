@@ -38,7 +38,9 @@ $(FAKENVML): tests/fakenvml/fakenvml.c $(STAMP)
 
 fakenvml: $(FAKENVML)
 
+# promtool (Debian's prometheus package) checks the alert rules and a real scrape
 unit: $(STAMP) $(FAKENVML)
+	scripts/ensure-debs.sh prometheus systemd
 	LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml $(BIN)/pytest -q
 
 # real systemd + real dockerd in a private PID namespace (scripts/testbed.sh); needs root

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -33,6 +34,7 @@ from ds01d.core.idle import track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.paths import Paths
+from ds01d.runtime.dcgm import job_map, write_job_map
 from ds01d.runtime.desired import (
     ConfigSource,
     EffectiveCache,
@@ -43,6 +45,8 @@ from ds01d.runtime.desired import (
 )
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.executor import Executor, safe_actions
+from ds01d.runtime.metrics import Collector, Snapshot, Totals
+from ds01d.runtime.metrics import build as build_metrics
 from ds01d.runtime.observe import Adapters, observe
 from ds01d.runtime.simroot import sim_account
 from ds01d.statusfiles import read_statuses
@@ -54,6 +58,7 @@ log = logging.getLogger("ds01d")
 class PassResult:
     plan: Plan | None
     observed: Observed
+    desired: Desired | None = None
     executed: int = 0
     failed: int = 0
 
@@ -66,6 +71,8 @@ class Daemon:
     read_memory: bool = True
     host: Any = None
     """An in-memory simulated host to drive instead of the one under ``--root`` (benchmarks)."""
+    job_map_dir: Path = field(default=Path())
+    """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
     config: ConfigSource = field(init=False)
     want_files: WantSource = field(init=False)
     limits_cache: EffectiveCache = field(init=False)
@@ -79,6 +86,8 @@ class Daemon:
     snapshot_of: DesiredConfig | None = None
     real: Adapters | None = None
     down: dict[str, str] = field(default_factory=dict)
+    metrics: Snapshot | None = None
+    totals: Totals = field(default_factory=Totals)
     passes: int = 0
     last_pass_at: float = 0.0
     last_pass_ms: float = 0.0
@@ -86,6 +95,8 @@ class Daemon:
     shown_errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.job_map_dir == Path():
+            self.job_map_dir = self.paths.run / "dcgm-job-map"
         self.config = ConfigSource(self.paths.etc)
         self.want_files = WantSource(self.paths.wants,
                                      uid_of=None if self.simulate else system_uid)
@@ -167,6 +178,7 @@ class Daemon:
         return; meanwhile the passes go on without what depends on it."""
         now_down = dict(observed.adapter_errors)
         for name, why in now_down.items():
+            self.totals.errors[f"observe:{name}"] += 1
             if name not in self.down:
                 log.error("%s unavailable: %s (holding back what depends on it)", name, why)
                 self.events.append(event("adapter.down", when=observed.now, user=None,
@@ -210,7 +222,7 @@ class Daemon:
         reported = frozenset(self.executor.reported) if self.executor else self.restored
         observed = replace(observed, idle_since=dict(self.idle), reported=reported,
                            previous_reasons=dict(self.reasons))
-        return PassResult(plan(desired, observed, now), observed)
+        return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
         """Whether a resync is due (the last pass began ``interval`` seconds ago or more)."""
@@ -219,17 +231,23 @@ class Daemon:
     def run_pass(self) -> PassResult:
         started = time.monotonic()
         try:
-            return self._pass()
+            result = self._pass()
         finally:
             self.passes += 1
             self.last_pass_at = started
             self.last_pass_ms = (time.monotonic() - started) * 1000
+            self.totals.observe_pass(self.last_pass_ms / 1000)
+        if result.plan is not None and result.desired is not None:
+            self.metrics = build_metrics(result.plan, result.observed, result.desired,
+                                         valid=not self.config.errors, ended_at=time.time())
+        return result
 
     def _pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
             if self.executor is None:
                 self.executor = Executor(adapters, self.paths, self.events,
-                                         reported=set(self.restored), reasons=self.reasons)
+                                         reported=set(self.restored), reasons=self.reasons,
+                                         totals=self.totals)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             self._report_adapters(result.observed)
@@ -237,9 +255,10 @@ class Daemon:
                 return result
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
-            self.executor.forget_reports(result.plan.report_keys)
+            self.executor.forget_reports(result.plan.report_keys, now)
             if not result.observed.adapter_errors:
                 self.executor.write_statuses(result.plan.statuses)
+                write_job_map(self.job_map_dir, job_map(result.observed, result.plan.statuses))
             self._write_memory()
             return result
 
@@ -291,9 +310,22 @@ def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     return observer
 
 
-def serve(d: Daemon, *, interval: float) -> int:
+def serve_metrics(d: Daemon, port: int) -> None:
+    """``/metrics`` on ``port`` (0: none), built from the last pass at each scrape."""
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(d))
+    start_http_server(port, registry=registry)
+    log.info("metrics on :%d/metrics", port)
+
+
+def serve(d: Daemon, *, interval: float, metrics_port: int = 0) -> int:
     """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
     wake, stop = threading.Event(), threading.Event()
+    serve_metrics(d, metrics_port)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after this pass", signum)
@@ -357,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run one pass and exit")
     p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                    help="resync period (default %(default)s); file changes wake it sooner")
+    p.add_argument("--dcgm-job-map", metavar="DIR", help="folder for dcgm-exporter's "
+                   "--hpc-job-mapping-dir files (default: run/ds01/dcgm-job-map under --root)")
+    p.add_argument("--metrics-port", type=int, default=9101, metavar="PORT",
+                   help="serve Prometheus metrics on PORT (default %(default)s; 0: off)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -371,8 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for line in init_sim_root(paths):
             log.info("set up %s", line)
-    d = Daemon(paths, simulate=args.simulate, interval=args.interval)
+    d = Daemon(paths, simulate=args.simulate, interval=args.interval,
+               job_map_dir=Path(args.dcgm_job_map) if args.dcgm_job_map else Path())
     if args.once:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0
-    return serve(d, interval=args.interval)
+    return serve(d, interval=args.interval, metrics_port=args.metrics_port)

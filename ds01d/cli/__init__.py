@@ -108,6 +108,14 @@ def _events_args(p: _Parser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON event a line")
 
 
+def _report_args(p: _Parser) -> None:
+    p.add_argument("--since", default="24h", metavar="DURATION",
+                   help="the window: 24h, 7d, 30d ... (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--output", metavar="DIR", help="write JSON, Markdown and an SVG chart to "
+                   "DIR (relative: under --root), as the daily timer does")
+
+
 def _sim_args(p: _Parser) -> None:
     sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser,
                            required=True)
@@ -154,6 +162,8 @@ COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]]
              ("ds01d.cli.status", "run_plan")),
     "events": ("what ds01d did and saw (var/log/ds01/events.jsonl)", "", _events_args,
                ("ds01d.cli.status", "run_events")),
+    "report": ("GPU-hours, idle time reclaimed, queue waits, untracked use", "",
+               _report_args, ("ds01d.cli.report", "run")),
     "sim": ("drive the simulated host (no GPU needed)",
             "A simulated 4x A100 host under --root, shared with ds01d --simulate. Simulated "
             "time moves only with `sim advance`.", _sim_args, ("ds01d.cli.sim", "run_sim")),

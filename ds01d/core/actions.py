@@ -84,6 +84,7 @@ class StartContainer:
     user: str
     name: str
     devices: tuple[str, ...]
+    gpu_equivalents: float = 0.0
 
     @property
     def key(self) -> str:
@@ -101,6 +102,8 @@ class StopContainer:
     """``idle``, ``runtime``, ``dropped``, ``user``..."""
     grace_s: float
     devices: tuple[str, ...] = ()
+    idle_for_s: float | None = None
+    """For an idle stop: how long it had been idle (reported as reclaimed GPU time)."""
 
     @property
     def key(self) -> str:

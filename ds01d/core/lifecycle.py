@@ -138,7 +138,7 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     fraction = (now - since) / limit if limit else 1.0
     if fraction >= 1.0:
         out.actions.append(StopContainer(c.id, user, name, "idle", timers.sigterm_grace_s,
-                                         c.devices))
+                                         c.devices, (now - since).total_seconds()))
         out.stopping.add(c.id)
     elif (stage := _stage(fraction, IDLE_WARN_AT)) is not None:
         idle_h = (now - since).total_seconds() / 3600

@@ -176,7 +176,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         # created but never started: a creation cut short (ds01d killed between Docker's
         # create and start); finish it. One that keeps failing is removed after
         # created_container_timeout_m (lifecycle).
-        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices))
+        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
+                                            want.gpu_equivalents))
         state.statuses[key] = WantStatus(want.user, want.name, "Running", "starting",
                                          c.devices, want.gpu_equivalents, None, c.created_at)
         return True
@@ -226,7 +227,8 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     if cap is not None and others >= cap:
         return f"waiting: you have {others} containers (max_containers_per_user is {cap})"
     if c is not None and _restartable(want, c, hold, state):
-        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices))
+        state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
+                                            want.gpu_equivalents))
         counted = any(hold.by_device.get(d) == c.id for d in c.devices)
         _take(state, want, c.devices, counted=counted, new=False)
         return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ds01d.adapters import journal
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
 from ds01d.core.plan import Plan
@@ -21,7 +22,9 @@ from ds01d.core.status import WantStatus
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 from ds01d.runtime.events import EventLog, event
+from ds01d.runtime.metrics import Totals
 from ds01d.runtime.observe import Adapters
+from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
 BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
@@ -62,6 +65,10 @@ class Executor:
     scanned: bool = False
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
+    totals: Totals = field(default_factory=Totals)
+    flagged: dict[str, str | None] = field(default_factory=dict)
+    """Report key of a flag -> its user (for the end event, while this process knows it)."""
+    """Counters for the metrics: lifecycle actions taken, actions failed."""
 
     def apply(self, actions: list[a.Action], now: datetime) -> tuple[int, int]:
         """Run each action whose object is not backing off: (how many ran, how many failed)."""
@@ -84,6 +91,7 @@ class Executor:
     def _failed(self, action: a.Action, e: Exception, t: float, now: datetime) -> None:
         old = self.backoff.get(action.key)
         permanent = isinstance(e, PermanentError)
+        self.totals.errors[type(action).__name__] += 1
         step = len(BACKOFF_S) - 1 if permanent else min((old.step + 1) if old else 0,
                                                         len(BACKOFF_S) - 1)
         self.backoff[action.key] = Backoff(t + BACKOFF_S[step], step, str(e), permanent)
@@ -100,8 +108,13 @@ class Executor:
         handler(x, now)
 
     def _emit(self, kind: str, now: datetime, user: str | None, **details: Any) -> None:
-        self.events.append(event(kind, when=now, user=user, details=details))
-        log.info("%s %s %s", kind, user or "-", json.dumps(details, default=str))
+        ev = event(kind, when=now, user=user, details=details)
+        self.events.append(ev)
+        line = f"{kind} {user or '-'} {json.dumps(details, default=str)}"
+        if journal.available():
+            journal.send(ev, line)
+        else:
+            log.info("%s", line)
 
     def _do_EnsureSlice(self, x: a.EnsureSlice, now: datetime) -> None:
         self.adapters.systemd.start_slice(x.name, x.properties)
@@ -118,8 +131,11 @@ class Executor:
     def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
+        asked = s.labels.get("ds01.requested_at")
+        waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
-                   image=s.image, devices=list(s.devices))
+                   image=s.image, devices=list(s.devices), group=s.labels.get("ds01.group"),
+                   requested_at=asked, waited_s=waited)
         if s.devices:
             self._emit("gpu.allocate", now, s.user, container=s.want_name,
                        devices=list(s.devices), gpu_equivalents=round(x.gpu_equivalents, 4))
@@ -128,7 +144,8 @@ class Executor:
         self.adapters.docker.start(x.container_id)
         self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12])
         if x.devices:
-            self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices))
+            self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices),
+                       gpu_equivalents=round(x.gpu_equivalents, 4))
 
     def _do_StopContainer(self, x: a.StopContainer, now: datetime) -> None:
         self.adapters.docker.stop(x.container_id, x.grace_s)
@@ -136,13 +153,17 @@ class Executor:
             self.reasons[(x.user, x.name)] = x.reason
         kind = {"idle": "lifecycle.idle_stop", "runtime": "lifecycle.runtime_stop"}.get(
             x.reason, "container.stop")
-        self._emit(kind, now, x.user, container=x.name, id=x.container_id[:12], reason=x.reason)
+        if x.reason in ("idle", "runtime"):
+            self.totals.lifecycle[f"{x.reason}_stop"] += 1
+        self._emit(kind, now, x.user, container=x.name, id=x.container_id[:12], reason=x.reason,
+                   devices=list(x.devices), idle_for_s=x.idle_for_s)
         if x.devices:
             self._emit("gpu.release", now, x.user, container=x.name, devices=list(x.devices),
                        reason=x.reason)
 
     def _do_RemoveContainer(self, x: a.RemoveContainer, now: datetime) -> None:
         self.adapters.docker.remove(x.container_id)
+        self.totals.lifecycle["remove"] += 1
         self._emit("container.remove", now, x.user, container=x.name, id=x.container_id[:12],
                    reason=x.reason)
 
@@ -151,6 +172,7 @@ class Executor:
         self._emit("want.expire", now, x.user, container=x.name)
 
     def _do_Warn(self, x: a.Warn, now: datetime) -> None:
+        self.totals.lifecycle[x.event_type.split(".", 1)[1]] += 1
         self._emit(x.event_type, now, x.user, container=x.name, message=x.message)
         self.reported.add(x.report_key)
 
@@ -158,9 +180,18 @@ class Executor:
         self._emit("gpu.untracked", now, x.user, pid=x.pid, device=x.device, gpu=x.gpu_index,
                    container=x.container, used_memory_mib=x.used_memory_mib, **x.details)
         self.reported.add(x.report_key)
+        self.flagged[x.report_key] = x.user
 
-    def forget_reports(self, current: frozenset[str]) -> None:
-        """Conditions that ended may be reported again when they come back."""
+    def forget_reports(self, current: frozenset[str], now: datetime | None = None) -> None:
+        """Conditions that ended may be reported again when they come back; the end of GPU
+        use nobody was allocated is an event too (``gpu.untracked_end``: reports count its
+        GPU-hours)."""
+        for key in sorted(self.reported - set(current)):
+            kind, _, rest = key.partition(":")
+            if kind == "gpu.untracked" and now is not None:
+                pid, _, device = rest.partition(":")  # the key names both: kept across restarts
+                self._emit("gpu.untracked_end", now, self.flagged.pop(key, None),
+                           pid=int(pid), device=device)
         self.reported &= set(current)
 
     def write_statuses(self, statuses: tuple[WantStatus, ...]) -> None:

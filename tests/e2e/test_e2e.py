@@ -126,3 +126,24 @@ def test_dockerd_restart_under_ds01d(lab: Lab) -> None:
     wait_for("running again", lambda: lab.running("dsalice", "r"), timeout=30)
     assert lab.main_pid() == pid
     assert lab.status("dsalice", "r")["devices"] == [MIG_A]
+
+
+def test_journal_entries_per_user(lab: Lab) -> None:
+    lab.want("dsalice", "j", "--mig", "3g.20gb")
+    lab.want("dsbob", "j", "--mig", "3g.20gb")
+    wait_for("running", lambda: lab.running("dsalice", "j") and lab.running("dsbob", "j"))
+
+    invocation = tb("systemctl", "show", "-p", "InvocationID", "--value", "ds01d").strip()
+
+    def entries() -> list[dict[str, str]]:  # this test's ds01d only (earlier tests' too are there)
+        out = tb("journalctl", "-u", "ds01d", "DS01_USER=dsalice",
+                 f"_SYSTEMD_INVOCATION_ID={invocation}", "-o", "json", "--no-pager")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    found = wait_for("alice's journal entries", lambda: len(entries()) >= 2 and entries())
+    assert {e["DS01_USER"] for e in found} == {"dsalice"}
+    actions = {e["DS01_ACTION"] for e in found}
+    assert {"container.create", "gpu.allocate"} <= actions
+    create = next(e for e in found if e["DS01_ACTION"] == "container.create")
+    assert create["DS01_CONTAINER"] == "j" and create["DS01_DEVICE"] == MIG_A
+    assert create["PRIORITY"] == "6" and len(create["MESSAGE_ID"]) == 32
