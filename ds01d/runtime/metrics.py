@@ -93,6 +93,7 @@ def build(plan: Plan, observed: Observed, desired: Desired, *, valid: bool,
          if c.id in observed.idle_since else 0.0)
         for c in observed.containers if c.managed and c.state == "running"]
     drift = _drift(plan)
+    drift["mig_layout"] = len(mig_drift(desired, observed))
     g["ds01_drift_objects"] = [({"kind": k}, float(v)) for k, v in sorted(drift.items())]
     g["ds01_converged"] = [({}, 1.0 if not any(drift.values()) else 0.0)]
     g["ds01_adapter_up"] = [({"adapter": a}, 0.0 if a in observed.adapter_errors else 1.0)
@@ -152,6 +153,23 @@ def _untracked(g: dict[str, Samples], observed: Observed,
                                          for k, v in sorted(count.items())]
     g["ds01_untracked_gpu_memory_bytes"] = [(dict(zip(labels, k, strict=True)), float(v))
                                             for k, v in sorted(memory.items())]
+
+
+def mig_drift(desired: Desired, observed: Observed) -> list[int]:
+    """GPUs whose MIG mode or instances differ from ``mig-layout.yaml`` (ds01 reports this;
+    changing a layout is left to NVIDIA's tools)."""
+    layout = desired.config.mig_layout
+    if layout is None:
+        return []
+    out = []
+    for gpu in observed.gpus:
+        want = layout.for_gpu(gpu.index)
+        if want is None:
+            continue
+        have = Counter(i.profile for i in gpu.instances)
+        if gpu.mig_enabled != want.mig_enabled or have != Counter(want.devices):
+            out.append(gpu.index)
+    return out
 
 
 def _drift(plan: Plan) -> dict[str, int]:

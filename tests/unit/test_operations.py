@@ -168,3 +168,34 @@ def test_docs_list_exactly_the_served_metrics() -> None:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{name}`"))
         assert all(f"`{label}`" in row for label in labels), name
 
+
+
+def test_mig_layout_drift_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = Lab(tmp_path / "root", capsys)
+    lab.ds01("sim", "init")  # the example layout matches the simulated host
+    assert value(scrape(lab), "ds01_drift_objects", kind="mig_layout") == 0
+    layout = lab.root / "etc/ds01/mig-layout.yaml"
+    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}"))
+    assert value(scrape(lab), "ds01_drift_objects", kind="mig_layout") == 1
+
+
+def test_users_see_only_their_own_events(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds01d.runtime.events import EventLog, event
+    from ds01d.units import parse_when
+
+    root = tmp_path / "root"
+    (root / "etc/ds01").mkdir(parents=True)
+    log = EventLog(root / "var/log/ds01/events.jsonl")
+    when = parse_when("2026-01-05T09:00:00Z")
+    for user in ("alice", "bob", None):
+        log.append(event("container.create", when=when, user=user, details={}))
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setattr("ds01d.adapters.nss.user_name", lambda uid: "alice")
+    from ds01d.cli import main
+
+    assert main(["--root", str(root), "events", "--json"]) == 0
+    mine = [json.loads(x)["user"] for x in capsys.readouterr().out.splitlines()]
+    assert mine == ["alice"]
+    assert main(["--root", str(root), "events", "--user", "bob"]) == 1
+    assert "only your own events" in capsys.readouterr().err
