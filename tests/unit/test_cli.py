@@ -12,20 +12,14 @@ import pytest
 
 from ds01d.cli import main
 from tests.conftest import REPO, MakeRoot
-from tests.unit.test_loader import EXEMPTIONS, LAB, OVERRIDES
+from tests.unit.test_loader import LAB_FILES
 
 GiB = 1024**3
 
 
 @pytest.fixture
 def lab_root(make_root: MakeRoot) -> Path:
-    return make_root({
-        "resource-limits.yaml": LAB,
-        "user-overrides.yaml": OVERRIDES,
-        "lifecycle-exemptions.yaml": EXEMPTIONS,
-        "groups/researcher.members": "carol\n204214@lab.example.lan\n",
-        "groups/admin.members": "erin\n",
-    }, simulated=True)
+    return make_root(LAB_FILES, simulated=True)
 
 
 def run(root: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -86,15 +86,19 @@ exemptions:
 """
 
 
+LAB_FILES = {
+    "resource-limits.yaml": LAB,
+    "user-overrides.yaml": OVERRIDES,
+    "lifecycle-exemptions.yaml": EXEMPTIONS,
+    "groups/researcher.members": "# researchers\ncarol\n\n204214@lab.example.lan  # staff\n",
+    "groups/admin.members": "erin\n",
+}
+"""A lab in the older format: legacy keys, members files, an override and exemptions."""
+
+
 @pytest.fixture
 def lab(make_root: MakeRoot) -> Path:
-    return make_root({
-        "resource-limits.yaml": LAB,
-        "user-overrides.yaml": OVERRIDES,
-        "lifecycle-exemptions.yaml": EXEMPTIONS,
-        "groups/researcher.members": "# researchers\ncarol\n\n204214@lab.example.lan  # staff\n",
-        "groups/admin.members": "erin\n",
-    }) / "etc/ds01"
+    return make_root(LAB_FILES) / "etc/ds01"
 
 
 def test_lab_format_loads_with_deprecation_warnings(lab: Path) -> None:

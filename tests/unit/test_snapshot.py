@@ -16,7 +16,7 @@ from ds01d.config.effective import FakeNss, effective_json, resolve
 from ds01d.config.loader import load_config
 from ds01d.paths import Paths
 from tests.conftest import MakeRoot
-from tests.unit.test_loader import EXEMPTIONS, LAB, OVERRIDES
+from tests.unit.test_loader import LAB_FILES
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -24,11 +24,7 @@ ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 @pytest.fixture
 def root(make_root: MakeRoot) -> Paths:
-    return Paths(make_root({
-        "resource-limits.yaml": LAB, "user-overrides.yaml": OVERRIDES,
-        "lifecycle-exemptions.yaml": EXEMPTIONS,
-        "groups/researcher.members": "carol\n204214@lab.example.lan\n",
-    }))
+    return Paths(make_root(LAB_FILES))
 
 
 def lookup(p: Paths, user: str, when: datetime = NOW) -> dict[str, object] | None:
