@@ -44,7 +44,7 @@ from ds01d.runtime.desired import (
     system_uid,
 )
 from ds01d.runtime.events import EventLog, event
-from ds01d.runtime.executor import Executor, safe_actions
+from ds01d.runtime.executor import Executor, blocking, safe_actions
 from ds01d.runtime.metrics import Collector, Snapshot, Totals
 from ds01d.runtime.metrics import build as build_metrics
 from ds01d.runtime.observe import Adapters, observe
@@ -256,7 +256,7 @@ class Daemon:
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_reports(result.plan.report_keys, now)
-            if not result.observed.adapter_errors:
+            if not blocking(result.observed.adapter_errors):
                 self.executor.write_statuses(result.plan.statuses)
                 write_job_map(self.job_map_dir, job_map(result.observed, result.plan.statuses))
             self._write_memory()
@@ -318,7 +318,11 @@ def serve_metrics(d: Daemon, port: int) -> None:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(d))
-    start_http_server(port, registry=registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as e:  # a busy port must not keep ds01d from its work
+        log.error("no metrics: cannot listen on port %d (%s); use --metrics-port", port, e)
+        return
     log.info("metrics on :%d/metrics", port)
 
 

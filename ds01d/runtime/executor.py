@@ -38,6 +38,11 @@ _NEEDS = {
 }
 
 
+def blocking(adapter_errors: Mapping[str, str]) -> bool:
+    """Whether an adapter ds01 depends on could not be read at all (one lost GPU does not)."""
+    return any(name in _NEEDS for name in adapter_errors)
+
+
 def safe_actions(plan: Plan, adapter_errors: Mapping[str, str]) -> list[a.Action]:
     """Drop what depends on an adapter that could not be read this pass: with Docker unseen,
     every want would look container-less and be created twice; with NVML unseen, devices

@@ -37,6 +37,9 @@ def observe(a: Adapters, now: datetime) -> Observed:
     slices = _read("systemd", a.systemd.list_slices, errors)
     containers = _read("docker", a.docker.list_containers, errors)
     gpus = _read("nvml", a.nvml.gpus, errors)
+    # one GPU lost is named on its own ("nvml:gpu 3"), and holds nothing else back
+    problems: dict[str, str] = getattr(a.nvml, "problems", {})
+    errors.update({f"nvml:{k}": v for k, v in problems.items()})
     procs = _read("nvml", a.nvml.processes, errors)
     owners: dict[int, ProcOwner] = {}
     for p in procs:

@@ -104,3 +104,35 @@ def test_a_function_the_fake_lacks_raises_function_not_found(
     nvml[0].gpus()
     with pytest.raises(pynvml.NVMLError_FunctionNotFound):
         pynvml.nvmlDeviceGetPowerUsage(pynvml.nvmlDeviceGetHandleByIndex(0))
+
+
+def test_no_nvml_library_is_a_clear_condition() -> None:
+    """In a process that cannot find libnvidia-ml.so.1 at all (no driver installed)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    code = ("from ds01d.adapters.base import AdapterError\n"
+            "from ds01d.adapters.nvml import NvmlAdapter\n"
+            "try:\n    NvmlAdapter().gpus()\nexcept AdapterError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "NVML library not found (is the NVIDIA driver installed?)"
+
+
+def test_a_lost_gpu_is_observed_as_a_named_condition(nvml: tuple[NvmlAdapter, Write]) -> None:
+    from datetime import UTC, datetime
+
+    from ds01d.adapters.sim import SimDocker, SimHost, SimProcfs, SimSystemd
+    from ds01d.runtime.observe import Adapters, observe
+
+    adapter, write = nvml
+    state = machine()
+    state["gpus"][0]["lost"] = True
+    write(state)
+    host = SimHost()
+    seen = observe(Adapters(SimSystemd(host), SimDocker(host), adapter, SimProcfs(host)),
+                   datetime.now(UTC))
+    assert [g.index for g in seen.gpus] == [1]
+    assert seen.adapter_errors == {"nvml:gpu 0": "GPU is lost (fell off the bus, or needs a reset)"}
