@@ -35,13 +35,23 @@ files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/ in t
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    """Help laid out for the terminal, its width found without importing shutil."""
+def _width() -> int:
+    """The terminal's width, found without importing shutil (start-up time is measured)."""
     try:
         width = os.get_terminal_size(sys.stdout.fileno()).columns - 2
     except (OSError, ValueError):
         width = 98
-    return argparse.RawDescriptionHelpFormatter(prog, width=max(40, min(width, 118)))
+    return max(40, min(width, 100))
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """Wrapped help for the commands."""
+    return argparse.HelpFormatter(prog, width=_width())
+
+
+def _raw_formatter(prog: str) -> argparse.HelpFormatter:
+    """The top level keeps its examples block as written."""
+    return argparse.RawDescriptionHelpFormatter(prog, width=_width())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,7 +199,8 @@ def command_in(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> _Parser:
     """The parser; ``only``: define the arguments of that command alone (the others are
     listed by name), which keeps start-up short. ``None``: everything (for --help)."""
-    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG)
+    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=_raw_formatter)
     parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
                         "(env DS01_ROOT; default /)")
     parser.add_argument("--as", dest="as_user", metavar="USER",
