@@ -16,9 +16,14 @@ import os
 import re
 from collections.abc import Iterator
 from functools import cache
-from typing import Any
 
 from ds01d.errors import KeyPath
+
+TYPE_CHECKING = False  # mypy reads this name as True; see errors.py on start-up cost
+if TYPE_CHECKING:
+    from typing import Any
+
+    Schema = dict[str, Any]
 
 ANNOTATIONS = frozenset(
     {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "deprecated",
@@ -36,7 +41,6 @@ SUPPORTED = ANNOTATIONS | ASSERTIONS
 ``x-ds01-alias-of`` (a deprecated key and its canonical name), ``x-ds01-ignored`` (a legacy
 section that is read and ignored)."""
 
-Schema = dict[str, Any]
 
 
 class SchemaError:

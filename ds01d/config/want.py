@@ -6,12 +6,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from ds01d import units
 from ds01d.config.values import Limits
 from ds01d.errors import ConfigError, Diagnostic
 from ds01d.units import parse_when
+
+TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is measured
+if TYPE_CHECKING:
+    from typing import Any
 
 WANT_SCHEMA = "want.schema.json"
 
