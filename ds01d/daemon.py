@@ -86,7 +86,9 @@ class Daemon:
     snapshot_of: DesiredConfig | None = None
     real: Adapters | None = None
     down: dict[str, str] = field(default_factory=dict)
-    metrics: Snapshot | None = None
+    last: tuple[Plan, Observed, Desired, bool, float] | None = None
+    job_map: dict[str, str] | None = None
+    _metrics: Snapshot | None = None
     totals: Totals = field(default_factory=Totals)
     passes: int = 0
     last_pass_at: float = 0.0
@@ -238,9 +240,18 @@ class Daemon:
             self.last_pass_ms = (time.monotonic() - started) * 1000
             self.totals.observe_pass(self.last_pass_ms / 1000)
         if result.plan is not None and result.desired is not None:
-            self.metrics = build_metrics(result.plan, result.observed, result.desired,
-                                         valid=not self.config.errors, ended_at=time.time())
+            self.last = (result.plan, result.observed, result.desired, not self.config.errors,
+                         time.time())
+            self._metrics = None
         return result
+
+    @property
+    def metrics(self) -> Snapshot | None:
+        """The gauges of the last pass, built at the first scrape after it (not in the pass)."""
+        if self._metrics is None and self.last is not None:
+            plan_, observed, desired, valid, ended = self.last
+            self._metrics = build_metrics(plan_, observed, desired, valid=valid, ended_at=ended)
+        return self._metrics
 
     def _pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
@@ -258,7 +269,10 @@ class Daemon:
             self.executor.forget_reports(result.plan.report_keys, now)
             if not blocking(result.observed.adapter_errors):
                 self.executor.write_statuses(result.plan.statuses)
-                write_job_map(self.job_map_dir, job_map(result.observed, result.plan.statuses))
+                mapping = job_map(result.observed, result.plan.statuses)
+                if mapping != self.job_map:
+                    write_job_map(self.job_map_dir, mapping)
+                    self.job_map = mapping
             self._write_memory()
             return result
 

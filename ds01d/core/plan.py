@@ -23,7 +23,7 @@ from ds01d.core.actions import (
     StopSlice,
     Warn,
 )
-from ds01d.core.devices import holding
+from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     LifecycleResult,
     check_running,
@@ -81,14 +81,12 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool) -> Lifec
     return out
 
 
-def demand_after(desired: Desired, observed: Observed, life: LifecycleResult,
-                 want_actions: list[Action]) -> int:
+def demand_after(start: Holding, life: LifecycleResult, want_actions: list[Action]) -> int:
     """Devices held once this pass's stops and starts are done."""
-    devices = devices_of(observed.gpus)
-    held = holding(observed, devices, desired.effective, releasing=frozenset(life.stopping))
+    kept = sum(1 for holder in start.by_device.values() if holder not in life.stopping)
     taken = sum(len(a.spec.devices) if isinstance(a, CreateContainer) else len(a.devices)
                 for a in want_actions if isinstance(a, CreateContainer | StartContainer))
-    return len(held.by_device) + taken
+    return kept + taken
 
 
 def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
@@ -105,7 +103,7 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     life = plan_lifecycle(desired, observed, busy=busy)
     want_actions, statuses = plan_wants(desired, observed, life, devices)
-    held_after = demand_after(desired, observed, life, want_actions)
+    held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
         life = plan_lifecycle(desired, observed, busy=True)
         want_actions, statuses = plan_wants(desired, observed, life, devices)
