@@ -197,8 +197,8 @@ def command_in(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> _Parser:
-    """The parser; ``only``: define the arguments of that command alone (the others are
-    listed by name), which keeps start-up short. ``None``: everything (for --help)."""
+    """The parser; ``only``: that command alone, which keeps start-up short. ``None``: every
+    command (for --help, and to name the choices when the command is unknown)."""
     parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=_raw_formatter)
     parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
@@ -208,10 +208,11 @@ def build_parser(only: str | None = None) -> _Parser:
     parser.add_argument("--version", action="version", version=f"ds01 {__version__}")
     subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     for name, (help_, description, add_args, _) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         p = subs.add_parser(name, help=help_, description=description or help_)
         p.set_defaults(handler=name)
-        if only is None or only == name:
-            add_args(p)
+        add_args(p)
     return parser
 
 
