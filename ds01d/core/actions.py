@@ -7,37 +7,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+class _OnSlice:
+    """Actions on a slice: keyed ``slice/<name>``."""
+
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"slice/{self.name}"
+
+
+class _OnContainer:
+    """Actions on a user's container: keyed ``container/<user>/<want name>``."""
+
+    user: str | None
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"container/{self.user}/{self.name}"
+
+
 @dataclass(frozen=True)
-class EnsureSlice:
+class EnsureSlice(_OnSlice):
     """Create a transient slice with these properties (``None`` = infinity)."""
 
     name: str
     properties: Mapping[str, int | None]
 
-    @property
-    def key(self) -> str:
-        return f"slice/{self.name}"
-
 
 @dataclass(frozen=True)
-class SetSliceProperties:
+class SetSliceProperties(_OnSlice):
     """Set drifted properties of an existing slice back."""
 
     name: str
     properties: Mapping[str, int | None]
 
-    @property
-    def key(self) -> str:
-        return f"slice/{self.name}"
-
 
 @dataclass(frozen=True)
-class StopSlice:
+class StopSlice(_OnSlice):
     name: str
-
-    @property
-    def key(self) -> str:
-        return f"slice/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ class CreateContainer:
 
 
 @dataclass(frozen=True)
-class StartContainer:
+class StartContainer(_OnContainer):
     """Start an existing stopped container again (its owner asked again)."""
 
     container_id: str
@@ -86,13 +95,9 @@ class StartContainer:
     devices: tuple[str, ...]
     gpu_equivalents: float = 0.0
 
-    @property
-    def key(self) -> str:
-        return f"container/{self.user}/{self.name}"
-
 
 @dataclass(frozen=True)
-class StopContainer:
+class StopContainer(_OnContainer):
     """Stop a container (SIGTERM, SIGKILL after ``grace_s``); its devices are released."""
 
     container_id: str
@@ -105,21 +110,13 @@ class StopContainer:
     idle_for_s: float | None = None
     """For an idle stop: how long it had been idle (reported as reclaimed GPU time)."""
 
-    @property
-    def key(self) -> str:
-        return f"container/{self.user}/{self.name}"
-
 
 @dataclass(frozen=True)
-class RemoveContainer:
+class RemoveContainer(_OnContainer):
     container_id: str
     user: str | None
     name: str
     reason: str
-
-    @property
-    def key(self) -> str:
-        return f"container/{self.user}/{self.name}"
 
 
 @dataclass(frozen=True)
