@@ -182,13 +182,12 @@ class Daemon:
         for name, why in now_down.items():
             self.totals.errors[f"observe:{name}"] += 1
             if name not in self.down:
-                log.error("%s unavailable: %s (holding back what depends on it)", name, why)
-                self.events.append(event("adapter.down", when=observed.now, user=None,
-                                         details={"adapter": name, "error": why}))
+                self.events.emit(event("adapter.down", when=observed.now, user=None,
+                                       details={"adapter": name, "error": why}),
+                                 f"{name} unavailable: {why} (holding back what depends on it)")
         for name in self.down.keys() - now_down.keys():
-            log.info("%s available again", name)
-            self.events.append(event("adapter.up", when=observed.now, user=None,
-                                     details={"adapter": name}))
+            self.events.emit(event("adapter.up", when=observed.now, user=None,
+                                   details={"adapter": name}), f"{name} available again")
         self.down = now_down
 
     def _write_snapshot(self, config: DesiredConfig, now: datetime) -> None:
@@ -208,10 +207,10 @@ class Daemon:
         shown = tuple(str(e) for e in self.config.errors)
         if shown and shown != self.shown_errors:
             kept = "keeping the last valid one" if self.config.last else "nothing to keep"
-            log.error("desired state invalid (%s): %s", kept, "; ".join(shown))
-            self.events.append(event("config.invalid", when=now, user=None,
-                                     details={"errors": list(shown[:20]), "kept_last": bool(
-                                         self.config.last)}))
+            self.events.emit(event("config.invalid", when=now, user=None,
+                                   details={"errors": list(shown[:20]),
+                                            "kept_last": bool(self.config.last)}),
+                             f"desired state invalid ({kept}): {'; '.join(shown)}")
         self.shown_errors = shown
 
     def plan_once(self, adapters: Adapters, now: datetime, host: Any) -> PassResult:

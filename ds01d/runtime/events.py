@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -31,9 +32,27 @@ def encode(ev: Mapping[str, Any]) -> bytes:
     return (line + "\n").encode()
 
 
+log = logging.getLogger("ds01d")
+
+
 class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def emit(self, ev: Mapping[str, Any], message: str | None = None) -> None:
+        """Record an event everywhere it belongs: the event log, and the journal with its
+        DS01_* fields (or, without journald, a log line at its severity)."""
+        from ds01d.adapters import journal
+
+        self.append(ev)
+        line = message or (f"{ev['event_type']} {ev.get('user') or '-'} "
+                           f"{json.dumps(ev.get('details'), default=str)}")
+        if journal.available():
+            journal.send(ev, line)
+        else:
+            level = {journal.ERR: logging.ERROR, journal.WARNING: logging.WARNING}.get(
+                journal.SEVERITY.get(str(ev["event_type"]), journal.INFO), logging.INFO)
+            log.log(level, "%s", line)
 
     def append(self, ev: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ds01d.adapters import journal
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
 from ds01d.core.plan import Plan
@@ -113,13 +112,7 @@ class Executor:
         handler(x, now)
 
     def _emit(self, kind: str, now: datetime, user: str | None, **details: Any) -> None:
-        ev = event(kind, when=now, user=user, details=details)
-        self.events.append(ev)
-        line = f"{kind} {user or '-'} {json.dumps(details, default=str)}"
-        if journal.available():
-            journal.send(ev, line)
-        else:
-            log.info("%s", line)
+        self.events.emit(event(kind, when=now, user=user, details=details))
 
     def _do_EnsureSlice(self, x: a.EnsureSlice, now: datetime) -> None:
         self.adapters.systemd.start_slice(x.name, x.properties)

@@ -173,3 +173,21 @@ def test_once_exits_after_one_pass(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert (tmp_path / "root/etc/ds01/resource-limits.yaml").exists()
     assert os.path.exists(tmp_path / "root/var/lib/ds01/sim/host.json")
+
+
+def test_the_daemons_own_events_take_the_one_emission_path(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ds01d.runtime.events import EventLog, event
+    from ds01d.units import parse_when
+
+    log = EventLog(tmp_path / "events.jsonl")
+    when = parse_when("2026-01-05T09:00:00Z")
+    with caplog.at_level(logging.INFO, logger="ds01d"):
+        log.emit(event("adapter.down", when=when, user=None, details={"adapter": "docker"}),
+                 "docker unavailable")
+        log.emit(event("container.create", when=when, user="alice", details={}))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "docker unavailable"), ("INFO", "container.create alice {}")]
+    assert [e["event_type"] for e in log.read()] == ["adapter.down", "container.create"]
