@@ -195,9 +195,8 @@ class Daemon:
         from ds01d import snapshot
         from ds01d.config.effective import snapshot_body
 
-        body = snapshot_body(config, now=now, nss=self.nss())
-        top = str(self.paths.root)
-        if snapshot.write(top, {"fingerprint": self.config.seen, **body}):
+        body = snapshot_body(config, fingerprint=self.config.seen, now=now, nss=self.nss())
+        if snapshot.write(self.paths.top, body):
             self.snapshot_of = config
             until = body["valid_until"]
             self.snapshot_until = None if until is None else datetime.strptime(

@@ -31,9 +31,9 @@ def effective_of(p: Paths, user: str, when: datetime) -> dict[str, Any]:
     from ds01d.cli.common import load, nss_for
     from ds01d.config.effective import effective_json, resolve, snapshot_body
 
+    seen = snapshot.fingerprint(snapshot.config_files(p.under("etc/ds01")))  # before loading
     config, nss = load(p), nss_for(p)
-    snapshot.write(p.top, {"fingerprint": snapshot.fingerprint(snapshot.config_files(
-        p.under("etc/ds01"))), **snapshot_body(config, now=when, nss=nss)})
+    snapshot.write(p.top, snapshot_body(config, fingerprint=seen, now=when, nss=nss))
     return effective_json(resolve(config, user, now=when, nss=nss))
 
 

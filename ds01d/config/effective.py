@@ -189,8 +189,13 @@ UNLISTED = " unlisted"
 """A name no entry can match (user names have no spaces): stands for every unlisted user."""
 
 
-def snapshot_body(config: DesiredConfig, *, now: datetime, nss: Nss) -> dict[str, Any]:
-    """Every named user's limits, and those of any unlisted user (see ``ds01d/snapshot.py``)."""
+def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
+                  nss: Nss) -> dict[str, Any]:
+    """Every named user's limits, and those of any unlisted user (see ``ds01d/snapshot.py``).
+
+    ``fingerprint``: of the configuration files, taken *before* ``config`` was loaded, so an
+    edit made meanwhile leaves the snapshot stale (unused), never wrong.
+    """
     names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
     names |= {e.username for e in config.exemptions}
 
@@ -213,7 +218,8 @@ def snapshot_body(config: DesiredConfig, *, now: datetime, nss: Nss) -> dict[str
 
     ends = [e.expires_at for e in config.exemptions if e.expires_at and e.expires_at > now]
     uses_nss = any(g.unix_groups for g in config.groups.values())
-    return {"users": {u: number(u) for u in sorted(names)},
+    return {"fingerprint": fingerprint,
+            "users": {u: number(u) for u in sorted(names)},
             "named": sorted({local_part(u) for u in names}),
             "unlisted": None if uses_nss else number(UNLISTED),
             "bodies": bodies,

@@ -86,3 +86,22 @@ def test_users_with_equal_limits_share_one_body(root: Paths) -> None:
     effective_of(root, "zoe", NOW)
     body = json.loads((Path(root.top) / snapshot.RELATIVE).read_text())
     assert len(body["bodies"]) < len(body["users"]) + 1
+
+
+def test_an_edit_during_the_load_leaves_it_stale_not_wrong(
+        root: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds01d.cli import common
+
+    real_load = common.load
+    limits = root.etc / "resource-limits.yaml"
+
+    def load_then_edit(p: Paths) -> object:
+        config = real_load(p)  # the old file is loaded...
+        limits.write_text(limits.read_text().replace("max_cpus: 32", "max_cpus: 16"))
+        return config  # ...and edited before the snapshot is written
+
+    monkeypatch.setattr(common, "load", load_then_edit)
+    assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 32.0
+    monkeypatch.setattr(common, "load", real_load)
+    assert lookup(root, "zoe") is None  # stale: the old answer is never served
+    assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0
