@@ -50,6 +50,7 @@ from ds01d.runtime.metrics import build as build_metrics
 from ds01d.runtime.observe import Adapters, observe
 from ds01d.runtime.simroot import sim_account
 from ds01d.statusfiles import read_statuses
+from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
 
@@ -199,8 +200,7 @@ class Daemon:
         if snapshot.write(self.paths.top, body):
             self.snapshot_of = config
             until = body["valid_until"]
-            self.snapshot_until = None if until is None else datetime.strptime(
-                until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            self.snapshot_until = None if until is None else parse_when(until)
 
     def _report_config(self, now: datetime) -> None:
         shown = tuple(str(e) for e in self.config.errors)

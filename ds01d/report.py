@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ds01d.units import parse_when
+from ds01d.units import iso, parse_when
 
 FIGURES = ("gpu_hours", "gpueq_hours", "idle_reclaimed_gpu_hours", "untracked_gpu_hours")
 
@@ -97,8 +97,7 @@ def _shape(users: dict[str, dict[str, float]], waits: list[float], since: dateti
         for k, v in figures.items():
             total[k] += v
     p95 = waits[min(len(waits) - 1, round(0.95 * (len(waits) - 1)))] if waits else None
-    return {"since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    return {"since": iso(since), "until": iso(until),
             "users": out_users,
             "groups": {g: {k: round(v, 4) for k, v in f.items()}
                        for g, f in sorted(groups.items())},

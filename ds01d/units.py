@@ -124,6 +124,15 @@ def mig_gpu_equivalents(profile: str) -> float:
     return mig_compute_slices(profile) / COMPUTE_SLICES_PER_GPU
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""How ds01 writes a time everywhere (want files, events, status, reports, labels)."""
+
+
+def iso(when: datetime) -> str:
+    """UTC ISO 8601 with a Z: ``2026-11-22T18:00:00Z`` (read back by :func:`parse_when`)."""
+    return when.astimezone(UTC).strftime(ISO_FORMAT)
+
+
 def parse_when(text: str) -> datetime:
     """An ISO 8601 date or date-time as aware UTC; a bare date means the end of that day."""
     value = text.strip().replace(" ", "T", 1)

@@ -11,21 +11,18 @@ import json
 
 from ds01d.cli.common import caller, now, paths
 from ds01d.paths import Paths
-from ds01d.units import show_value
+from ds01d.units import iso, show_value
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
-ISO = "%Y-%m-%dT%H:%M:%SZ"
-
-
 def effective_of(p: Paths, user: str, when: datetime) -> dict[str, Any]:
     """``user``'s limits as ``limits --json`` prints them (also used by ``ds01 want``)."""
     from ds01d import snapshot
 
-    body = snapshot.lookup(p.top, p.under("etc/ds01"), user, when.strftime(ISO))
+    body = snapshot.lookup(p.top, p.under("etc/ds01"), user, iso(when))
     if body is not None:
         return body
     from ds01d.cli.common import load, nss_for

@@ -72,10 +72,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     from ds01d.runtime.events import EventLog
-    from ds01d.units import parse_duration_s
+    from ds01d.units import iso, parse_duration_s, parse_when
 
     p = paths(args)
     evs = EventLog(p.events).read()
@@ -88,13 +88,11 @@ def run_events(args: argparse.Namespace) -> int:
     if args.since:
         last = max((str(e.get("timestamp", "")) for e in evs), default="")
         if last:
-            end = datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ")
             try:
-                cut = end - timedelta(seconds=parse_duration_s(args.since))
+                cut = iso(parse_when(last) - timedelta(seconds=parse_duration_s(args.since)))
             except ValueError as err:
                 raise InvalidInput(f"--since: {err}") from None
-            evs = [e for e in evs if str(e.get("timestamp", "")) >= cut.strftime(
-                "%Y-%m-%dT%H:%M:%SZ")]
+            evs = [e for e in evs if str(e.get("timestamp", "")) >= cut]
     for e in evs:
         if args.json:
             print(json.dumps(e, sort_keys=True))

@@ -23,6 +23,7 @@ from ds01d.config.model import (
     Limits,
     Value,
 )
+from ds01d.units import iso
 
 
 class Nss(Protocol):
@@ -223,4 +224,4 @@ def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
             "named": sorted({local_part(u) for u in names}),
             "unlisted": None if uses_nss else number(UNLISTED),
             "bodies": bodies,
-            "valid_until": min(ends).strftime("%Y-%m-%dT%H:%M:%SZ") if ends else None}
+            "valid_until": iso(min(ends)) if ends else None}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ds01d import units
 from ds01d.config.values import Limits
 from ds01d.errors import ConfigError, Diagnostic
-from ds01d.units import parse_when
+from ds01d.units import iso, parse_when
 
 TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is measured
 if TYPE_CHECKING:
@@ -47,11 +47,6 @@ class Want:
     @property
     def device_count(self) -> int:
         return 1 if self.mig is not None else (self.gpus or 0)
-
-
-def iso(when: datetime) -> str:
-    """UTC ISO 8601 with a Z: ``2026-11-22T18:00:00Z``."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def to_yaml(want: Want) -> str:

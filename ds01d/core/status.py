@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ds01d.units import iso
+
 PHASES = ("Pending", "Running", "Stopped", "Failed")
 
 
@@ -25,12 +27,12 @@ class WantStatus:
 
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` shape of DESIGN.md (plus idle_for_s, stops_at, container)."""
-        def iso(t: datetime | None) -> str | None:
-            return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        def when(t: datetime | None) -> str | None:
+            return None if t is None else iso(t)
 
         return {"user": self.user, "name": self.name, "phase": self.phase,
                 "reason": self.reason, "devices": list(self.devices),
                 "gpu_equivalents": round(self.gpu_equivalents, 4),
-                "queue_position": self.queue_position, "since": iso(self.since),
+                "queue_position": self.queue_position, "since": when(self.since),
                 "idle_for_s": None if self.idle_for_s is None else round(self.idle_for_s),
-                "stops_at": iso(self.stops_at), "container": self.container}
+                "stops_at": when(self.stops_at), "container": self.container}

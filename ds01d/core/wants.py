@@ -29,6 +29,7 @@ from ds01d.core.lifecycle import LifecycleResult, asked_again
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
+from ds01d.units import iso
 
 Key = tuple[str, str]
 
@@ -286,7 +287,7 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
     labels = {m.LABEL_MANAGED: "true", m.LABEL_USER: want.user, m.LABEL_NAME: want.name,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
-              m.LABEL_REQUESTED: want.requested_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              m.LABEL_REQUESTED: iso(want.requested_at),
               "ds01.spec": spec_hash(want)}
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,

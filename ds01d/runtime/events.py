@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ds01d.units import iso
+
 SCHEMA_VERSION = "1"
 MAX_LINE = 4096
 """An event line is one ``write()`` of at most 4 KiB: appends of that size do not interleave."""
@@ -17,7 +19,7 @@ MAX_LINE = 4096
 
 def event(event_type: str, *, when: datetime, user: str | None, details: Mapping[str, Any],
           source: str = "ds01d") -> dict[str, Any]:
-    return {"timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "event_type": event_type,
+    return {"timestamp": iso(when), "event_type": event_type,
             "schema_version": SCHEMA_VERSION, "user": user, "source": source,
             "details": dict(details)}
 

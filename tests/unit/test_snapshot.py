@@ -15,11 +15,11 @@ from ds01d.cli.limits import effective_of
 from ds01d.config.effective import FakeNss, effective_json, resolve
 from ds01d.config.loader import load_config
 from ds01d.paths import Paths
+from ds01d.units import iso
 from tests.conftest import MakeRoot
 from tests.unit.test_loader import LAB_FILES
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def root(make_root: MakeRoot) -> Paths:
 
 
 def lookup(p: Paths, user: str, when: datetime = NOW) -> dict[str, object] | None:
-    return snapshot.lookup(p.top, p.under("etc/ds01"), user, when.strftime(ISO))
+    return snapshot.lookup(p.top, p.under("etc/ds01"), user, iso(when))
 
 
 @pytest.mark.parametrize("user", ["carol", "204214@lab.example.lan", "zoe", "dave"])
