@@ -28,6 +28,8 @@ from typing import Any
 
 from ds01d import __version__
 from ds01d.adapters import notify
+from ds01d.adapters.nss import account as nss_account
+from ds01d.adapters.nss import uid_of
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.idle import track_idle
@@ -40,8 +42,6 @@ from ds01d.runtime.desired import (
     EffectiveCache,
     WantSource,
     assemble,
-    system_account,
-    system_uid,
 )
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.executor import Executor, blocking, safe_actions
@@ -101,8 +101,7 @@ class Daemon:
         if self.job_map_dir == Path():
             self.job_map_dir = self.paths.run / "dcgm-job-map"
         self.config = ConfigSource(self.paths.etc)
-        self.want_files = WantSource(self.paths.wants,
-                                     uid_of=None if self.simulate else system_uid)
+        self.want_files = WantSource(self.paths.wants, uid_of=None if self.simulate else uid_of)
         self.limits_cache = EffectiveCache()
         self.saved_memory: str | None = None
         self.saved_at = 0.0
@@ -158,7 +157,7 @@ class Daemon:
         def account(user: str) -> Account | None:
             if user not in self.accounts:
                 found = (sim_account(self.paths, host, user) if self.simulate
-                         else system_account(user))
+                         else nss_account(user))
                 if found is None:
                     return None
                 self.accounts[user] = found

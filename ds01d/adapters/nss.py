@@ -6,6 +6,8 @@ import grp
 import pwd
 from functools import cache
 
+from ds01d.core.model import Account
+
 
 class SystemNss:
     """:class:`ds01d.config.effective.Nss` over ``grp``/``pwd``; answers are cached per run."""
@@ -27,13 +29,18 @@ class SystemNss:
             return None
 
 
-def user_ids(user: str) -> tuple[int, int] | None:
-    """``(uid, gid)`` of a user, or ``None`` when the name service does not know it."""
+def account(user: str) -> Account | None:
+    """uid, gid and home of a user, or ``None`` when the name service does not know it."""
     try:
         p = pwd.getpwnam(user)
     except KeyError:
         return None
-    return p.pw_uid, p.pw_gid
+    return Account(p.pw_uid, p.pw_gid, p.pw_dir)
+
+
+def uid_of(user: str) -> int | None:
+    found = account(user)
+    return None if found is None else found.uid
 
 
 def user_name(uid: int) -> str | None:

@@ -55,13 +55,13 @@ def _give_to(path: str, user: str, p: Paths) -> None:
     """Root writing for a user (``--as``) hands the file and folder to that user."""
     if os.geteuid() != 0 or p.is_simulated():
         return
-    from ds01d.adapters.nss import user_ids
+    from ds01d.adapters.nss import account
 
-    ids = user_ids(user)
-    if ids is None:
+    found = account(user)
+    if found is None or found.uid is None or found.gid is None:
         raise InvalidInput(f"no such user: {user}")
     for target in (os.path.dirname(path), path):
-        os.chown(target, *ids, follow_symlinks=False)
+        os.chown(target, found.uid, found.gid, follow_symlinks=False)
 
 
 def run_want(args: argparse.Namespace) -> int:

@@ -185,21 +185,3 @@ def assemble(config: DesiredConfig, wants: list[Want], invalid: dict[tuple[str, 
     accounts = {u: acct for u in everyone if (acct := account(u)) is not None}
     return Desired(config, tuple(wants), effective, accounts, invalid)
 
-
-def system_account(user: str) -> Account | None:
-    import pwd
-
-    try:
-        p = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    return Account(p.pw_uid, p.pw_gid, p.pw_dir)
-
-
-def system_uid(user: str) -> int | None:
-    acct = system_account(user)
-    return None if acct is None else acct.uid
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0
