@@ -77,8 +77,11 @@ class Daemon:
     config: ConfigSource = field(init=False)
     want_files: WantSource = field(init=False)
     limits_cache: EffectiveCache = field(init=False)
-    saved_memory: str | None = field(init=False)
-    saved_at: float = field(init=False)
+    saved_memory: str | None = None
+    """The memory last written (rewritten only when it changed, or a resync period on)."""
+    saved_at: float = 0.0
+    restored: frozenset[str] = frozenset()
+    """Reports given before a restart (from the saved memory): not given again."""
     events: EventLog = field(init=False)
     executor: Executor | None = None
     idle: dict[str, datetime] = field(default_factory=dict)
@@ -103,13 +106,10 @@ class Daemon:
         self.config = ConfigSource(self.paths.etc)
         self.want_files = WantSource(self.paths.wants, uid_of=None if self.simulate else uid_of)
         self.limits_cache = EffectiveCache()
-        self.saved_memory: str | None = None
-        self.saved_at = 0.0
         self.events = EventLog(self.paths.events)
         for s in read_statuses(str(self.paths.status)):
             if s.get("phase") == "Stopped":
                 self.reasons[(str(s.get("user")), str(s.get("name")))] = str(s.get("reason"))
-        self.restored: frozenset[str] = frozenset()
         if self.read_memory:
             self.idle, self.restored = load_memory(self.paths, max_age_s=None if self.simulate
                                                    else 3 * self.interval)

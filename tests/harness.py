@@ -86,15 +86,15 @@ class Lab:
                  cpu: float | None = None) -> None:
         set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
 
-    def desired(self) -> Desired:
-        observed = observe(sim_adapters(self.host)[0], self.now)
+    def desired(self, observed: Observed | None = None) -> Desired:
+        observed = observed or observe(sim_adapters(self.host)[0], self.now)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
         return assemble(self.config, list(self.wants.values()), {}, users=owners, nss=NoNss(),
                         account=lambda u: Account(1000, 1000, f"/home/{u}"), now=self.now)
 
     def observed(self) -> Observed:
         observed = observe(sim_adapters(self.host)[0], self.now)
-        desired = self.desired()
+        desired = self.desired(observed)
         self.idle = track_idle(self.idle, observed, desired.effective, self.now)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
@@ -102,7 +102,8 @@ class Lab:
                        previous_reasons=reasons)
 
     def plan(self) -> Plan:
-        return plan(self.desired(), self.observed(), self.now)
+        observed = self.observed()  # one look at the host per plan, as ds01d does
+        return plan(self.desired(observed), observed, self.now)
 
     def record(self, *, slices: bool = False) -> list[str]:
         """The actions of one plan, summarised (slice actions left out unless asked)."""
