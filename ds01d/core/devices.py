@@ -64,6 +64,15 @@ def container_of(pid: int, observed: Observed) -> Container | None:
                  or owner.container_id.startswith(c.id)), None)
 
 
+def user_of_process(pid: int, observed: Observed) -> str | None:
+    """Whose a GPU process is: its ds01 container's owner, else the host user running it."""
+    c = container_of(pid, observed)
+    if c is not None and c.owner:
+        return c.owner
+    owner = observed.owners.get(pid)
+    return owner.user if owner else None
+
+
 def tracked(pid: int, device: str, observed: Observed) -> bool:
     """A GPU process is tracked when it runs in a ds01 container allocated that device."""
     c = container_of(pid, observed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ds01d.core.actions import Action, FlagUntracked
-from ds01d.core.devices import container_of, tracked
+from ds01d.core.devices import container_of, tracked, user_of_process
 from ds01d.core.model import Observed
 
 
@@ -19,8 +19,7 @@ def plan_untracked(observed: Observed) -> tuple[list[Action], set[str]]:
         key = f"gpu.untracked:{p.pid}:{p.device_uuid}"
         keys.add(key)
         c = container_of(p.pid, observed)
-        owner = observed.owners.get(p.pid)
-        user = c.owner if c is not None and c.owner else (owner.user if owner else None)
+        user = user_of_process(p.pid, observed)
         where = "host" if c is None else ("ds01 container, device not allocated to it"
                                           if c.managed else "container not created by ds01")
         actions.append(FlagUntracked(p.pid, p.device_uuid, gpu_of.get(p.device_uuid, -1), user,

@@ -23,7 +23,7 @@ from ds01d.core.actions import (
     StopContainer,
     StopSlice,
 )
-from ds01d.core.devices import container_of, tracked
+from ds01d.core.devices import tracked, user_of_process
 from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.plan import Plan
 
@@ -142,9 +142,7 @@ def _untracked(g: dict[str, Samples], observed: Observed,
         if tracked(p.pid, p.device_uuid, observed):
             continue
         d = by_uuid.get(p.device_uuid)
-        c = container_of(p.pid, observed)
-        owner = observed.owners.get(p.pid)
-        user = (c.owner if c is not None and c.owner else owner.user if owner else None) or ""
+        user = user_of_process(p.pid, observed) or ""
         key = (str(d.gpu_index) if d else "", device_name(d) if d else p.device_uuid, user)
         count[key] += 1
         memory[key] += p.used_memory_mib * 1024 * 1024
