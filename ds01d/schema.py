@@ -133,6 +133,7 @@ def show(value: Any) -> str:
 
 
 def _with_hint(message: str, schema: Schema) -> str:
+    """``message``, followed by what would be right (the schema's ``x-ds01-hint``)."""
     hint = schema.get("x-ds01-hint")
     return f"{message} ({hint})" if hint else message
 
@@ -245,7 +246,7 @@ class _Run:
             names = schema.get("propertyNames")
             if names is not None and any(True for _ in self.check(names, key, (*path, key))):
                 yield SchemaError((*path, key),
-                                  f"{show(key)} is not a valid name here{_hint_suffix(names)}")
+                                  _with_hint(f"{show(key)} is not a valid name here", names))
             matched = False
             if key in props:
                 matched = True
@@ -315,11 +316,6 @@ class _Run:
             yield from same_type[0]
             return
         yield SchemaError(path, _with_hint(f"{show(value)} is not allowed here", schema))
-
-
-def _hint_suffix(schema: Schema) -> str:
-    hint = schema.get("x-ds01-hint")
-    return f" ({hint})" if hint else ""
 
 
 def _same(a: Any, b: Any) -> bool:
