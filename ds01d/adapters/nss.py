@@ -6,7 +6,9 @@ import grp
 import pwd
 from functools import cache
 
-from ds01d.core.model import Account
+TYPE_CHECKING = False  # mypy reads this name as True; every ds01 command imports this module
+if TYPE_CHECKING:
+    from ds01d.core.model import Account
 
 
 class SystemNss:
@@ -31,6 +33,8 @@ class SystemNss:
 
 def account(user: str) -> Account | None:
     """uid, gid and home of a user, or ``None`` when the name service does not know it."""
+    from ds01d.core.model import Account
+
     try:
         p = pwd.getpwnam(user)
     except KeyError:
