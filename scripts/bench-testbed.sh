@@ -6,6 +6,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "skipping the testbed benchmarks: they need root (systemd and dockerd in a namespace)"
   exit 0
 fi
+# one testbed at a time on a machine: systemd in the namespace shares the host's cgroup
+# hierarchy (there is no cgroup namespace), so a second one would step on the first
+mkdir -p /run/lock
+exec 9>/run/lock/ds01-testbed.lock
+flock -w 3600 9 || { echo "another ds01 testbed is running (waited an hour)" >&2; exit 1; }
 tb="$here/scripts/testbed.sh"
 trap '"$tb" stop >/dev/null 2>&1 || true' EXIT
 "$tb" start >/dev/null && "$tb" dockerd >/dev/null && "$tb" image >/dev/null

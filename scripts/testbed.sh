@@ -85,7 +85,7 @@ start() {
   "$here/scripts/ensure-debs.sh" $DEBS
   mkdir -p "$TB_DIR"; rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"; : > "$LOG"
   setsid unshare --pid --fork --mount --uts --mount-proc --propagation private \
-    "$0" __inner "$RUNDIR" "$here" >>"$LOG" 2>&1 </dev/null &
+    "$0" __inner "$RUNDIR" "$here" >>"$LOG" 2>&1 </dev/null 9>&- &
   local upid=$! p=""
   for _ in $(seq 1 100); do
     p=$(pgrep -P "$upid" 2>/dev/null | head -1 || true); [ -n "$p" ] && break; sleep 0.05
