@@ -360,8 +360,9 @@ def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     return observer
 
 
-def serve_metrics(d: Daemon, port: int) -> None:
-    """``/metrics`` on ``port`` (0: none), built from the last pass at each scrape."""
+def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1") -> None:
+    """``/metrics`` on ``address:port`` (port 0: none), built from the last pass at each
+    scrape. Local by default: the metrics name users and their containers."""
     if not port:
         return
     from prometheus_client import CollectorRegistry, start_http_server
@@ -369,17 +370,19 @@ def serve_metrics(d: Daemon, port: int) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(d))
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=address, registry=registry)
     except OSError as e:  # a busy port must not keep ds01d from its work
-        log.error("no metrics: cannot listen on port %d (%s); use --metrics-port", port, e)
+        log.error("no metrics: cannot listen on %s:%d (%s); use --metrics-port", address, port,
+                  e)
         return
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", address, port)
 
 
-def serve(d: Daemon, *, interval: float, metrics_port: int = 0) -> int:
+def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
+          metrics_address: str = "127.0.0.1") -> int:
     """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
     wake, stop = threading.Event(), threading.Event()
-    serve_metrics(d, metrics_port)
+    serve_metrics(d, metrics_port, metrics_address)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after this pass", signum)
@@ -447,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--hpc-job-mapping-dir files (default: run/ds01/dcgm-job-map under --root)")
     p.add_argument("--metrics-port", type=int, default=9101, metavar="PORT",
                    help="serve Prometheus metrics on PORT (default %(default)s; 0: off)")
+    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics listen on (default %(default)s: this host only, "
+                   "since metrics name users; 0.0.0.0 for a Prometheus elsewhere)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -466,4 +472,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0
-    return serve(d, interval=args.interval, metrics_port=args.metrics_port)
+    return serve(d, interval=args.interval, metrics_port=args.metrics_port,
+                 metrics_address=args.metrics_address)
