@@ -420,6 +420,7 @@ def test_a_user_gone_from_the_name_service_keeps_their_container(host: Host) -> 
     assert host.containers(GONE) == {"g": "running"}
     uid = host.ids[GONE][0]
     real = host.daemon.want_files.user_name
+    assert real is not None
     host.daemon.want_files.user_name = lambda u: None if u == uid else real(u)
     host.daemon.accounts.clear()
     try:
