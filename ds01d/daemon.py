@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -29,6 +30,7 @@ from ds01d.adapters import notify
 from ds01d.adapters.nss import account as nss_account
 from ds01d.adapters.nss import uid_of
 from ds01d.adapters.nss import user_name as nss_user_name
+from ds01d.adapters.tty import UTMP, Terminals
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
@@ -42,17 +44,21 @@ from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
 from ds01d.runtime.dcgm import job_map, write_job_map
 from ds01d.runtime.desired import ConfigSource, EffectiveCache, assemble
-from ds01d.runtime.events import EventLog, event
+from ds01d.runtime.events import EventLog, Unrecorded, event
 from ds01d.runtime.executor import Executor, blocking, safe_actions
 from ds01d.runtime.metrics import Collector, Snapshot, Totals
 from ds01d.runtime.metrics import build as build_metrics
+from ds01d.runtime.notices import Alerter, UserNotices
 from ds01d.runtime.observe import Adapters, observe
+from ds01d.runtime.outbox import Outbox
 from ds01d.runtime.simroot import sim_account
 from ds01d.runtime.userfiles import UserFiles
 from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
+GPUS_FILE = "gpus.json"
+"""Under ``var/lib/ds01``: what ``ds01 gpus`` shows (world-readable, names nobody)."""
 
 
 @dataclass
@@ -78,6 +84,11 @@ class Daemon:
     the real-host path: real name service and file ownership, a fake machine)."""
     job_map_dir: Path = field(default=Path())
     """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
+    utmp: str = UTMP
+    """Where the users' login sessions are listed (terminal notices)."""
+    read_only: bool = False
+    """Observe and plan, write nothing (``ds01 plan``): no events, no snapshot, no spool
+    set-up, nothing moved aside."""
 
     carry: Carry = field(default_factory=Carry)
     """What this pass carries to the next and across restarts: the daemon's only memory."""
@@ -101,6 +112,10 @@ class Daemon:
     events: EventLog = field(init=False)
     down: dict[str, str] = field(default_factory=dict)
     shown_errors: tuple[str, ...] = ()
+    notices: UserNotices = field(init=False)
+    alerter: Alerter = field(init=False)
+    gpus_shown: dict[str, Any] | None = None
+    drifted: tuple[int, ...] = ()
     config_valid: bool | None = None
     last: tuple[Plan, Observed, Desired, bool, float] | None = None
     _metrics: Snapshot | None = None
@@ -118,17 +133,29 @@ class Daemon:
             uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign")
         self.limits_cache = EffectiveCache()
         self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
-        self.events = EventLog(self.paths.events, user_copy=self.files.append_event)
+        self.alerter = Alerter(Outbox("ds01d-alerts"))
+        terminals = None if self.simulate else Terminals(utmp=self.utmp)
+        self.notices = UserNotices(Outbox("ds01d-notices"), self.account, terminals,
+                                   as_user=not self.simulate)
+        self.events = Unrecorded() if self.read_only else EventLog(
+            self.paths.events, user_copy=self.files.append_event,
+            on_event=self.alerter.consider)
         self.saver = Saver(self.paths.state, refresh_s=self.interval)
+        if self.read_only:
+            self.want_files.foreign_dir = None
+        else:
+            self._ensure_spool()
+        if self.read_memory:
+            self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
+                                    else 3 * self.interval)
+
+    def _ensure_spool(self) -> None:
         try:
             fixed = ensure_spool(self.paths.wants)
             if fixed:
                 log.warning("want spool set right: %s", fixed)
         except OSError as e:
             log.error("cannot set up the want spool %s: %s", self.paths.wants, e.strerror or e)
-        if self.read_memory:
-            self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
-                                    else 3 * self.interval)
 
     def real_adapters(self) -> Adapters:
         """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
@@ -171,8 +198,9 @@ class Daemon:
         self._report_config(observed.now)
         if config is None:
             return None
+        self.alerter.config = config.alerts
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
-        if config is not self.snapshot_of or stale:
+        if (config is not self.snapshot_of or stale) and not self.read_only:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
         self._report_foreign(read, observed.now)
@@ -269,10 +297,12 @@ class Daemon:
             return PassResult(None, observed)
         idle = track_idle(self.carry.idle_since, observed, desired.effective, now)
         self.carry = replace(self.carry, idle_since=idle)
-        reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
-        reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
+        x = self.executor
+        reported = frozenset(x.reported) if x else self.carry.reported
+        reasons = dict(x.reasons) if x else dict(self.carry.reasons)
+        warned = dict(x.warned) if x else dict(self.carry.warned)
         observed = replace(observed, idle_since=idle, reported=reported,
-                           previous_reasons=reasons)
+                           previous_reasons=reasons, warned=warned)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -308,7 +338,9 @@ class Daemon:
                 self.executor = Executor(adapters, self.paths, self.events, files=self.files,
                                          reported=set(self.carry.reported),
                                          reasons=dict(self.carry.reasons),
-                                         flagged=dict(self.carry.flagged), totals=self.totals)
+                                         flagged=dict(self.carry.flagged),
+                                         warned=dict(self.carry.warned), totals=self.totals,
+                                         tell=self.notices.tell)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             self._report_adapters(result.observed)
@@ -321,6 +353,8 @@ class Daemon:
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()
                 self.executor.write_statuses(result.plan.statuses, keep=keep)
                 self._write_job_map(result)
+                self._write_gpus(result)
+                self._report_drift(result)
             self._save_carry()
             return result
 
@@ -336,12 +370,52 @@ class Daemon:
                 return
             self.job_map = mapping
 
+    def _write_gpus(self, result: PassResult) -> None:
+        """``var/lib/ds01/gpus.json`` for ``ds01 gpus`` (everyone may read it; it names
+        nobody), rewritten when it changes."""
+        if result.plan is None or result.desired is None:
+            return
+        from ds01d.core.gpus import summary
+        from ds01d.fsutil import write_atomic
+
+        body = summary(result.plan, result.observed, result.desired)
+        if body == self.gpus_shown:
+            return
+        try:
+            write_atomic(self.paths.state / GPUS_FILE, json.dumps(body, indent=1) + "\n",
+                         mode=0o644, durable=False)
+        except OSError as e:
+            log.warning("%s not written: %s", GPUS_FILE, e.strerror or e)
+            return
+        self.gpus_shown = body
+
+    def _report_drift(self, result: PassResult) -> None:
+        """``mig.drift`` when GPUs start to differ from mig-layout.yaml (an admin alert), and
+        ``mig.converged`` when they all match again."""
+        if result.desired is None:
+            return
+        from ds01d.runtime.metrics import mig_drift
+
+        now = tuple(mig_drift(result.desired, result.observed))
+        if now == self.drifted:
+            return
+        if now:
+            self.events.emit(event("mig.drift", when=result.observed.now, user=None,
+                                   details={"gpus": list(now)}),
+                             f"MIG layout of GPU {', '.join(map(str, now))} differs from "
+                             "mig-layout.yaml")
+        else:
+            self.events.emit(event("mig.converged", when=result.observed.now, user=None,
+                                   details={}), "MIG layout matches mig-layout.yaml again")
+        self.drifted = now
+
     def _save_carry(self) -> None:
         """The carried state: what the executor remembers, with the idle timers and asks."""
         x = self.executor
         if x is not None:
             self.carry = replace(self.carry, reported=frozenset(x.reported),
-                                 reasons=dict(x.reasons), flagged=dict(x.flagged))
+                                 reasons=dict(x.reasons), flagged=dict(x.flagged),
+                                 warned=dict(x.warned))
         try:
             self.saver.save(self.carry)
         except OSError as e:
@@ -423,6 +497,8 @@ def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
         notify.notify(stopping=1)
         watcher.stop()
         watcher.join(timeout=5)
+        d.notices.outbox.close(timeout=5)
+        d.alerter.outbox.close(timeout=5)
     log.info("ds01d stopped")
     return 0
 
@@ -460,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics listen on (default %(default)s: this host only, "
                    "since metrics name users; 0.0.0.0 for a Prometheus elsewhere)")
+    p.add_argument("--utmp", default=UTMP, metavar="FILE",
+                   help="where login sessions are listed, for notices on users' terminals "
+                   "(default %(default)s)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -475,9 +554,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in init_sim_root(paths):
             log.info("set up %s", line)
     d = Daemon(paths, simulate=args.simulate, interval=args.interval,
-               job_map_dir=Path(args.dcgm_job_map) if args.dcgm_job_map else Path())
+               job_map_dir=Path(args.dcgm_job_map) if args.dcgm_job_map else Path(),
+               utmp=args.utmp)
     if args.once:
         r = d.run_pass()
+        d.notices.outbox.close(timeout=5)
+        d.alerter.outbox.close(timeout=5)
         return 1 if r.plan is None or r.failed else 0
     return serve(d, interval=args.interval, metrics_port=args.metrics_port,
                  metrics_address=args.metrics_address)

@@ -46,6 +46,8 @@ def summary(action: a.Action) -> str:
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
         return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
+    if isinstance(action, a.Alert):
+        return f"alert {action.event_type} {action.user}"
     if isinstance(action, a.EnsureSlice):
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):
@@ -101,8 +103,9 @@ class Lab:
         self.idle = track_idle(self.idle, observed, desired.effective, self.now)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
+        warned = dict(self.executor.warned) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons)
+                       previous_reasons=reasons, warned=warned)
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does

@@ -119,3 +119,39 @@ def _check(fd: int, where: str, uid: int, *, allow_root: bool) -> None:
         raise PermanentError(f"{where} is not a folder")
     if st.st_uid != uid and not (allow_root and st.st_uid == 0):
         raise PermanentError(f"{where} is owned by uid {st.st_uid}, not by its user ({uid})")
+
+
+NOTICES = ".ds01/notices"
+"""The notice file in a container's ``/workspace`` (the workspace folder on the host)."""
+NOTICES_KEPT = 64 << 10
+"""Past this size the file is moved to ``notices.1`` and started again."""
+_APPEND = r"""set -e
+umask 077
+d="$1/.ds01"
+[ -d "$d" ] || mkdir -- "$d"
+f="$d/notices"
+if [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f is not a file" >&2; exit 3; fi
+if [ -f "$f" ] && [ "$(wc -c < "$f")" -gt "$2" ]; then mv -f -- "$f" "$f.1"; fi
+cat >> "$f"
+"""
+
+
+def append_notice(uid: int, gid: int, workspace: str, text: str) -> None:
+    """Add ``text`` to ``<workspace>/.ds01/notices``, as the workspace's owner: whatever links
+    they made there are followed with their rights alone."""
+    run_as(uid, gid, ["sh", "-c", _APPEND, "sh", workspace, str(NOTICES_KEPT)],
+           stdin=text.encode())
+
+
+def append_plain(workspace: str, text: str) -> None:
+    """The same on a simulated root (no users to act as): no link is followed."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    folder = os.path.join(workspace, ".ds01")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(folder, "notices"), flags, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PermanentError(f"{folder}/notices is not a file")
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -16,8 +16,10 @@ from ds01d import schema as js
 from ds01d import units
 from ds01d.config.model import (
     CONTAINER_TYPES,
+    DEFAULT_ALERTS,
     LIMIT_KEYS,
     POLICY_KEYS,
+    Alerts,
     DesiredConfig,
     Exemption,
     GlobalPolicies,
@@ -300,6 +302,22 @@ def _global_policies(doc: Document) -> GlobalPolicies:
     return GlobalPolicies(**{k: float(raw.get(k, props[k]["default"])) for k in props})
 
 
+def _alerts(files: _Files, doc: Document) -> Alerts | None:
+    raw = doc.data.get("alerts")
+    if raw is None:
+        return None
+    url, url_file = raw.get("webhook_url"), raw.get("webhook_url_file")
+    if url is not None and url_file is not None:
+        files.error(doc, ("alerts", "webhook_url_file"),
+                    "both webhook_url and webhook_url_file are set: keep only one")
+    if url is None and url_file is None:
+        files.error(doc, ("alerts",), "give webhook_url_file (or webhook_url): where alerts go")
+    props = _defs()["alerts"]["properties"]
+    return Alerts(url, url_file, tuple(raw.get("events") or DEFAULT_ALERTS),
+                  float(raw.get("timeout_s", props["timeout_s"]["default"])),
+                  int(raw.get("retries", props["retries"]["default"])))
+
+
 def load_config(etc: Path) -> DesiredConfig:
     """Read and validate every desired-state file under ``etc`` (``<root>/etc/ds01``)."""
     files = _Files(etc)
@@ -323,6 +341,7 @@ def load_config(etc: Path) -> DesiredConfig:
         container_types=_container_types(files, doc),
         mig_layout=_mig_layout(files, mig_doc),
         warnings=tuple(sorted(files.warnings)),
+        alerts=_alerts(files, doc),
     )
     if files.errors:
         raise ConfigError(sorted(files.errors))

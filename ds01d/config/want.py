@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 
 from ds01d import units
 from ds01d.config.values import Limits
@@ -51,6 +52,7 @@ class Want:
         return 1 if self.mig is not None else (self.gpus or 0)
 
 
+@lru_cache(maxsize=65536)
 def spec_hash(want: Want) -> str:
     """What the container was made from: asking again with other options replaces it."""
     import hashlib
@@ -163,6 +165,23 @@ def limit_problems(want: Want, limits: Limits, profiles: Sequence[str] = ()) -> 
         if asked is not None and limit is not None and asked > limit:
             problems.append(_over(what, units.format_size(asked), units.format_size(limit), key))
     return problems
+
+
+def host_problems(want: Want, profiles: Sequence[str], whole: int) -> list[str]:
+    """Why this server can never serve ``want``, whatever is running: ``profiles``, the MIG
+    profiles it has; ``whole``, its GPUs with MIG off."""
+    if want.mig is not None and want.mig not in profiles:
+        have = ", ".join(profiles) or "none"
+        return [f"this server has no {want.mig} MIG instances (it has: {have})"]
+    if want.gpus and want.gpus > whole:
+        return [f"this server has {whole} whole GPUs (MIG off); {want.gpus} asked"]
+    return []
+
+
+def respecified(want: Want, spec: str | None) -> bool:
+    """Whether ``want`` asks for something else than the container made from ``spec`` (its
+    ``ds01.spec`` label): such a container is replaced."""
+    return spec is not None and spec != spec_hash(want)
 
 
 def with_defaults(want: Want, limits: Limits) -> Want:

@@ -135,13 +135,20 @@ class RemoveWant:
 
 @dataclass(frozen=True)
 class Warn:
-    """Tell a user (event + journal) that a stop is coming; given once per ``report_key``."""
+    """Tell a user that something is coming (a notice: event, journal, their terminals, the
+    notice file in the container, ``ds01 status``); given once per ``report_key``."""
 
     user: str | None
     name: str
     event_type: str
     message: str
     report_key: str
+    announces: str | None = None
+    """The stop this warning announces (``idle:<id>:<since>``, ``runtime:<id>:<start>``): ds01d
+    remembers when it was first told, and the stop waits ``stop_notice_m`` from then."""
+    managed: bool = True
+    """About a ds01 container (``name`` is its want name): the notice file in its
+    ``/workspace`` gets the warning too."""
 
     @property
     def key(self) -> str:
@@ -166,8 +173,24 @@ class FlagUntracked:
         return self.report_key
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something an admin should hear of (event, journal, the alert webhook); given once per
+    ``report_key`` while it lasts."""
+
+    event_type: str
+    user: str | None
+    message: str
+    report_key: str
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
-          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked)
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | Alert)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,
             StopContainer, RemoveContainer, RemoveWant)
 """Actions that change the machine (the rest only report)."""

@@ -17,6 +17,8 @@ LABEL_GROUP = "ds01.group"
 LABEL_DEVICES = "ds01.devices"
 LABEL_GPUEQ = "ds01.gpu_equivalents"
 LABEL_REQUESTED = "ds01.requested_at"
+LABEL_SPEC = "ds01.spec"
+"""What the container was made from (``config.want.spec_hash``): other settings replace it."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,9 @@ class Observed:
     """Keys of warnings and flags already given while their condition lasts."""
     previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> the reason last shown for a stopped container (display only)."""
+    warned: Mapping[str, datetime] = field(default_factory=dict)
+    """A coming stop (its ``Warn.announces`` key) -> when its owner was first told of it: a
+    stop comes no sooner than ``stop_notice_m`` after that."""
     adapter_errors: Mapping[str, str] = field(default_factory=dict)
 
 

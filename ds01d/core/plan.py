@@ -13,6 +13,7 @@ from ds01d.config.want import Want
 from ds01d.core.actions import (
     MUTATING,
     Action,
+    Alert,
     CreateContainer,
     EnsureSlice,
     FlagUntracked,
@@ -23,6 +24,7 @@ from ds01d.core.actions import (
     StopSlice,
     Warn,
 )
+from ds01d.core.alerts import over_quota
 from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     LifecycleResult,
@@ -56,7 +58,7 @@ def _order(a: Action) -> int:
         return 0
     if isinstance(a, CreateContainer | StartContainer):
         return 2
-    if isinstance(a, Warn | FlagUntracked):
+    if isinstance(a, Warn | FlagUntracked | Alert):
         return 3
     if isinstance(a, StopSlice):
         return 4
@@ -108,14 +110,16 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
         life = plan_lifecycle(desired, observed, busy=True)
         want_actions, statuses = plan_wants(desired, observed, life, devices)
     flags, flag_keys = plan_untracked(observed)
+    alerts, alert_keys = over_quota(start, devices, desired.effective)
     removed = life.actions + want_actions
     gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))
     expired = {(x.user, x.name) for x in removed if isinstance(x, RemoveWant)}
     after = replace(desired, wants=tuple(w for w in desired.wants
                                          if (w.user, w.name) not in expired))
-    actions = plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
-    keys = frozenset(life.report_keys | flag_keys)
-    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
+    actions = (plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
+               + alerts)
+    keys = frozenset(life.report_keys | flag_keys | alert_keys)
+    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | Alert)
                                         and a.report_key in observed.reported)]
     ordered = sorted(fresh, key=_order)
     return Plan(tuple(ordered), tuple(sorted(statuses, key=lambda s: (s.user, s.name))), keys)

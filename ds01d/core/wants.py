@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, spec_hash, with_defaults
+from ds01d.config.want import Want, limit_problems, respecified, spec_hash, with_defaults
+from ds01d.config.want import host_problems as want_host_problems
 from ds01d.core import model as m
 from ds01d.core.actions import (
     Action,
@@ -23,7 +24,7 @@ from ds01d.core.actions import (
     StartContainer,
     StopContainer,
 )
-from ds01d.core.devices import Holding, choose, holding
+from ds01d.core.devices import Holding, choose, holding, tracked, user_of_process
 from ds01d.core.lifecycle import LifecycleResult, asked_again
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
@@ -42,6 +43,12 @@ class _Pass:
     usage: dict[str, float]
     held: dict[str, int]
     containers: dict[str, int]
+    releasing: frozenset[str] = frozenset()
+    """Containers stopped or removed in this pass (their devices are free)."""
+    replacing: frozenset[str] = frozenset()
+    """Running containers whose owner asked for other settings: stopped, then made anew."""
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    """User -> the names of their containers that hold devices."""
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
 
@@ -79,13 +86,7 @@ class Offer:
 
 def host_problems(want: Want, offer: Offer) -> list[str]:
     """Why this server can never serve ``want``, whatever is running."""
-    profiles, whole = offer.profiles, offer.whole
-    if want.mig is not None and want.mig not in profiles:
-        have = ", ".join(profiles) or "none"
-        return [f"this server has no {want.mig} MIG instances (it has: {have})"]
-    if want.gpus and want.gpus > whole:
-        return [f"this server has {whole} whole GPUs (MIG off); {want.gpus} asked"]
-    return []
+    return want_host_problems(want, offer.profiles, offer.whole)
 
 
 def share(user: str, eff: Effective, usage: Mapping[str, float]) -> float:
@@ -120,8 +121,14 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             if extra.id not in life.stopping:
                 _retire(extra, "dropped" if key not in wants else "duplicate", grace, actions)
             releasing.add(extra.id)
+    replacing = _replacing(groups, wants, life)
+    for old in replacing:
+        actions.append(StopContainer(old.id, old.owner, old.want_name or old.name, "replaced",
+                                     grace, old.devices))
+        releasing.add(old.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing)
+    state.replacing = frozenset(old.id for old in replacing)
     waiting: list[Want] = []
     offer = Offer.of(devices)
     for key, want in sorted(wants.items()):
@@ -134,6 +141,11 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     for want in queue_order(waiting, desired, state.usage):
         c = _primary(groups, (want.user, want.name))
         reason = _serve(want, c, desired, hold, state)
+        if reason is not None and reason.startswith("queued for"):
+            reason += waiting_on(want, devices, hold, observed)
+        if reason is not None and c is not None and _respecified(want, c):
+            reason += "; then your container is made anew with the new settings (/workspace " \
+                "is kept)"
         if reason is not None:
             position += 1
             state.statuses[(want.user, want.name)] = WantStatus(
@@ -167,6 +179,45 @@ def _held_statuses(desired: Desired, groups: Mapping[Key, list[Container]],
         state.statuses.setdefault(key, WantStatus(*key, "Failed", why, since=None))
 
 
+def _respecified(want: Want, c: Container) -> bool:
+    return respecified(want, c.labels.get(m.LABEL_SPEC))
+
+
+def _replacing(groups: Mapping[Key, list[Container]], wants: Mapping[Key, Want],
+               life: LifecycleResult) -> list[Container]:
+    """Running containers whose owner now asks for other settings (``ds01 want --replace``):
+    stopped in this pass and made anew once their want is served."""
+    out = []
+    for key, want in sorted(wants.items()):
+        c = _primary(groups, key)
+        if c is not None and c.active and c.id not in life.stopping and _respecified(want, c):
+            out.append(c)
+    return out
+
+
+def waiting_on(want: Want, devices: tuple[Device, ...], hold: Holding,
+               observed: Observed) -> str:
+    """What holds the devices a queued want could get, naming no one but the asker: their own
+    process outside containers is named with its PID (they can end it)."""
+    fits = [d for d in devices if d.profile == want.mig]
+    notes: list[str] = []
+    busy = 0
+    for d in fits:
+        holder = hold.by_device.get(d.uuid)
+        if holder is None or not holder.startswith("untracked:"):
+            busy += holder is not None
+            continue
+        where = f"GPU {d.gpu_index}" + (f" ({d.profile})" if d.profile else "")
+        mine = sorted(p.pid for p in observed.processes if p.device_uuid == d.uuid
+                      and not tracked(p.pid, d.uuid, observed)
+                      and user_of_process(p.pid, observed) == want.user)
+        notes.append(f"{where} busy: a process of yours outside containers (pid {mine[0]})"
+                     if mine else f"{where} busy: a process outside ds01 containers")
+    if busy:
+        notes.append(f"{busy} in use by containers")
+    return f" ({'; '.join(notes[:4])})" if notes else ""
+
+
 def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | None:
     cs = groups.get(key)
     return cs[0] if cs else None
@@ -181,7 +232,12 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
     free = [d for d in devices if d.uuid not in hold.by_device]
-    return _Pass(now, free, usage, held, count)
+    holding_ids = set(hold.by_device.values())
+    holders: dict[str, list[str]] = {}
+    for (user, name), cs in sorted(groups.items()):
+        if any(c.id in holding_ids for c in cs):
+            holders.setdefault(user, []).append(name)
+    return _Pass(now, free, usage, held, count, frozenset(releasing), holders=holders)
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -189,6 +245,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     """Give ``want`` its status when it needs no allocation this pass; False: queue it."""
     key = (want.user, want.name)
     eff = desired.effective[want.user]
+    if c is not None and c.id in state.replacing:
+        return False  # stopped in this pass; queued with its new settings
     if c is not None and c.id in life.stopping:
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
@@ -206,7 +264,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True
-    if c is not None and not asked_again(want, c):
+    if c is not None and not asked_again(want, c) and not _respecified(want, c):
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
@@ -245,7 +303,8 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     lim = eff.limits
     if want.user not in desired.accounts:
         return "waiting: your account cannot be looked up (the name service did not answer)"
-    others = state.containers.get(want.user, 0) - (1 if c is not None else 0)
+    others = state.containers.get(want.user, 0) - (
+        1 if c is not None and c.id not in state.releasing else 0)
     cap = lim.max_containers_per_user
     if cap is not None and others >= cap:
         return f"waiting: you have {others} containers (max_containers_per_user is {cap})"
@@ -259,7 +318,9 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     used = state.usage.get(want.user, 0.0)
     if quota is not None and used + want.gpu_equivalents > quota + 1e-9:
         return (f"waiting for your other containers: {used:.3g} of {quota:g} GPU-equivalents "
-                "in use (max_gpu_equivalents)")
+                f"in use (max_gpu_equivalents) and {want.gpu_equivalents:.3g} more does not "
+                f"fit: drop one first ({', '.join(state.holders.get(want.user, [])) or '-'}: "
+                "ds01 drop container NAME) or wait until it stops")
     gpu_limit = eff.aggregate.gpu_limit
     if gpu_limit is not None and state.held.get(want.user, 0) + want.device_count > gpu_limit:
         return f"waiting for your other containers: {gpu_limit} devices held (gpu_limit)"
@@ -277,7 +338,7 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
 
 
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get("ds01.spec") != spec_hash(want):
+    if c.labels.get(m.LABEL_SPEC) != spec_hash(want):
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -288,6 +349,9 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
     """Mark ``uuids`` taken; ``counted``: already in the user's usage (held after a stop)."""
     taken = set(uuids)
     state.free = [d for d in state.free if d.uuid not in taken]
+    names = state.holders.setdefault(want.user, [])
+    if uuids and want.name not in names:
+        names.append(want.name)
     if not counted:
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
         state.held[want.user] = state.held.get(want.user, 0) + len(uuids)
@@ -310,7 +374,7 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
               m.LABEL_REQUESTED: iso(want.requested_at),
-              "ds01.spec": spec_hash(want)}
+              m.LABEL_SPEC: spec_hash(want)}
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,

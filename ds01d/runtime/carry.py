@@ -9,7 +9,8 @@ root's, 0600) and read back whole at start.
   keepalive caps; see :mod:`ds01d.core.asks`). Always trusted: a time seen stays seen.
 - ``reasons``: why ds01d stopped each stopped container (shown while it stays stopped).
 - ``flagged``: GPU use nobody was allocated that was reported, and whose it was.
-- ``idle_since`` and ``reported`` (warnings given): trusted only when the state is fresh (at
+- ``idle_since``, ``reported`` (warnings given) and ``warned`` (when each coming stop was
+  first told): trusted only when the state is fresh (at
   most ``max_age_s`` old: three resync periods on a real host), since what happened while no
   ds01d watched is unknown; stale, they start again, which can delay a stop, never cause one.
 """
@@ -46,6 +47,8 @@ class Carry:
     """Report key of a GPU-use flag -> its user (for the event when it ends)."""
     asks: Mapping[Key, Ask] = field(default_factory=dict)
     """(user, name) -> the want version ds01d saw, and when."""
+    warned: Mapping[str, datetime] = field(default_factory=dict)
+    """A coming stop -> when its owner was first told (the stop waits ``stop_notice_m``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION,
@@ -53,7 +56,8 @@ class Carry:
                 "reported": sorted(self.reported),
                 "reasons": [[u, n, r] for (u, n), r in sorted(self.reasons.items())],
                 "flagged": dict(sorted(self.flagged.items())),
-                "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())]}
+                "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
+                "warned": {k: iso(v) for k, v in sorted(self.warned.items())}}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
@@ -70,16 +74,22 @@ class Carry:
                            for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
         if not fresh:
             return out
-        idle = {}
-        raw_idle = body.get("idle_since")
-        for k, v in (raw_idle.items() if isinstance(raw_idle, dict) else ()):
-            try:
-                idle[str(k)] = parse_when(str(v))
-            except ValueError:
-                continue
         reported = body.get("reported")
-        return cls(idle, frozenset(str(r) for r in reported) if isinstance(reported, list)
-                   else frozenset(), out.reasons, out.flagged, out.asks)
+        return cls(_times(body.get("idle_since")),
+                   frozenset(str(r) for r in reported) if isinstance(reported, list)
+                   else frozenset(), out.reasons, out.flagged, out.asks,
+                   _times(body.get("warned")))
+
+
+def _times(raw: object) -> dict[str, datetime]:
+    """A saved ``{key: time}`` mapping; damaged entries are left out."""
+    out = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            out[str(k)] = parse_when(str(v))
+        except ValueError:
+            continue
+    return out
 
 
 def _rows(raw: object, width: int) -> list[list[Any]]:
