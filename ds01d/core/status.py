@@ -26,9 +26,13 @@ class WantStatus:
     compute "idle for" from it, so the file is not rewritten as time passes)."""
     stops_at: datetime | None = None
     container: str | None = None
+    spec: str | None = None
+    """What the want asks for (``config.want.spec_hash``): ``ds01 want`` compares a new
+    request with it to say what asking again will do."""
 
     def to_json(self) -> dict[str, Any]:
-        """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container)."""
+        """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container,
+        spec)."""
         def when(t: datetime | None) -> str | None:
             return None if t is None else iso(t)
 
@@ -37,4 +41,5 @@ class WantStatus:
                 "gpu_equivalents": round(self.gpu_equivalents, 4),
                 "queue_position": self.queue_position, "since": when(self.since),
                 "idle_since": when(self.idle_since),
-                "stops_at": when(self.stops_at), "container": self.container}
+                "stops_at": when(self.stops_at), "container": self.container,
+                "spec": self.spec}

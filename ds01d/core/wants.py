@@ -150,7 +150,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             position += 1
             state.statuses[(want.user, want.name)] = WantStatus(
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
-                want.requested_at)
+                want.requested_at, spec=spec_hash(want))
     return actions + state.actions, list(state.statuses.values())
 
 
@@ -259,7 +259,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
                                             want.gpu_equivalents))
         state.statuses[key] = WantStatus(want.user, want.name, "Running", "starting",
-                                         c.devices, want.gpu_equivalents, None, c.created_at)
+                                         c.devices, want.gpu_equivalents, None, c.created_at,
+                                         spec=spec_hash(want))
         return True
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
@@ -271,7 +272,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     problems = limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
-                                         (), want.gpu_equivalents, None, want.requested_at)
+                                         (), want.gpu_equivalents, None, want.requested_at,
+                                         spec=spec_hash(want))
         return True
     return False
 
@@ -284,7 +286,7 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
                       c.started_at or c.created_at, observed.idle_since.get(c.id),
-                      life.stops_at.get(c.id), c.name)
+                      life.stops_at.get(c.id), c.name, spec_hash(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -293,7 +295,7 @@ def _stopped(want: Want, c: Container, reason: str, since: datetime,
     hold = eff.limits.container_hold_after_stop_h
     removed = None if hold is None else since + timedelta(hours=hold)
     return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
-                      removed, c.name)
+                      removed, c.name, spec_hash(want))
 
 
 def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
@@ -359,7 +361,7 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
         want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None,
-        state.now)
+        state.now, spec=spec_hash(want))
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,
