@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -360,14 +361,44 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+WAKING = frozenset({"created", "deleted", "modified", "moved"})
+"""The file events that change desired state; opens, reads and closes never wake ds01d."""
+
+
+def wakes(event_type: str, paths: tuple[str, ...], *, trigger: str | None,
+          folder: bool = False) -> bool:
+    """Whether a file event should wake a pass: a change (not an open or a close) to a file
+    that is not a temp file of an atomic write (a rename counts by its destination too); in
+    the simulated host's folder only the ``ds01 sim`` commands' trigger file counts (ds01d's
+    own writes of the host never wake it). A folder "modified" only echoes a change to one of
+    its files, which has its own event."""
+    if event_type not in WAKING or (folder and event_type == "modified"):
+        return False
+    for path in paths:
+        if not path:
+            continue
+        if trigger is not None and os.path.dirname(path) == os.path.dirname(trigger):
+            if path == trigger:
+                return True
+            continue
+        name = os.path.basename(path)
+        if not (name.startswith(".") or name.endswith(".tmp")):
+            return True
+    return False
+
+
 def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
+    from ds01d.runtime.simroot import TRIGGER
+
+    trigger = str(paths.sim / TRIGGER) if simulate else None
+
     class Wake(FileSystemEventHandler):
         def on_any_event(self, ev: FileSystemEvent) -> None:
-            path = str(ev.src_path)
-            if "/." not in path:  # temp files of atomic writes
+            found = (str(ev.src_path), str(getattr(ev, "dest_path", "") or ""))
+            if wakes(ev.event_type, found, trigger=trigger, folder=ev.is_directory):
                 wake.set()
 
     observer = Observer()
