@@ -193,7 +193,7 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
 def effective_json(eff: Effective) -> dict[str, Any]:
     """The ``ds01 limits --json`` shape of DESIGN.md: bytes, hours, ``null`` = unlimited
     (plus ``priority``, ``reason`` and ``notes``)."""
-    return {"user": eff.user, "group": eff.group, "limits": asdict(eff.limits),
+    return {"user": eff.user, "group": eff.group, "limits": eff.limits.as_dict(),
             "aggregate": asdict(eff.aggregate), "policies": asdict(eff.policies),
             "sources": dict(eff.sources), "priority": eff.priority, "reason": eff.reason,
             "notes": list(eff.warnings)}
