@@ -7,8 +7,6 @@ files. Standard library only, imported lazily: a command users type (start-up is
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 from ds01d.cli.common import caller, now, paths
@@ -17,6 +15,7 @@ from ds01d.paths import Paths
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 GPUS = "var/lib/ds01/gpus.json"
@@ -25,11 +24,12 @@ WHOLE = "gpu"
 
 def read_gpus(p: Paths) -> dict[str, Any] | None:
     """What ds01d last wrote about the host's devices; ``None`` when there is nothing yet."""
+    from ds01d.jsonfast import loads
     from ds01d.statusfiles import read_small
 
     raw = read_small(p.under(GPUS), 4 << 20)
     try:
-        body = json.loads(raw) if raw is not None else None
+        body = loads(raw) if raw is not None else None
     except ValueError:
         return None
     return body if isinstance(body, dict) and isinstance(body.get("profiles"), dict) else None
@@ -164,6 +164,8 @@ def run_gpus(args: argparse.Namespace) -> int:
     owners = holders(p) if admin else None
     mine = None if admin else room(p, caller(args, p), body)
     if args.json:
+        import json
+
         out = dict(body)
         if owners is not None:
             out["holders"] = owners

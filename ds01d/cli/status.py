@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 from ds01d.cli.common import caller, now, paths
@@ -12,6 +10,7 @@ from ds01d.paths import Paths
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
+    import argparse
     from datetime import datetime
     from typing import Any
 
@@ -119,6 +118,7 @@ _AGAIN_FLAGS = (("image", "--image"), ("gpus", "--gpus"), ("mig", "--mig"), ("cp
 def want_values(p: Paths, user: str, name: str) -> dict[str, object]:
     """The values of the caller's want file as ``ds01 want`` writes it (one ``key: JSON
     value`` a line); lines in any other form are left out."""
+    from ds01d import jsonfast as json
     from ds01d.statusfiles import read_small
 
     raw = read_small(p.under("var/lib/ds01/wants", user, f"{name}.yaml"), 64 << 10)
@@ -169,6 +169,8 @@ def run_status(args: argparse.Namespace) -> int:
         raise InvalidInput(f"you have no wanted container named {args.name!r} (ds01 status "
                            "lists yours)")
     if args.json:
+        import json
+
         print(json.dumps(rows, indent=2))
         return 0
     when = now(p)
@@ -209,6 +211,8 @@ def run_events(args: argparse.Namespace) -> int:
         evs = [e for e in evs if str(e.get("timestamp", "")) >= cut]
     for e in evs:
         if args.json:
+            import json
+
             print(json.dumps(e, sort_keys=True))
         else:
             raw = e.get("details")
@@ -252,6 +256,8 @@ def run_plan(args: argparse.Namespace) -> int:
     down = result.observed.adapter_errors
     shown = safe_actions(plan, down)
     if args.json:
+        import json
+
         print(json.dumps([{"action": type(a).__name__, "key": a.key, "detail": _detail(a)}
                           for a in shown], indent=2))
         return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ds01d.cli.common import caller, load, now, paths
@@ -11,8 +10,9 @@ from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 
-TYPE_CHECKING = False  # see cli/common.py
+TYPE_CHECKING = False  # mypy reads this name as True; argparse is not imported at run time
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from ds01d.config.values import Limits
@@ -47,12 +47,12 @@ def _owner(p: Paths, user: str) -> tuple[int, int] | None:
     """Root writing for a user (``--as`` on a real root) hands files to that user."""
     if os.geteuid() != 0 or p.is_simulated():
         return None
-    from ds01d.adapters.nss import account
+    from ds01d.adapters.nss import ids_of
 
-    found = account(user)
-    if found is None or found.uid is None or found.gid is None:
+    found = ids_of(user)
+    if found is None:
         raise InvalidInput(f"no such user: {user}")
-    return found.uid, found.gid
+    return found
 
 
 def open_folder(p: Paths, user: str, *, create: bool) -> int:
@@ -248,7 +248,6 @@ def run_drop(args: argparse.Namespace) -> int:
 
 def run_keepalive(args: argparse.Namespace) -> int:
     """Postpone idle stops of one container (runtime limits still apply)."""
-    from dataclasses import replace
     from datetime import timedelta
 
     from ds01d.config.want import from_yaml
@@ -280,7 +279,7 @@ def run_keepalive(args: argparse.Namespace) -> int:
         finally:
             os.close(ffd)
         until = now(p) + timedelta(hours=capped)
-        write_atomic(f"{name}.yaml", to_yaml(replace(want, keepalive_until=until)), dir_fd=fd,
+        write_atomic(f"{name}.yaml", to_yaml(want.replace(keepalive_until=until)), dir_fd=fd,
                      owner=_owner(p, user))
     finally:
         os.close(fd)

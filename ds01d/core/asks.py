@@ -42,6 +42,16 @@ class Ask:
                 None if self.keepalive_seen_at is None else iso(self.keepalive_seen_at)]
 
 
+spec_of = lru_cache(maxsize=65536)(spec_hash)
+"""``spec_hash``, remembered (the same wants pass after pass)."""
+
+
+def respecified(want: Want, spec: str | None) -> bool:
+    """Whether ``want`` asks for something else than the container made from ``spec`` (its
+    ``ds01.spec`` label): such a container is replaced."""
+    return spec is not None and spec != spec_of(want)
+
+
 @lru_cache(maxsize=65536)
 def token_of(want: Want) -> str:
     """The version mark of a want file as read: its stated time and what it asks for."""
@@ -84,7 +94,7 @@ def settle(wants: Iterable[Want], previous: Mapping[Key, Ask], *, now: datetime,
 @lru_cache(maxsize=65536)
 def _settled(want: Want, ask: Ask, cap_h: float) -> Want:
     """``want`` with ds01d's times (the same objects pass after pass while nothing changes)."""
-    return replace(want, requested_at=ask.seen_at, keepalive_until=_kept_until(ask, want, cap_h))
+    return want.replace(requested_at=ask.seen_at, keepalive_until=_kept_until(ask, want, cap_h))
 
 
 def _keepalive(ask: Ask, want: Want, now: datetime) -> Ask:

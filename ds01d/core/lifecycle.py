@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import DesiredConfig, Effective, Value
-from ds01d.config.want import Want, respecified
+from ds01d.config.want import Want
 from ds01d.core.actions import Action, RemoveContainer, RemoveWant, StopContainer, Warn
+from ds01d.core.asks import respecified
 from ds01d.core.model import LABEL_SPEC, Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)

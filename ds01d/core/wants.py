@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, respecified, spec_hash, with_defaults
+from ds01d.config.want import Want, limit_problems, with_defaults
 from ds01d.config.want import host_problems as want_host_problems
 from ds01d.core import model as m
 from ds01d.core.actions import (
@@ -24,6 +24,7 @@ from ds01d.core.actions import (
     StartContainer,
     StopContainer,
 )
+from ds01d.core.asks import respecified, spec_of
 from ds01d.core.devices import Holding, choose, holding, tracked, user_of_process
 from ds01d.core.lifecycle import LifecycleResult, asked_again
 from ds01d.core.model import Container, Desired, Device, Observed
@@ -113,7 +114,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     actions: list[Action] = []
     releasing = set(life.stopping)
     grace = desired.config.policies.sigterm_grace_s
-    for key, cs in sorted(groups.items()):
+    for key in sorted(groups):
+        cs = groups[key]
         if key not in wants and desired.holds(*key):
             continue  # its want could not be used this pass: kept exactly as it is
         keep = cs[:1] if key in wants else []
@@ -150,7 +152,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             position += 1
             state.statuses[(want.user, want.name)] = WantStatus(
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
-                want.requested_at, spec=spec_hash(want))
+                want.requested_at, spec=spec_of(want))
     return actions + state.actions, list(state.statuses.values())
 
 
@@ -260,7 +262,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
                                             want.gpu_equivalents))
         state.statuses[key] = WantStatus(want.user, want.name, "Running", "starting",
                                          c.devices, want.gpu_equivalents, None, c.created_at,
-                                         spec=spec_hash(want))
+                                         spec=spec_of(want))
         return True
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
@@ -273,7 +275,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
                                          (), want.gpu_equivalents, None, want.requested_at,
-                                         spec=spec_hash(want))
+                                         spec=spec_of(want))
         return True
     return False
 
@@ -286,7 +288,7 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
                       c.started_at or c.created_at, observed.idle_since.get(c.id),
-                      life.stops_at.get(c.id), c.name, spec_hash(want))
+                      life.stops_at.get(c.id), c.name, spec_of(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -295,7 +297,7 @@ def _stopped(want: Want, c: Container, reason: str, since: datetime,
     hold = eff.limits.container_hold_after_stop_h
     removed = None if hold is None else since + timedelta(hours=hold)
     return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
-                      removed, c.name, spec_hash(want))
+                      removed, c.name, spec_of(want))
 
 
 def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
@@ -340,7 +342,7 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
 
 
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get(m.LABEL_SPEC) != spec_hash(want):
+    if c.labels.get(m.LABEL_SPEC) != spec_of(want):
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -361,7 +363,7 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
         want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None,
-        state.now, spec=spec_hash(want))
+        state.now, spec=spec_of(want))
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,
@@ -376,7 +378,7 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
               m.LABEL_REQUESTED: iso(want.requested_at),
-              m.LABEL_SPEC: spec_hash(want)}
+              m.LABEL_SPEC: spec_of(want)}
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,

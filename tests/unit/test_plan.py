@@ -7,7 +7,6 @@ idle exempt; dave faculty; erin admin).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def test_cpu_above_the_group_threshold_is_activity(lab: Lab) -> None:
 def test_keepalive_postpones_the_idle_stop_and_its_end_is_told_in_time(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb", keepalive_until=None)
     w = lab.wants[("alice", "t")]
-    lab.wants[("alice", "t")] = replace(w, keepalive_until=lab.now + timedelta(hours=3))
+    lab.wants[("alice", "t")] = w.replace(keepalive_until=lab.now + timedelta(hours=3))
     lab.advance(hours=2, minutes=49)
     assert lab.record() == []
     lab.advance(minutes=1)  # 10 minutes (stop_notice_m) before the keepalive ends
@@ -197,7 +196,7 @@ def test_keepalive_postpones_the_idle_stop_and_its_end_is_told_in_time(lab: Lab)
 def test_a_keepalive_that_ended_unseen_is_no_stop_without_a_warning(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
     w = lab.wants[("alice", "t")]
-    lab.wants[("alice", "t")] = replace(w, keepalive_until=lab.now + timedelta(hours=3))
+    lab.wants[("alice", "t")] = w.replace(keepalive_until=lab.now + timedelta(hours=3))
     lab.advance(hours=4)  # ds01d saw none of the keepalive's last minutes
     assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
     lab.apply()
