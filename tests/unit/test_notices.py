@@ -338,3 +338,80 @@ def test_alerts_are_rate_limited_and_the_rest_counted() -> None:
     clock[0] = 601.0
     a.consider(UNTRACKED)
     assert len(sent) == 31 and a.held_back == 0
+
+
+# --- the notice file, written as its owner ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def owner() -> Iterator[tuple[str, int, int, Path]]:
+    """A real user (dsnnote) with a home in a folder everyone may pass through."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: useradd")
+    base = Path(tempfile.mkdtemp(prefix="ds01-notices-", dir="/tmp"))
+    base.chmod(0o755)
+    made = subprocess.run(["id", "dsnnote"], capture_output=True, check=False).returncode != 0
+    if made:
+        subprocess.run(["useradd", "--no-create-home", "--no-user-group", "--shell",
+                        "/usr/sbin/nologin", "--home-dir", str(base / "home"), "dsnnote"],
+                       check=True, capture_output=True)
+    uid = int(subprocess.run(["id", "-u", "dsnnote"], capture_output=True, text=True,
+                             check=True).stdout)
+    gid = int(subprocess.run(["id", "-g", "dsnnote"], capture_output=True, text=True,
+                             check=True).stdout)
+    home = base / "home"
+    (home / "workspace" / "t").mkdir(parents=True)
+    for p in (home, home / "workspace", home / "workspace" / "t"):
+        os.chown(p, uid, gid)
+    try:
+        yield "dsnnote", uid, gid, home
+    finally:
+        if made:
+            subprocess.run(["userdel", "dsnnote"], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_notice_file_is_written_as_its_owner(owner: tuple[str, int, int, Path]) -> None:
+    from ds01d.adapters.asuser import append_notice
+
+    _, uid, gid, home = owner
+    workspace = home / "workspace" / "t"
+    append_notice(uid, gid, str(workspace), "one\n")
+    append_notice(uid, gid, str(workspace), "two\n")
+    file = workspace / ".ds01" / "notices"
+    st = file.stat()
+    assert file.read_text() == "one\ntwo\n"
+    assert (st.st_uid, st.st_mode & 0o777) == (uid, 0o600)
+
+
+def test_a_notice_file_pointing_elsewhere_gets_root_nothing(
+        owner: tuple[str, int, int, Path]) -> None:
+    """The owner's links are followed with their rights alone: a .ds01 link into a folder of
+    root's fails as they would; a FIFO fails at once instead of making the sender wait."""
+    from ds01d.adapters.asuser import append_notice
+    from ds01d.adapters.base import PermanentError
+
+    _, uid, gid, home = owner
+    roots = home.parent / "roots"  # root's, and the user may look in
+    roots.mkdir()
+    roots.chmod(0o755)
+    links = home / "workspace" / "links"
+    links.mkdir()
+    os.chown(links, uid, gid)
+    (links / ".ds01").symlink_to(roots)
+    os.lchown(links / ".ds01", uid, gid)
+    with pytest.raises(PermanentError, match="Permission denied"):
+        append_notice(uid, gid, str(links), "x\n")
+    assert list(roots.iterdir()) == []
+    fifo = home / "workspace" / "fifo"
+    (fifo / ".ds01").mkdir(parents=True)
+    os.mkfifo(fifo / ".ds01" / "notices")
+    for p in (fifo, fifo / ".ds01", fifo / ".ds01" / "notices"):
+        os.chown(p, uid, gid)
+    started = time.monotonic()
+    with pytest.raises(PermanentError):
+        append_notice(uid, gid, str(fifo), "x\n")
+    assert time.monotonic() - started < 2
