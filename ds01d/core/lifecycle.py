@@ -103,6 +103,11 @@ def utc(t: datetime) -> str:
     return f"{t:%Y-%m-%d %H:%M} UTC"
 
 
+def span(seconds: float) -> str:
+    """A duration as notices give it: ``25 min``, ``1.7h``."""
+    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{int(seconds // 60)} min"
+
+
 @dataclass(frozen=True)
 class Coming:
     """A stop on its way: when it is due, the key that announces it, and how to word it."""
@@ -140,11 +145,12 @@ def stop_when_told(c: Container, coming: Coming, *, grace_s: float, observed: Ob
         return True
     out.stops_at[c.id] = min(at, out.stops_at.get(c.id, at))
     stage = coming.stage
-    if stage is None or _warning_key(c, coming, stage) in observed.reported:
-        stage = "notice" if told is None and now >= coming.due - notice else None
-    if stage is not None:
+    if stage is not None:  # given once while it holds: plan() leaves out what was given
         _warn(out, c, coming, stage, coming.words(at))
-    if told is not None or stage is not None:
+    given = stage is None or _warning_key(c, coming, stage) in observed.reported
+    if told is None and given and now >= coming.due - notice:
+        _warn(out, c, coming, "notice", coming.words(at))  # none was told: tell now
+    if told is not None or stage is not None or now >= coming.due - notice:
         out.report_keys.add(coming.announces)  # remembered while this stop is on its way
     return False
 
@@ -185,7 +191,7 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     keep = timers.keepalive_until
     limit = timedelta(hours=timeout)
     due = max(since + limit, grace_end, keep or since)
-    idle_h = (now - since).total_seconds() / 3600
+    idle = span((now - since).total_seconds())
     hint = f"unless it is used (or: ds01 keepalive {name} --for 2h)"
     if keep is not None and now < keep:  # kept alive: its end is told in time
         if now < keep - notice:
@@ -194,14 +200,14 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
                         "lifecycle.keepalive_warning", "end",
                         f":{keep.isoformat()}:{since.isoformat()}",
                         lambda at: f"the keepalive of {name} ends at {utc(keep)}; it has been "
-                        f"idle for {idle_h:.1f}h and will be stopped at {utc(at)} {hint}")
+                        f"idle for {idle} and will be stopped at {utc(at)} {hint}")
     else:
         fraction = (now - since) / limit if limit else 1.0
         coming = Coming("idle", due, f"idle:{c.id}:{since.isoformat()}",
                         "lifecycle.idle_warning",
                         None if now < grace_end else _stage(fraction, IDLE_WARN_AT),
                         f":{since.isoformat()}",
-                        lambda at: f"{name} has been idle for {idle_h:.1f}h and will be "
+                        lambda at: f"{name} has been idle for {idle} and will be "
                         f"stopped at {utc(at)} {hint}",
                         (now - since).total_seconds())
     stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,

@@ -16,6 +16,7 @@ from typing import Any
 
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
+from ds01d.core.lifecycle import span
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
@@ -298,7 +299,7 @@ def stopped_why(x: a.StopContainer) -> str | None:
                 "/workspace is kept")
     why = _STOPPED.get(x.reason, x.reason)
     if x.reason == "idle" and x.idle_for_s:
-        why += f" for {x.idle_for_s / 3600:.1f}h"
+        why += f" for {span(x.idle_for_s)}"
     return (f"{x.name} was stopped: {why}. Its devices are released; /workspace is kept. "
             f"To start it again: ds01 want container {x.name} with the same options "
             f"(ds01 status {x.name} shows them)")

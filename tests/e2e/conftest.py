@@ -46,7 +46,7 @@ groups:
     members: [dsalice, dsbob, dscarol]
     aggregate: {{cpu_quota: "150%", memory_max: 512m, memory_high: 400m, tasks_max: 300,
                 gpu_limit: 2}}
-policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1}}
+policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1, stop_notice_m: 0.1}}
 """
 
 
@@ -169,7 +169,7 @@ def _install_unit(root: Path, nvml: Path) -> None:
 # the testbed: ds01d from this checkout, on a test root, the testbed's dockerd, the fake NVML
 [Service]
 ExecStart=
-ExecStart={BIN / "ds01d"} --root {root} --interval 1
+ExecStart={BIN / "ds01d"} --root {root} --interval 1 --utmp {root / "utmp"}
 Environment=DOCKER_HOST=unix:///run/ds01-docker.sock
 Environment=LD_LIBRARY_PATH={REPO / "build/fakenvml"} DS01_FAKE_NVML={nvml}
 Environment=PYTHONUNBUFFERED=1

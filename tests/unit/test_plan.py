@@ -149,6 +149,9 @@ def test_idle_warned_at_80_and_95_percent_then_stopped(lab: Lab) -> None:
     assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.8"]
     lab.apply()
     assert lab.record() == []  # given once
+    for _ in range(3):
+        lab.advance(seconds=10)
+        assert lab.apply().actions == ()  # and not again, pass after pass
     lab.advance(minutes=18)
     assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
     lab.apply()
@@ -218,7 +221,10 @@ def test_grace_period_for_young_containers_and_a_warning_before_it_ends(tmp_path
     lab.advance(minutes=1)
     assert lab.record() == ["warn amy/t lifecycle.idle_warning notice"]
     lab.apply()
-    lab.advance(minutes=9)
+    for _ in range(3):
+        lab.advance(minutes=1)
+        assert lab.apply().actions == ()
+    lab.advance(minutes=6)
     assert lab.record() == []
     lab.advance(minutes=1)
     assert lab.record() == ["stop amy/t idle"]
