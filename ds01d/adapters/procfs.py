@@ -22,13 +22,26 @@ UNSET_LOGINUID = 4294967295
 
 
 def container_of_cgroup(text: str) -> str | None:
-    """The Docker container id in a ``/proc/<pid>/cgroup`` text, if any."""
+    """The Docker container id in a ``/proc/<pid>/cgroup`` text, if any.
+
+    Only where Docker puts containers: a user may make cgroups of any name in the part of the
+    tree systemd delegates to them (``user.slice/user-<uid>.slice/user@<uid>.service/...``),
+    such as a scope named after another user's container (``systemd-run --user --scope
+    --unit=docker-<id>``); a name found there is never taken for a container.
+    """
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
+        if _delegated(path):
+            continue
         found = _CONTAINER.search(path)
         if found:
             return found.group(1)
     return None
+
+
+def _delegated(path: str) -> bool:
+    """Whether a cgroup path lies in a part of the tree users may shape themselves."""
+    return any(part == "user.slice" or part.startswith("user@") for part in path.split("/"))
 
 
 def real_uid(status: str) -> int | None:
@@ -64,3 +77,23 @@ class ProcfsAdapter:
         login = (self._read(pid, "loginuid") or "").strip()
         who = int(login) if login.isdigit() and int(login) != UNSET_LOGINUID else uid
         return ProcOwner(pid, container, uid, None if who is None else self.user_name(who))
+
+
+def tcp_peer_uid(client_port: int, server_port: int, proc: Path = Path("/proc")) -> int | None:
+    """The uid owning the local end (port ``client_port``) of a TCP connection to our
+    ``server_port`` on this host: the kernel lists each socket with its owner in
+    ``/proc/net/tcp`` and ``tcp6``. ``None`` when not found (not a local connection)."""
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            local, remote = fields[1], fields[2]
+            if int(local.rsplit(":", 1)[1], 16) == client_port and \
+                    int(remote.rsplit(":", 1)[1], 16) == server_port:
+                return int(fields[7])
+    return None

@@ -161,7 +161,7 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
     _, name = _label(c)
     now = observed.now
     notice = timedelta(minutes=config.policies.stop_notice_m)
-    started = c.started_at or c.created_at
+    started = observed.started.get(c.id) or c.started_at or c.created_at
     if timers.max_runtime_h is not None:
         limit = timedelta(hours=timers.max_runtime_h)
         fraction = (now - started) / limit if limit else 1.0

@@ -17,6 +17,7 @@ from typing import Any
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
 from ds01d.core.lifecycle import span
+from ds01d.core.model import Observed
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
@@ -73,6 +74,8 @@ class Executor:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    started: dict[str, datetime] = field(default_factory=dict)
+    """Containers this executor started this pass (their runtime counts from now)."""
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
     totals: Totals = field(default_factory=Totals)
     flagged: dict[str, str | None] = field(default_factory=dict)
@@ -162,6 +165,7 @@ class Executor:
     def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
+        self.started[cid] = now
         served = self._served(s.user, s.want_name, s.devices, now, "container.create")
         asked = s.labels.get("ds01.requested_at")
         waited = (now - parse_when(asked)).total_seconds() if asked else None
@@ -175,6 +179,7 @@ class Executor:
 
     def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
         self.adapters.docker.start(x.container_id)
+        self.started[x.container_id] = now
         served = self._served(x.user, x.name, x.devices, now, "container.start")
         self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12],
                    **_marked(served))
@@ -236,6 +241,14 @@ class Executor:
         self.reported.add(x.report_key)
         self.flagged[x.report_key] = x.user
         self._deliver(told, now)
+
+    def forget_gone(self, plan: Plan, observed: Observed) -> None:
+        """Stop reasons of containers that are gone, and the backoff of objects this pass no
+        longer acts on, are forgotten: what is remembered stays as small as what runs."""
+        kept = {(c.owner, c.want_name) for c in observed.containers if c.managed}
+        self.reasons = {k: v for k, v in self.reasons.items() if k in kept}
+        keys = {x.key for x in plan.actions}
+        self.backoff = {k: b for k, b in self.backoff.items() if k in keys}
 
     def forget_reports(self, current: frozenset[str], now: datetime | None = None) -> None:
         """Conditions that ended may be reported again when they come back; the end of GPU

@@ -141,6 +141,14 @@ class Host:
         self.machine.now += seconds
 
 
+def unique_name(test: str) -> str:
+    """A folder name for one test (parametrized ones differ only at the end of their names)."""
+    import hashlib
+
+    digest = hashlib.sha1(test.encode()).hexdigest()[:8]
+    return "".join(c if c.isalnum() else "_" for c in test[:40]) + "-" + digest
+
+
 def make_host(base: Path, ids: dict[str, tuple[int, int]], name: str) -> Host:
     root = base / name
     shutil.rmtree(root, ignore_errors=True)
@@ -156,7 +164,7 @@ def make_host(base: Path, ids: dict[str, tuple[int, int]], name: str) -> Host:
 
 @pytest.fixture
 def host(base: Path, users: dict[str, tuple[int, int]], request: pytest.FixtureRequest) -> Host:
-    return make_host(base, users, request.node.name[:60].replace("[", "_").replace("]", ""))
+    return make_host(base, users, unique_name(request.node.name))
 
 
 def as_user(uid: int, gid: int, fn: Callable[[], int]) -> int:
@@ -448,12 +456,14 @@ def test_a_squatted_folder_is_moved_aside_and_its_user_served(host: Host) -> Non
     host.put(VIC, "t.yaml", WANT.format(name="t", extra="", at="2026-01-05"), owner=MAL)
     r = host.run()
     assert r.plan is not None
-    assert not (host.paths.wants / VIC).exists()
+    made = (host.paths.wants / VIC).stat()  # made again by ds01d, as the victim's, empty
+    assert made.st_uid == host.ids[VIC][0] and not list((host.paths.wants / VIC).iterdir())
     assert not (host.paths.status / VIC).exists()  # nothing written for the user it names
     moved = list((host.paths.state / "foreign").iterdir())
     assert len(moved) == 1 and moved[0].name.startswith(f"{host.ids[MAL][0]}-")
     events = [json.loads(x) for x in host.paths.events.read_text().splitlines()]
-    assert [(e["event_type"], e["user"]) for e in events] == [("spool.foreign", MAL)]
+    assert [(e["event_type"], e["user"], e["details"]["moved"]) for e in events] == \
+        [("spool.foreign", MAL, 1)]
     from ds01d.cli.want import open_folder
 
     def make() -> int:
