@@ -42,8 +42,20 @@ class Ask:
                 None if self.keepalive_seen_at is None else iso(self.keepalive_seen_at)]
 
 
-spec_of = lru_cache(maxsize=65536)(spec_hash)
-"""``spec_hash``, remembered (the same wants pass after pass)."""
+_SPECS: dict[int, tuple[Want, str]] = {}
+
+
+def spec_of(want: Want) -> str:
+    """``spec_hash``, remembered by the want object itself (the same objects pass after pass:
+    looking them up by identity spares hashing every field each time)."""
+    known = _SPECS.get(id(want))
+    if known is not None and known[0] is want:
+        return known[1]
+    if len(_SPECS) >= 65536:
+        _SPECS.clear()
+    spec = spec_hash(want)
+    _SPECS[id(want)] = (want, spec)
+    return spec
 
 
 def respecified(want: Want, spec: str | None) -> bool:

@@ -67,6 +67,8 @@ def _hold_ends(owner: str | None, finished: Any, desired: Desired) -> str | None
 
 def queued(plan: Plan, desired: Desired) -> dict[str, int]:
     """Profile (or ``gpu``) -> wants waiting in the queue for one."""
+    if not any(s.queue_position for s in plan.statuses):
+        return {}
     asked = {(w.user, w.name): w for w in desired.wants}
     out: dict[str, int] = {}
     for s in plan.statuses:

@@ -155,6 +155,16 @@ def stop_when_told(c: Container, coming: Coming, *, grace_s: float, observed: Ob
     return False
 
 
+def _quiet(c: Container, due: datetime, stage: float | None, *, observed: Observed,
+           notice: timedelta, out: LifecycleResult) -> bool:
+    """Nothing to say about a stop due at ``due`` yet (no warning stage reached, more than
+    ``notice`` away, its owner not told): only when it would come is noted."""
+    if stage is not None or observed.now >= due - notice or c.id in observed.told:
+        return False
+    out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+    return True
+
+
 def check_running(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
                   busy: bool, out: LifecycleResult) -> None:
     """Runtime first (it cannot be kept alive), then idle."""
@@ -166,13 +176,16 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
         limit = timedelta(hours=timers.max_runtime_h)
         fraction = (now - started) / limit if limit else 1.0
         hours = timers.max_runtime_h
-        coming = Coming("runtime", started + limit, f"runtime:{c.id}:{started.isoformat()}",
-                        "lifecycle.runtime_warning", _stage(fraction, RUNTIME_WARN_AT), "",
-                        lambda at: f"{name} reaches its runtime limit of {hours:g}h and will be "
-                        f"stopped at {utc(at)}; /workspace is kept")
-        if stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
-                          notice=notice, out=out):
-            return
+        stage = _stage(fraction, RUNTIME_WARN_AT)
+        if not _quiet(c, started + limit, stage, observed=observed, notice=notice, out=out):
+            coming = Coming("runtime", started + limit,
+                            f"runtime:{c.id}:{started.isoformat()}",
+                            "lifecycle.runtime_warning", stage, "",
+                            lambda at: f"{name} reaches its runtime limit of {hours:g}h and "
+                            f"will be stopped at {utc(at)}; /workspace is kept")
+            if stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
+                              notice=notice, out=out):
+                return
     _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out)
 
 
@@ -191,22 +204,24 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     keep = timers.keepalive_until
     limit = timedelta(hours=timeout)
     due = max(since + limit, grace_end, keep or since)
+    kept = keep is not None and now < keep
+    if keep is not None and kept and now < keep - notice:
+        return  # kept alive: its end is told in time
+    fraction = (now - since) / limit if limit else 1.0
+    stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
+    if not kept and _quiet(c, due, stage, observed=observed, notice=notice, out=out):
+        return
     idle = span((now - since).total_seconds())
     hint = f"unless it is used (or: ds01 keepalive {name} --for 2h)"
-    if keep is not None and now < keep:  # kept alive: its end is told in time
-        if now < keep - notice:
-            return
+    if keep is not None and kept:
         coming = Coming("idle", due, f"idle:{c.id}:{since.isoformat()}",
                         "lifecycle.keepalive_warning", "end",
                         f":{keep.isoformat()}:{since.isoformat()}",
                         lambda at: f"the keepalive of {name} ends at {utc(keep)}; it has been "
                         f"idle for {idle} and will be stopped at {utc(at)} {hint}")
     else:
-        fraction = (now - since) / limit if limit else 1.0
         coming = Coming("idle", due, f"idle:{c.id}:{since.isoformat()}",
-                        "lifecycle.idle_warning",
-                        None if now < grace_end else _stage(fraction, IDLE_WARN_AT),
-                        f":{since.isoformat()}",
+                        "lifecycle.idle_warning", stage, f":{since.isoformat()}",
                         lambda at: f"{name} has been idle for {idle} and will be "
                         f"stopped at {utc(at)} {hint}",
                         (now - since).total_seconds())

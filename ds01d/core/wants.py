@@ -48,8 +48,11 @@ class _Pass:
     """Containers stopped or removed in this pass (their devices are free)."""
     replacing: frozenset[str] = frozenset()
     """Running containers whose owner asked for other settings: stopped, then made anew."""
-    holders: dict[str, list[str]] = field(default_factory=dict)
-    """User -> the names of their containers that hold devices."""
+    groups: Mapping[Key, list[Container]] = field(default_factory=dict)
+    holding_ids: frozenset[str] = frozenset()
+    """Containers that hold devices at the start of the pass."""
+    taken: dict[str, list[str]] = field(default_factory=dict)
+    """User -> names of their wants given devices in this pass."""
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
 
@@ -190,11 +193,13 @@ def _replacing(groups: Mapping[Key, list[Container]], wants: Mapping[Key, Want],
     """Running containers whose owner now asks for other settings (``ds01 want --replace``):
     stopped in this pass and made anew once their want is served."""
     out = []
-    for key, want in sorted(wants.items()):
-        c = _primary(groups, key)
-        if c is not None and c.active and c.id not in life.stopping and _respecified(want, c):
+    for key, cs in groups.items():
+        want = wants.get(key)
+        c = cs[0]
+        if want is not None and c.active and c.id not in life.stopping \
+                and _respecified(want, c):
             out.append(c)
-    return out
+    return sorted(out, key=lambda c: (c.owner or "", c.want_name or ""))
 
 
 def waiting_on(want: Want, devices: tuple[Device, ...], hold: Holding,
@@ -234,12 +239,15 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
     free = [d for d in devices if d.uuid not in hold.by_device]
-    holding_ids = set(hold.by_device.values())
-    holders: dict[str, list[str]] = {}
-    for (user, name), cs in sorted(groups.items()):
-        if any(c.id in holding_ids for c in cs):
-            holders.setdefault(user, []).append(name)
-    return _Pass(now, free, usage, held, count, frozenset(releasing), holders=holders)
+    return _Pass(now, free, usage, held, count, frozenset(releasing), groups=groups,
+                 holding_ids=frozenset(hold.by_device.values()))
+
+
+def _holders(state: _Pass, user: str) -> list[str]:
+    """The names of ``user``'s containers that hold devices (after this pass's choices)."""
+    names = sorted(name for (u, name), cs in state.groups.items()
+                   if u == user and any(c.id in state.holding_ids for c in cs))
+    return names + [n for n in state.taken.get(user, []) if n not in names]
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -323,7 +331,7 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     if quota is not None and used + want.gpu_equivalents > quota + 1e-9:
         return (f"waiting for your other containers: {used:.3g} of {quota:g} GPU-equivalents "
                 f"in use (max_gpu_equivalents) and {want.gpu_equivalents:.3g} more does not "
-                f"fit: drop one first ({', '.join(state.holders.get(want.user, [])) or '-'}: "
+                f"fit: drop one first ({', '.join(_holders(state, want.user)) or '-'}: "
                 "ds01 drop container NAME) or wait until it stops")
     gpu_limit = eff.aggregate.gpu_limit
     if gpu_limit is not None and state.held.get(want.user, 0) + want.device_count > gpu_limit:
@@ -353,9 +361,8 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
     """Mark ``uuids`` taken; ``counted``: already in the user's usage (held after a stop)."""
     taken = set(uuids)
     state.free = [d for d in state.free if d.uuid not in taken]
-    names = state.holders.setdefault(want.user, [])
-    if uuids and want.name not in names:
-        names.append(want.name)
+    if uuids:
+        state.taken.setdefault(want.user, []).append(want.name)
     if not counted:
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
         state.held[want.user] = state.held.get(want.user, 0) + len(uuids)
