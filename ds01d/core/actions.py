@@ -28,6 +28,17 @@ class _OnContainer:
         return f"container/{self.user}/{self.name}"
 
 
+class _Reported:
+    """Reports (warnings, flags, alerts) given once while their condition lasts: keyed by
+    ``report_key``."""
+
+    report_key: str
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
 @dataclass(frozen=True)
 class EnsureSlice(_OnSlice):
     """Create a transient slice with these properties (``None`` = infinity)."""
@@ -134,7 +145,7 @@ class RemoveWant:
 
 
 @dataclass(frozen=True)
-class Warn:
+class Warn(_Reported):
     """Tell a user that something is coming (a notice: event, journal, their terminals, the
     notice file in the container, ``ds01 status``); given once per ``report_key``."""
 
@@ -150,13 +161,9 @@ class Warn:
     """About a ds01 container (``name`` is its want name): the notice file in its
     ``/workspace`` gets the warning too."""
 
-    @property
-    def key(self) -> str:
-        return self.report_key
-
 
 @dataclass(frozen=True)
-class FlagUntracked:
+class FlagUntracked(_Reported):
     """GPU use nobody was allocated: flagged once per (pid, device) while it lasts."""
 
     pid: int
@@ -168,13 +175,9 @@ class FlagUntracked:
     report_key: str
     details: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return self.report_key
-
 
 @dataclass(frozen=True)
-class Alert:
+class Alert(_Reported):
     """Something an admin should hear of (event, journal, the alert webhook); given once per
     ``report_key`` while it lasts."""
 
@@ -183,10 +186,6 @@ class Alert:
     message: str
     report_key: str
     details: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.report_key
 
 
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
