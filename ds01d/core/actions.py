@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 class _OnSlice:
@@ -107,6 +108,8 @@ class StartContainer(_OnContainer):
     name: str
     devices: tuple[str, ...]
     gpu_equivalents: float = 0.0
+    asked_at: datetime | None = None
+    """When ds01d first saw the want that starts it (its owner hears if it had to wait)."""
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         return f"waiting: you have {others} containers (max_containers_per_user is {cap})"
     if c is not None and _restartable(want, c, hold, state):
         state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
-                                            want.gpu_equivalents))
+                                            want.gpu_equivalents, want.requested_at))
         counted = any(hold.by_device.get(d) == c.id for d in c.devices)
         _take(state, want, c.devices, counted=counted, new=False)
         return None

@@ -30,6 +30,8 @@ from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
 BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
+WAITED_S = 60.0
+"""A want served this long after ds01d first saw it had to wait: its owner is told."""
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
@@ -150,13 +152,16 @@ class Executor:
         if notice is not None and self.tell is not None:
             self.tell(notice, now)
 
-    def _served(self, user: str, name: str, devices: tuple[str, ...], now: datetime,
-                kind: str) -> Notice | None:
-        """A want that waited in the queue got its devices: its owner hears of it."""
+    def _served(self, user: str, name: str, devices: tuple[str, ...], now: datetime, *,
+                kind: str, asked: datetime | None) -> Notice | None:
+        """A want that had to wait (queued when last shown, or asked for a minute or more
+        ago: also across a restart of ds01d) is served: its owner hears of it."""
         known = self.rendered.get((user, name))
-        if known is None or known[0].phase != "Pending" or not known[0].queue_position:
+        queued = known is not None and known[0].phase == "Pending" and bool(
+            known[0].queue_position)
+        if not queued and (asked is None or (now - asked).total_seconds() < WAITED_S):
             return None
-        since = known[0].since
+        since = asked or (known[0].since if known is not None else None)
         waited = "" if since is None else f" after {_minutes(now - since)}"
         what = ", ".join(d[:12] for d in devices) or "no GPU"
         return Notice(user, name, f"{name} reached the front of the queue{waited}: it is "
@@ -166,8 +171,9 @@ class Executor:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
         self.started[cid] = now
-        served = self._served(s.user, s.want_name, s.devices, now, "container.create")
         asked = s.labels.get("ds01.requested_at")
+        served = self._served(s.user, s.want_name, s.devices, now, kind="container.create",
+                              asked=parse_when(asked) if asked else None)
         waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
                    image=s.image, devices=list(s.devices), group=s.labels.get("ds01.group"),
@@ -180,7 +186,8 @@ class Executor:
     def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
         self.adapters.docker.start(x.container_id)
         self.started[x.container_id] = now
-        served = self._served(x.user, x.name, x.devices, now, "container.start")
+        served = self._served(x.user, x.name, x.devices, now, kind="container.start",
+                              asked=x.asked_at)
         self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12],
                    **_marked(served))
         self._deliver(served, now)

@@ -415,3 +415,45 @@ def test_a_notice_file_pointing_elsewhere_gets_root_nothing(
     with pytest.raises(PermanentError):
         append_notice(uid, gid, str(fifo), "x\n")
     assert time.monotonic() - started < 2
+
+
+# --- which happenings are notices, and to whom (the executor on the simulated host) ---------
+
+def test_warnings_stops_a_served_queue_and_untracked_use_are_told(tmp_path: Path) -> None:
+    from tests.harness import Lab
+
+    lab = Lab(tmp_path)
+    told: list[Notice] = []
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.want("bob", "b", mig="3g.20gb")
+    lab.apply()
+    assert lab.executor is not None
+    lab.executor.tell = lambda n, _now: told.append(n)
+    lab.apply()  # idle from here
+    lab.want("frank", "q", mig="3g.20gb")
+    lab.activity("bob", "b", cpu=50)
+    lab.apply()
+    lab.advance(hours=2)
+    lab.apply()  # alice is warned
+    lab.advance(minutes=10)
+    lab.restart()  # a new ds01d: frank's wait is known from when his want was first seen
+    lab.apply()  # no idle timer yet after the restart: nothing stops
+    lab.executor.tell = lambda n, _now: told.append(n)
+    lab.advance(hours=2)
+    lab.apply()
+    lab.advance(minutes=10)
+    lab.apply()  # alice stopped, frank served
+    pid = lab.host.add_process(lab.uuid(0), uid=lab.host.uid_of("dave"), container_id=None,
+                               mem_mib=10)
+    lab.apply()
+    seen = [(n.user, n.kind, n.managed, n.message.split(":")[0]) for n in told]
+    assert seen == [
+        ("alice", "lifecycle.idle_warning", True, "t has been idle for 2.0h and will be "
+         "stopped at 2026-01-05 11"),
+        ("alice", "lifecycle.idle_warning", True, "t has been idle for 2.0h and will be "
+         "stopped at 2026-01-05 13"),
+        ("alice", "lifecycle.idle_stop", True, "t was stopped"),
+        ("frank", "container.create", True, "q reached the front of the queue after 4.3h"),
+        ("dave", "gpu.untracked", False, f"a process of yours (pid {pid}) uses GPU 0 "
+         "(GPU-87bb7b7c), which ds01 did not give you"),
+    ]
