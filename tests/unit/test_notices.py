@@ -457,3 +457,36 @@ def test_warnings_stops_a_served_queue_and_untracked_use_are_told(tmp_path: Path
         ("dave", "gpu.untracked", False, f"a process of yours (pid {pid}) uses GPU 0 "
          "(GPU-87bb7b7c), which ds01 did not give you"),
     ]
+
+
+# --- the alerts section of resource-limits.yaml ----------------------------------------------
+
+@pytest.mark.parametrize(("alerts", "error"), [
+    ("{webhook_url: 'https://hooks.example/x', webhook_url_file: /etc/ds01/hook.url}",
+     "resource-limits.yaml:2: alerts.webhook_url_file: both webhook_url and webhook_url_file "
+     "are set: keep only one"),
+    ("{events: [gpu]}", "resource-limits.yaml:2: alerts: give webhook_url_file (or "
+     "webhook_url): where alerts go"),
+    ("{webhook_url: 'ftp://hooks.example/x'}", "resource-limits.yaml:2: alerts.webhook_url:"),
+    ("{webhook_url_file: relative/path}", "resource-limits.yaml:2: alerts.webhook_url_file:"),
+    ("{webhook_url: 'https://h/x', retries: 11}", "resource-limits.yaml:2: alerts.retries:"),
+])
+def test_a_wrong_alerts_section_is_a_clear_error(tmp_path: Path, alerts: str, error: str) -> None:
+    from ds01d.config.loader import load_config
+    from ds01d.errors import ConfigError
+
+    (tmp_path / "resource-limits.yaml").write_text(f"version: 1\nalerts: {alerts}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert str(e.value.errors[0]).startswith(error), e.value.errors
+
+
+def test_alerts_default_to_what_an_admin_needs(tmp_path: Path) -> None:
+    from ds01d.config.loader import load_config
+
+    (tmp_path / "resource-limits.yaml").write_text(
+        "version: 1\nalerts: {webhook_url_file: /etc/ds01/hook.url}\n")
+    alerts = load_config(tmp_path).alerts
+    assert alerts == Alerts(None, "/etc/ds01/hook.url", (
+        "gpu.untracked", "quota.over", "slice.update", "mig.drift", "config.invalid",
+        "adapter.down", "reconcile.error"), 5.0, 3)
