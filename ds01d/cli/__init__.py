@@ -257,8 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        from ds01d.cli.quick import parse
+        from ds01d.cli.quick import parse, top_help
 
+        if argv in (["--help"], ["-h"]):  # the most read page: without argparse
+            text = top_help(DESCRIPTION, EPILOG, [(n, c[0]) for n, c in COMMANDS.items()],
+                            _width())
+            if text is not None:
+                sys.stdout.write(text)
+                return 0
         args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
             command_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):
