@@ -152,7 +152,7 @@ class Daemon:
         if config is not self.snapshot_of or stale:
             self._write_snapshot(config, observed.now)
         wants, invalid = self.want_files.load()
-        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        owners = {c.owner for c in observed.containers if c.owner}
 
         def account(user: str) -> Account | None:
             if user not in self.accounts:

@@ -19,10 +19,10 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest
 
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
+from ds01d.core.engine import create_body
 from ds01d.core.model import Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -45,6 +45,20 @@ def _error(e: Exception, what: str) -> AdapterError:
         text = f"{what}: {e.explanation or e}"
         return PermanentError(text) if 400 <= code < 500 and code != 409 else TemporaryError(text)
     return TemporaryError(f"{what}: {e}")
+
+
+def bind_problem(spec: ContainerSpec) -> str | None:
+    """A bind source that is not its owner's (as it is now): the rule of ``userpaths``."""
+    from ds01d.config.settings import bind_sources
+    from ds01d.userpaths import owned_path_problem
+
+    if spec.settings is None or spec.uid is None:
+        return None
+    for source in bind_sources(spec.settings):
+        problem = owned_path_problem(source, uid=spec.uid, home=spec.home)
+        if problem is not None:
+            return f"bind mount: {problem}"
+    return None
 
 
 def slice_path(name: str) -> str:
@@ -147,25 +161,21 @@ class DockerAdapter:
             exit_code=None if running else state.get("ExitCode"))
 
     def create_and_start(self, spec: ContainerSpec) -> str:
-        self._workspace(spec)
-        requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.devices),
-                                  capabilities=[["gpu"]])] if spec.devices else None
+        """Create the container from the body ds01 checked (``core/engine.py``) and start it,
+        unless its owner's client starts it (a create through the Docker socket)."""
+        if spec.settings is None:
+            self._workspace(spec)
+        problem = bind_problem(spec)
+        if problem is not None:
+            raise PermanentError(f"creating {spec.docker_name}: {problem}")
         try:
-            host = self.api.create_host_config(
-                cgroup_parent=spec.cgroup_parent, device_requests=requests,
-                nano_cpus=spec.nano_cpus, mem_limit=spec.memory, memswap_limit=spec.memory_swap,
-                shm_size=spec.shm_size, pids_limit=spec.pids_limit, privileged=False,
-                binds={spec.workspace: {"bind": "/workspace", "mode": "rw"}},
-                # back after a restart of Docker itself; never after ds01 stopped it
-                restart_policy={"Name": "unless-stopped"})
-            user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
-            created = self.api.create_container(
-                spec.image, command=list(spec.command), name=spec.docker_name,
-                labels=dict(spec.labels), user=user, working_dir="/workspace", host_config=host)
+            created = self.api.create_container_from_config(create_body(spec),
+                                                            spec.docker_name)
         except (APIError, DockerException) as e:
             raise _error(e, f"creating {spec.docker_name}") from None
         cid = str(created["Id"])
-        self.start(cid)
+        if spec.settings is None or spec.settings.start == "ds01d":
+            self.start(cid)
         return cid
 
     @staticmethod

@@ -16,6 +16,8 @@ TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is m
 if TYPE_CHECKING:
     from typing import Any
 
+    from ds01d.config.settings import ContainerSettings
+
 WANT_SCHEMA = "want.schema.json"
 
 
@@ -36,6 +38,9 @@ class Want:
     memory: int | None = None
     shm: int | None = None
     keepalive_until: datetime | None = None
+    settings: ContainerSettings | None = None
+    """How the container is run (a create through the Docker socket); ``None``: ds01's
+    plain container (``sleep infinity``, ``~/workspace/NAME`` at /workspace)."""
 
     @property
     def gpu_equivalents(self) -> float:
@@ -58,6 +63,7 @@ def to_yaml(want: Want) -> str:
         ("shm", None if want.shm is None else units.format_size(want.shm)),
         ("requested_at", iso(want.requested_at)),
         ("keepalive_until", None if want.keepalive_until is None else iso(want.keepalive_until)),
+        ("container", None if want.settings is None else _settings_data(want.settings)),
     ]
     lines = ["# ds01 want: written by `ds01 want container`; edit with ds01, not by hand"]
     lines += [f"{k}: {json.dumps(v)}" for k, v in fields if v is not None]
@@ -88,9 +94,22 @@ def from_yaml(text: str, *, user: str, file: str) -> Want:
             shm=None if data.get("shm") is None else units.parse_size(data["shm"]),
             keepalive_until=(None if data.get("keepalive_until") is None
                              else parse_when(data["keepalive_until"])),
+            settings=None if data.get("container") is None else _settings(data["container"]),
         )
     except ValueError as e:
         raise ConfigError([Diagnostic(file, 0, "", str(e))]) from None
+
+
+def _settings_data(s: ContainerSettings) -> dict[str, Any]:
+    from ds01d.config.settings import to_data
+
+    return to_data(s)
+
+
+def _settings(data: dict[str, Any]) -> ContainerSettings:
+    from ds01d.config.settings import from_data
+
+    return from_data(data)
 
 
 def _over(what: str, asked: str, limit: str, key: str) -> str:

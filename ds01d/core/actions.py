@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ds01d.config.settings import ContainerSettings
+
 
 class _OnSlice:
     """Actions on a slice: keyed ``slice/<name>``."""
@@ -71,6 +73,11 @@ class ContainerSpec:
     """Host folder bind-mounted at ``/workspace``."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
+    home: str = ""
+    """The owner's home folder: every bind source lies under it."""
+    settings: ContainerSettings | None = None
+    """What its owner asked for beyond image and resources (command, environment, mounts,
+    ports...); ``None``: a plain ds01 container (``command``, the workspace at /workspace)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ LABEL_GROUP = "ds01.group"
 LABEL_DEVICES = "ds01.devices"
 LABEL_GPUEQ = "ds01.gpu_equivalents"
 LABEL_REQUESTED = "ds01.requested_at"
+LABEL_TYPE = "ds01.type"
+"""How a container was made (devcontainer, compose, docker, api): set by the Docker socket."""
+LABEL_SPEC = "ds01.spec"
+RESERVED_LABELS = (LABEL_MANAGED, LABEL_USER, LABEL_NAME, LABEL_GROUP, LABEL_DEVICES,
+                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC)
+"""Every label ds01 reads: a container made through the socket has each one set by ds01
+(an image's own ``ds01.*`` labels would otherwise be inherited)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,12 @@ class Container:
     @cached_property
     def owner(self) -> str | None:
         return self.labels.get(LABEL_USER)
+
+    @cached_property
+    def made_for_user(self) -> bool:
+        """Made for its owner without a want (through the Docker socket): it counts for them
+        (slice, container cap, lifecycle by type) but is never retired as a dropped want."""
+        return not self.managed and bool(self.owner)
 
     @cached_property
     def want_name(self) -> str | None:

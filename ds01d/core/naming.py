@@ -40,3 +40,21 @@ def user_slice(group: str, user: str) -> str:
 def docker_name(user: str, name: str) -> str:
     """The Docker name of a user's container: ``ds01-<user>-<name>``."""
     return f"ds01-{unit_part(user).lower()}-{name}"
+
+
+def docker_volume(user: str, name: str) -> str:
+    """The Docker name of a user's named volume: ``ds01-<user>-<name>`` (two users may both
+    have ``data``)."""
+    return docker_name(user, name)
+
+
+def user_prefix(user: str) -> str:
+    """What ds01 puts before the names a user gives (containers and volumes)."""
+    return docker_name(user, "")
+
+
+def shown_name(docker: str, user: str) -> str:
+    """The name the user gave: ``ds01-alice-train`` -> ``train`` (others unchanged)."""
+    prefix = user_prefix(user)
+    return docker[len(prefix):] if docker.startswith(prefix) and len(docker) > len(prefix) \
+        else docker
