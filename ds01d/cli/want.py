@@ -35,7 +35,7 @@ def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
                 shm=None if args.shm is None else parse_size(args.shm))
 
 
-def _user_folder(p: Paths, user: str) -> str:
+def user_folder(p: Paths, user: str) -> str:
     """``wants/<user>/``, created for the caller; refused when someone else owns it."""
     import stat
 
@@ -77,7 +77,7 @@ def run_want(args: argparse.Namespace) -> int:
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")
-    folder = _user_folder(p, user)
+    folder = user_folder(p, user)
     others = [n for n in os.listdir(folder) if n.endswith(".yaml") and not n.startswith(".")
               and n != f"{want.name}.yaml"]
     cap = limits.max_containers_per_user
