@@ -214,7 +214,7 @@ async def run(paths: Paths, upstream: str, metrics_port: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await asyncio.start_unix_server(server.serve_connection, sock=sock)
+    listener = await asyncio.start_unix_server(server.accept, sock=sock)
     from ds01d.adapters import notify
 
     notify.notify(ready=1, status="serving")

@@ -48,15 +48,18 @@ def rewrite(kind: str, body: bytes, user: str) -> bytes:
     return json.dumps(data).encode() + b"\n"
 
 
-def event_line(line: bytes, user: str) -> bytes:
-    """One event of the stream, its actor's name as the caller gave it."""
+def stream_line(kind: str, line: bytes, user: str) -> bytes:
+    """One JSON line of a stream (``events``: its actor's name; ``stats``: its ``name``), as
+    the caller named it."""
     try:
         ev = json.loads(line)
     except ValueError:
-        return line
+        return line + b"\n"
     if not isinstance(ev, dict):
-        return line
+        return line + b"\n"
+    if kind == "stats":
+        _name(ev, "name", user, slash=True)
     attrs = (ev.get("Actor") or {}).get("Attributes")
-    if isinstance(attrs, dict):
+    if kind == "events" and isinstance(attrs, dict):
         _name(attrs, "name", user, slash=False)
     return json.dumps(ev).encode() + b"\n"

@@ -275,7 +275,8 @@ WantHandler = Callable[[AsWant, Caller], Awaitable[tuple[int, bytes]]]
 
 @dataclass
 class Server:
-    """Serves one listening socket; each connection in its own task."""
+    """Serves one listening socket; each connection in its own task (held here: asyncio
+    keeps only weak references to tasks)."""
 
     upstream: str
     look: Looker
@@ -283,6 +284,13 @@ class Server:
     want_handler: WantHandler
     counts: Counts = field(default_factory=Counts)
     refused: Callable[[Caller | None, int, str, str], None] = lambda c, uid, what, why: None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The listener's callback: the connection is served in a task kept until done."""
+        task = asyncio.get_running_loop().create_task(self.serve_connection(reader, writer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def serve_connection(self, reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
@@ -452,7 +460,8 @@ class Server:
                                                         headers=headers),
                              h11.Data(data=body), h11.EndOfMessage())
             return
-        if reply_kind == "events":
+        lines = reply_kind in ("events", "stats") and 200 <= response.status_code < 300
+        if lines:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         await self._send(conn, writer, h11.Response(status_code=response.status_code,
                                                     headers=headers))
@@ -461,15 +470,19 @@ class Server:
             event = await client.next_event()
             if isinstance(event, h11.Data):
                 data = event.data
-                if reply_kind == "events":
+                if lines:
                     pending += data
-                    lines = pending.split(b"\n")
-                    pending = lines.pop()
-                    data = b"".join(replies.event_line(x, user) for x in lines if x.strip())
+                    parts = pending.split(b"\n")
+                    pending = parts.pop()
+                    data = b"".join(replies.stream_line(reply_kind, x, user) for x in parts
+                                    if x.strip())
                 if data:
                     await self._send(conn, writer, h11.Data(data=data))
             else:
                 break
+        if lines and pending.strip():
+            await self._send(conn, writer, h11.Data(data=replies.stream_line(
+                reply_kind, pending, user)))
         await self._send(conn, writer, h11.EndOfMessage())
 
     async def _switch(self, conn: h11.Connection, reader: asyncio.StreamReader,
