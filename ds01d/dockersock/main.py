@@ -15,7 +15,6 @@ import os
 import pwd
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,15 +108,17 @@ def is_admin(user: str, groups: Sequence[str]) -> bool:
 
 
 def write_want(paths: Paths, want: Any, caller: Caller) -> str | None:
-    """Write the caller's want as the caller (their uid, their folder): why not, or None."""
-    from ds01d.config.want import to_yaml
+    """Write the caller's want into their folder: why not, or None."""
+    from ds01d.dockersock import wantfile
+    from ds01d.errors import InvalidInput
 
-    done = subprocess.run(
-        [sys.executable, "-m", "ds01d.dockersock.wantfile", paths.top, caller.user, want.name],
-        input=to_yaml(want), capture_output=True, text=True, user=caller.uid,
-        group=caller.gid, extra_groups=[], timeout=30, check=False,
-        env={"PATH": "/usr/bin:/bin"})
-    return None if done.returncode == 0 else (done.stderr.strip() or "could not write")
+    try:
+        wantfile.write(paths.under("var/lib/ds01/wants"), want, uid=caller.uid, gid=caller.gid)
+    except InvalidInput as e:
+        return str(e)
+    except OSError as e:
+        return f"cannot write your want: {e.strerror}"
+    return None
 
 
 def read_status(paths: Paths, user: str, name: str) -> dict[str, Any] | None:

@@ -45,6 +45,8 @@ log = logging.getLogger("ds01-socket")
 CHUNK = 65536
 MAX_STREAM = 16 << 30
 """Largest streamed request body (a build context): 16 GiB."""
+MAX_DISCARD = 1 << 30
+"""Most of a refused request's streamed body read (so the client sees the reason)."""
 MAX_REPLY = 64 << 20
 """Largest answer read whole to be rewritten (a container listing)."""
 CONNECT_TIMEOUT_S = 5.0
@@ -358,6 +360,8 @@ class Server:
             await self._reply(conn, writer, 503, error_body(f"ds01: {e}"), close=True)
             return False
         if isinstance(verdict, Refuse):
+            if request.streamed:  # read what the client is sending, so it sees the reason
+                await self._discard(conn, reader)
             return await self._refuse(conn, writer, caller, (uid, what), verdict,
                                       close=request.streamed)
         if isinstance(verdict, AsWant):
@@ -367,6 +371,12 @@ class Server:
             return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         if verdict.note:
             log.info("%s", verdict.note)
+        if verdict.drop_want:
+            from ds01d.dockersock import wantfile
+
+            await asyncio.to_thread(wantfile.drop, self.look.paths.under("var/lib/ds01/wants"),
+                                    caller.user, verdict.drop_want, uid=caller.uid,
+                                    gid=caller.gid)
         self.counts.add("allowed")
         return await self._forward(conn, reader, writer, verdict, caller)
 
@@ -431,6 +441,16 @@ class Server:
         finally:
             client.close()
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _discard(self, conn: h11.Connection, reader: asyncio.StreamReader) -> None:
+        """The body of a refused streamed request, read and dropped (up to MAX_DISCARD)."""
+        read = 0
+        with contextlib.suppress(TimeoutError, h11.ProtocolError, ConnectionError):
+            while read < MAX_DISCARD:
+                event = await self._next(conn, reader, HEAD_TIMEOUT_S)
+                if not isinstance(event, h11.Data):
+                    return
+                read += len(event.data)
 
     async def _pipe_body(self, conn: h11.Connection, reader: asyncio.StreamReader,
                          client: Client) -> None:

@@ -422,3 +422,34 @@ def test_answers_show_the_names_given() -> None:
     assert out["Actor"]["Attributes"]["name"] == "t"
     stats = json.dumps({"name": "/ds01-ann-t", "id": "x"}).encode()
     assert json.loads(replies.stream_line("stats", stats, "ann"))["name"] == "/t"
+
+
+# --- the want file the socket writes for a GPU create ---------------------------------
+
+def test_want_file_written_into_the_users_own_folder(tmp_path: Any) -> None:
+    import os
+
+    from ds01d.config.settings import ContainerSettings
+    from ds01d.config.want import Want, from_yaml
+    from ds01d.dockersock import wantfile
+    from ds01d.errors import InvalidInput
+
+    wants = tmp_path / "wants"
+    wants.mkdir()
+    want = Want("ann", "g", "img:1", EPOCH, gpus=1, settings=ContainerSettings(start="client"))
+    uid = os.getuid()
+    wantfile.write(str(wants), want, uid=uid, gid=os.getgid())
+    path = wants / "ann/g.yaml"
+    assert from_yaml(path.read_text(), user="ann", file="g.yaml") == want
+    later = Want("ann", "g", "img:1", datetime(2027, 1, 1, tzinfo=UTC), gpus=1,
+                 settings=ContainerSettings(start="client"))
+    wantfile.write(str(wants), later, uid=uid, gid=os.getgid())
+    assert from_yaml(path.read_text(), user="ann", file="g.yaml") == want  # place kept
+    wantfile.drop(str(wants), "ann", "g", uid=uid, gid=os.getgid())
+    assert not path.exists()
+    (wants / "ben").symlink_to(tmp_path)
+    with pytest.raises(InvalidInput, match="not a folder"):
+        wantfile.write(str(wants), Want("ben", "g", "i", EPOCH, gpus=1), uid=uid, gid=0)
+    (wants / "cid").mkdir()
+    with pytest.raises(InvalidInput, match="not yours"):
+        wantfile._write(str(wants), Want("cid", "g", "i", EPOCH, gpus=1), uid + 1)
