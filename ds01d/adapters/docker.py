@@ -2,8 +2,9 @@
 
 A ds01 container is created with ``cgroup_parent`` = its owner's slice, the ``ds01.*`` labels,
 a device request for exactly its allocated GPU/MIG UUIDs (never ``all``, never privileged),
-NanoCpus, Memory, MemorySwap, ShmSize, PidsLimit, the owner's uid:gid and their workspace at
-``/workspace``. Devices are read back from ``HostConfig.DeviceRequests``; a container ds01 did
+NanoCpus, Memory, MemorySwap, ShmSize, PidsLimit, the owner's uid:gid, no new privileges, no
+capabilities, and their workspace at ``/workspace`` (made as the owner, see ``asuser``).
+Devices are read back from ``HostConfig.DeviceRequests``; a container ds01 did
 not create with ``--privileged`` or ``NVIDIA_VISIBLE_DEVICES=all`` can use every GPU.
 CPU use comes from the container's cgroup (cpuacct v1 or cpu.stat v2), as a rate between two
 looks. ref: Docker Engine API v1.41 (ContainerCreate, ContainerInspect, ContainerList).
@@ -11,8 +12,10 @@ looks. ref: Docker Engine API v1.41 (ContainerCreate, ContainerInspect, Containe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,44 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from ds01d.adapters.asuser import Ident, make_dirs, mounted_ident, owned_dir, walk_real_path
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
 from ds01d.core.engine import create_body
-from ds01d.core.model import Container
+from ds01d.core.model import LABEL_WORKSPACE, Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def workspace(spec: ContainerSpec) -> tuple[str, Ident]:
+    """The bind source of ``/workspace``: made as the owner, then checked as it is (every part
+    under the home a folder of the owner's, no link), named by its real path, with its
+    identity. Docker is given a bind mount (``Mounts``), which never creates a missing source
+    as root; after the start, what it mounted is compared with that identity."""
+    if spec.uid is None or spec.gid is None or not spec.home:
+        raise PermanentError(f"{spec.user} has no known uid and home: no workspace")
+    rel = os.path.relpath(spec.workspace, spec.home)
+    if rel.startswith("..") or os.path.isabs(rel):
+        raise PermanentError(f"the workspace {spec.workspace} is not under {spec.home}")
+    make_dirs(spec.uid, spec.gid, spec.workspace)
+    return owned_dir(spec.home, rel.split("/"), spec.uid)
+
+
+def bind_problem(spec: ContainerSpec) -> str | None:
+    """A bind source of a container made from settings that is not its owner's (as it is
+    now): the rule of ``ds01d/userpaths.py``, which the Docker socket applies too."""
+    from ds01d.config.settings import bind_sources
+    from ds01d.userpaths import owned_path_problem
+
+    if spec.settings is None:
+        return None
+    if spec.uid is None or not spec.home:
+        return f"{spec.user} has no known uid and home"
+    for source in bind_sources(spec.settings):
+        problem = owned_path_problem(source, uid=spec.uid, home=spec.home)
+        if problem is not None:
+            return f"bind mount: {problem}"
+    return None
 
 
 def _when(text: str | None) -> datetime | None:
@@ -45,20 +80,6 @@ def _error(e: Exception, what: str) -> AdapterError:
         text = f"{what}: {e.explanation or e}"
         return PermanentError(text) if 400 <= code < 500 and code != 409 else TemporaryError(text)
     return TemporaryError(f"{what}: {e}")
-
-
-def bind_problem(spec: ContainerSpec) -> str | None:
-    """A bind source that is not its owner's (as it is now): the rule of ``userpaths``."""
-    from ds01d.config.settings import bind_sources
-    from ds01d.userpaths import owned_path_problem
-
-    if spec.settings is None or spec.uid is None:
-        return None
-    for source in bind_sources(spec.settings):
-        problem = owned_path_problem(source, uid=spec.uid, home=spec.home)
-        if problem is not None:
-            return f"bind mount: {problem}"
-    return None
 
 
 def slice_path(name: str) -> str:
@@ -161,12 +182,15 @@ class DockerAdapter:
             exit_code=None if running else state.get("ExitCode"))
 
     def create_and_start(self, spec: ContainerSpec) -> str:
-        """Create the container from the body ds01 checked (``core/engine.py``) and start it,
-        unless its owner's client starts it (a create through the Docker socket)."""
+        """Create the container from the body ds01 checked (``core/engine.py``; the same the
+        Docker socket sends), then start it, unless its owner's Docker client starts it.
+        A plain ds01 container gets its workspace, made as the owner and checked as it is."""
+        ident: Ident | None = None
         if spec.settings is None:
-            self._workspace(spec)
-        problem = bind_problem(spec)
-        if problem is not None:
+            source, ident = workspace(spec)
+            spec = replace(spec, workspace=source,
+                           labels={**spec.labels, LABEL_WORKSPACE: source})
+        elif (problem := bind_problem(spec)) is not None:
             raise PermanentError(f"creating {spec.docker_name}: {problem}")
         try:
             created = self.api.create_container_from_config(create_body(spec),
@@ -174,25 +198,47 @@ class DockerAdapter:
         except (APIError, DockerException) as e:
             raise _error(e, f"creating {spec.docker_name}") from None
         cid = str(created["Id"])
-        if spec.settings is None or spec.settings.start == "ds01d":
-            self.start(cid)
+        if ident is not None:
+            self._start_checked(cid, ident)
+        elif spec.settings is not None and spec.settings.start == "ds01d":
+            self._start(cid)
         return cid
 
-    @staticmethod
-    def _workspace(spec: ContainerSpec) -> None:
-        """The owner's workspace folder, made (as theirs) when missing: Docker would make it
-        root's."""
-        if os.path.isdir(spec.workspace):
-            return
-        os.makedirs(spec.workspace, mode=0o750, exist_ok=True)
-        if spec.uid is not None and spec.gid is not None:
-            os.chown(spec.workspace, spec.uid, spec.gid)
-
     def start(self, container_id: str) -> None:
+        """Start a container; a ds01 container's workspace is checked again first (no part of
+        its path may have become a link) and after (Docker mounted that very folder)."""
+        try:
+            info = self.api.inspect_container(container_id)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"inspecting {container_id[:12]}") from None
+        source = (info["Config"].get("Labels") or {}).get(LABEL_WORKSPACE)
+        if not source:
+            self._start(container_id)
+            return
+        uid = int(str(info["Config"].get("User") or "-1").split(":", 1)[0])
+        self._start_checked(container_id, walk_real_path(source, uid))
+
+    def _start(self, container_id: str) -> None:
         try:
             self.api.start(container_id)
         except (APIError, DockerException) as e:
             raise _error(e, f"starting {container_id[:12]}") from None
+
+    def _start_checked(self, container_id: str, ident: Ident) -> None:
+        self._start(container_id)
+        try:
+            pid = int(self.api.inspect_container(container_id)["State"].get("Pid") or 0)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"inspecting {container_id[:12]}") from None
+        try:
+            seen = mounted_ident(pid, "/workspace") if pid else None
+        except PermissionError:
+            return  # not allowed to look (see mounted_ident)
+        if pid and seen is not None and seen != ident:
+            with contextlib.suppress(APIError, DockerException):
+                self.api.remove_container(container_id, force=True)
+            raise PermanentError(f"{container_id[:12]}: the workspace changed while the "
+                                 "container started (a link was put in its place); removed")
 
     def stop(self, container_id: str, grace_s: float) -> None:
         try:

@@ -70,11 +70,12 @@ class ContainerSpec:
     uid: int | None
     gid: int | None
     workspace: str
-    """Host folder bind-mounted at ``/workspace``."""
+    """Host folder bind-mounted at ``/workspace``: ``<home>/workspace/<name>``."""
+    home: str = ""
+    """The owner's home: the workspace is made and checked from there as the owner; every
+    bind source of ``settings`` lies under it."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
-    home: str = ""
-    """The owner's home folder: every bind source lies under it."""
     settings: ContainerSettings | None = None
     """What its owner asked for beyond image and resources (command, environment, mounts,
     ports...); ``None``: a plain ds01 container (``command``, the workspace at /workspace)."""

@@ -20,8 +20,10 @@ LABEL_REQUESTED = "ds01.requested_at"
 LABEL_TYPE = "ds01.type"
 """How a container was made (devcontainer, compose, docker, api): set by the Docker socket."""
 LABEL_SPEC = "ds01.spec"
+LABEL_WORKSPACE = "ds01.workspace"
+"""The real path bind-mounted at ``/workspace`` (checked again before every start)."""
 RESERVED_LABELS = (LABEL_MANAGED, LABEL_USER, LABEL_NAME, LABEL_GROUP, LABEL_DEVICES,
-                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC)
+                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC, LABEL_WORKSPACE)
 """Every label ds01 reads: a container made through the socket has each one set by ds01
 (an image's own ``ds01.*`` labels would otherwise be inherited)."""
 
@@ -163,6 +165,15 @@ class Desired:
     accounts: Mapping[str, Account]
     invalid_wants: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why the want file was refused (shown as Failed)."""
+    held: frozenset[tuple[str, str]] = frozenset()
+    """Wants whose file exists but could not be used this pass (invalid, unreadable, not read
+    yet): their containers are kept as they are, never retired as dropped."""
+    held_users: Mapping[str, str] = field(default_factory=dict)
+    """User -> why their want folder could not be read: all their containers are kept."""
+
+    def holds(self, user: str | None, name: str | None) -> bool:
+        """Whether the container of (user, name) must be kept though no valid want names it."""
+        return user in self.held_users or (str(user), str(name)) in self.held
 
 
 def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
