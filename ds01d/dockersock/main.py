@@ -200,7 +200,7 @@ def serve_metrics(counts: Counts, port: int) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector())
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr="127.0.0.1", registry=registry)  # names users
     except OSError as e:
         log.error("no metrics: cannot listen on port %d (%s)", port, e)
 

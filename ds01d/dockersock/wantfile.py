@@ -88,7 +88,7 @@ def write(wants: str, want: Want, *, uid: int, gid: int) -> None:
 
 
 def _write(wants: str, want: Want, uid: int) -> None:
-    from ds01d.core.wants import spec_hash
+    from ds01d.config.want import spec_hash
     from ds01d.errors import ConfigError
 
     fd = _user_dir(wants, want.user, uid, create=True)
