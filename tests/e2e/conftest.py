@@ -198,6 +198,7 @@ def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> It
     try:
         yield lab
     finally:
+        print(tb("journalctl", "-u", "ds01d", "--no-pager", "-n", "40"))  # shown on failure
         tb("systemctl", "stop", "ds01d")
         ids = docker("ps", "-aq").split()
         if ids:

@@ -21,6 +21,9 @@ from tests.e2e.conftest import BIN, GPU0, Lab, docker, run, tb, wait_for
 PEOPLE = ("dssann", "dssben")
 HOMES = REPO / "build/e2e-sock-home"
 DEVCONTAINER = REPO / "build/node/node_modules/.bin/devcontainer"
+DS01_AS_USER = ("env", f"PYTHONPATH={REPO}", "/usr/bin/python3", "-m", "ds01d.cli")
+"""``ds01`` as a user runs it: the venv's interpreter may live where users cannot reach
+(pyenv under /root on CI); ``ds01 shell``'s path needs the standard library alone."""
 
 
 @dataclass
@@ -321,3 +324,16 @@ def test_docker_down_is_a_clear_error_not_a_hang(sock: dict[str, Person]) -> Non
         assert "Docker is not answering" in err, err
     finally:
         run(REPO / "scripts/testbed.sh", "dockerd")
+
+
+def test_ds01_want_then_ds01_shell(sock: dict[str, Person], lab: Lab) -> None:
+    ann, ben = sock["dssann"], sock["dssben"]
+    lab.ds01("--as", "dssann", "want", "container", "w", "--image", "ds01-test:1")
+    wait_for("running", lambda: lab.running("dssann", "w"))
+    shell = ann.run(*DS01_AS_USER, "--root", str(lab.root), "shell", "w", "--", "sh", "-c",
+                    "id -u; pwd")
+    assert shell.stdout.split() == [str(ann.uid), "/workspace"], shell
+    assert (ann.home / "workspace/w").stat().st_uid == ann.uid
+    assert ann.ok("ps", "--format", "{{.Names}}").split() == ["w"]
+    shell = ben.run(*DS01_AS_USER, "--root", str(lab.root), "shell", "w", "--", "true")
+    assert shell.returncode != 0 and "No such container" in shell.stderr, shell
