@@ -114,7 +114,7 @@ def socket_overhead(lab: Lab) -> dict[str, tuple[float, float]]:
     _install(lab.root)
     tb("systemctl", "start", "ds01-docker.socket")
     sock = f"unix://{os.environ['DS01_TESTBED_DIR']}/run/ds01/docker.sock"
-    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/"}
+    base = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/"}
     via = ["runuser", "-u", user, "--", "env", f"DOCKER_HOST={sock}", "docker"]
     direct = ["runuser", "-u", "root", "--", "env", f"DOCKER_HOST={os.environ['DOCKER_HOST']}",
               "docker"]
