@@ -13,7 +13,7 @@ FAKENVML := build/fakenvml/libnvidia-ml.so.1
 DEVCONTAINER := build/node/node_modules/.bin/devcontainer
 ROOT ?= $(CURDIR)/run/root
 
-.PHONY: venv run check-config test lint unit e2e bench demo fakenvml clean
+.PHONY: venv run check-config test lint unit e2e bench demo fakenvml fuzz clean
 
 $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	scripts/ensure-debs.sh $(DEBS)
@@ -54,6 +54,11 @@ e2e: $(STAMP) $(FAKENVML) $(DEVCONTAINER)
 	scripts/e2e.sh
 
 test: lint unit e2e
+
+# the fuzz tests with 100,000 cases per entry point (make test runs 20,000)
+fuzz: $(STAMP) $(FAKENVML)
+	DS01_FUZZ_EXAMPLES=100000 DS01_FUZZ_PROCESSES=500 LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml \
+	  $(BIN)/pytest -q tests/unit/test_fuzz.py
 
 demo: $(STAMP)
 	scripts/demo.sh

@@ -163,7 +163,8 @@ def load_file(path: Path, *, display: str, follow_symlinks: bool = True,
 
 def nesting_estimate(text: str) -> int:
     """An upper bound, give or take, of how deeply ``text`` nests: block levels (by
-    indentation, ``- `` and ``? `` markers) plus the deepest run of ``[``/``{``.
+    indentation, and one more for each ``- `` or ``? `` that opens a line) plus the deepest
+    run of ``[``/``{``.
 
     Brackets inside quoted strings are counted too: a file refused here would have needed
     dozens of unmatched brackets in its strings.
@@ -175,18 +176,21 @@ def nesting_estimate(text: str) -> int:
         if not body or body.startswith("#"):
             continue
         indent = len(line) - len(body)
-        while body[:2] in ("- ", "? ", "-\t") or body in ("-", "?"):
-            indent += 2
-            body = body[2:].lstrip(" ")
         while stack and stack[-1] >= indent:
             stack.pop()
         stack.append(indent)
-        for ch in body:
-            if ch in "[{":
-                flow += 1
-                deepest = max(deepest, len(stack) + flow)
-            elif ch in "]}" and flow:
-                flow -= 1
+        while body[:2] in ("- ", "? ", "-\t") or body in ("-", "?"):
+            indent += 2
+            stack.append(indent)
+            body = body[2:].lstrip(" ")
+        opened = body.count("[") + body.count("{")
+        if opened:
+            for ch in body:
+                if ch in "[{":
+                    flow += 1
+                    deepest = max(deepest, len(stack) + flow)
+                elif ch in "]}" and flow:
+                    flow -= 1
         deepest = max(deepest, len(stack) + flow)
     return deepest
 

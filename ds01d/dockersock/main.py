@@ -122,14 +122,17 @@ def write_want(paths: Paths, want: Any, caller: Caller) -> str | None:
 
 
 def read_status(paths: Paths, user: str, name: str) -> dict[str, Any] | None:
+    """ds01d's status of the caller's want: a small regular file read without following links
+    or blocking (the folder is the user's: they may plant a FIFO or a link there)."""
     import json
 
-    path = os.path.join(paths.under("var/lib/ds01/status"), user, f"{name}.json")
+    from ds01d.statusfiles import MAX_STATUS, read_small
+
+    raw = read_small(os.path.join(paths.under("var/lib/ds01/status"), user, f"{name}.json"),
+                     MAX_STATUS)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            body = json.loads(f.read(1 << 16))
-    except (OSError, ValueError):
+        body = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
     return body if isinstance(body, dict) else None
 

@@ -49,6 +49,8 @@ MAX_DISCARD = 1 << 30
 """Most of a refused request's streamed body read (so the client sees the reason)."""
 MAX_REPLY = 64 << 20
 """Largest answer read whole to be rewritten (a container listing)."""
+MAX_LISTED = 1024
+"""Entries of a user's want folder looked at (as ds01d reads at most that many)."""
 CONNECT_TIMEOUT_S = 5.0
 HEAD_TIMEOUT_S = 30.0
 """How long a client may take to send a request's line and headers."""
@@ -206,12 +208,27 @@ class Looker:
             else None
 
     def wants(self, user: str) -> frozenset[str]:
-        folder = os.path.join(self.paths.under("var/lib/ds01/wants"), user)
+        """Names of the user's wants (their folder is theirs: read through a descriptor,
+        without following a link, the first MAX_LISTED entries only)."""
+        spool = self.paths.under("var/lib/ds01/wants")
         try:
-            return frozenset(n[:-5] for n in os.listdir(folder)
-                             if n.endswith(".yaml") and not n.startswith("."))
+            fd = os.open(os.path.join(spool, user),
+                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return frozenset()
+        names = []
+        try:
+            with os.scandir(fd) as entries:
+                for n, entry in enumerate(entries):
+                    if n >= MAX_LISTED:
+                        break
+                    if entry.name.endswith(".yaml") and not entry.name.startswith("."):
+                        names.append(entry.name[:-5])
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return frozenset(names)
 
 
 def _image_refs(r: Request) -> list[str]:

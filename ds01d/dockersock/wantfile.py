@@ -53,7 +53,7 @@ def _user_dir(wants: str, user: str, uid: int, *, create: bool) -> int:
     try:
         if create:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(user, 0o755, dir_fd=top)
+                os.mkdir(user, 0o700, dir_fd=top)  # as ds01 want makes it
         try:
             fd = os.open(user, DIR_FLAGS, dir_fd=top)
         except OSError as e:

@@ -86,6 +86,8 @@ def users() -> Iterator[dict[str, tuple[int, int]]]:
                 run("useradd", "--no-create-home", "--no-user-group", "--shell",
                     "/usr/sbin/nologin", "--home-dir", str(homes / u), u)
                 made.append(u)
+            else:  # left over from an interrupted run: their home is ours for this run
+                run("usermod", "--home", str(homes / u), u)
         ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout)) for u in USERS}
         for u, (uid, gid) in ids.items():  # real homes: the users' own (ds01d works there as them)
             home = homes / u

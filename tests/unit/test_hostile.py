@@ -251,12 +251,21 @@ def _folder_is_a_file(h: Host) -> None:
     os.chown(h.paths.wants / MAL, *h.ids[MAL])
 
 
+def _merge_bomb_two_chains(h: Host) -> None:
+    """Merges of two chains of distinct mappings: each level doubles (no key is shared)."""
+    lines = ["a0: &a0 {k: 0}", "b0: &b0 {k: 0}"]
+    for i in range(1, 26):
+        lines.append(f"a{i}: &a{i} {{<<: [*a{i - 1}, *b{i - 1}]}}")
+        lines.append(f"b{i}: &b{i} {{<<: [*b{i - 1}, *a{i - 1}]}}")
+    h.put(MAL, "a.yaml", "\n".join(lines) + "\n")
+
+
 ATTACKS: dict[str, Callable[[Host], None]] = {
-    "nested brackets": _nested, "!!int and !!float": _int_tag, "dates": _far_date,
-    "long and odd names": _long_name, "merge-key bomb": _merge_bomb,
-    "billion laughs": _laughs, "10,000 files": _many_files, "110,000 keys": _many_keys,
-    "fifo, links, big, binary": _odd_files, "folder is a symlink": _folder_is_a_link,
-    "folder is a file": _folder_is_a_file,
+    "nested-brackets": _nested, "int-float-tags": _int_tag, "dates": _far_date,
+    "long-odd-names": _long_name, "merge-bomb": _merge_bomb,
+    "merge-bomb-two-chains": _merge_bomb_two_chains, "billion-laughs": _laughs,
+    "many-files": _many_files, "many-keys": _many_keys, "fifo-links-big-binary": _odd_files,
+    "folder-symlink": _folder_is_a_link, "folder-file": _folder_is_a_file,
 }
 
 
@@ -489,6 +498,9 @@ def test_printed_names_are_made_safe(host: Host, capsys: pytest.CaptureFixture[s
 
     host.put(MAL, "\x1b]0;pwned\x07.yaml", "x")
     host.run()
+    planted = host.paths.status / MAL / "z.json"  # their own folder: they may put files there
+    planted.write_text(json.dumps({"user": MAL, "name": "z\x1b[2J", "phase": "Running",
+                                   "reason": "\x1b]0;owned\x07\n\x1b[31mroot"}))
     assert main(["--root", str(host.root), "status", "--all"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
