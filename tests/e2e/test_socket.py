@@ -216,6 +216,11 @@ def test_root_exec_refused_and_every_refusal_journalled(sock: dict[str, Person])
     found = wait_for("two journal entries", lambda: len(entries()) >= 2 and entries())
     reasons = " | ".join(e["DS01_REASON"] for e in found)
     assert "exec as 'root'" in reasons and "Privileged" in reasons
+    from urllib.request import urlopen
+
+    with urlopen("http://127.0.0.1:9192/metrics", timeout=5) as r:  # the testbed's port
+        scrape = r.read().decode()
+    assert 'ds01_socket_requests_total{outcome="refused"} 2.0' in scrape, scrape
 
 
 SMUGGLE = r"""
