@@ -62,6 +62,8 @@ class Owned:
     """Bind source -> why it is not the caller's (``None``: it is)."""
     wants: frozenset[str] = frozenset()
     """Names of the caller's wants."""
+    want: Want | None = None
+    """The want of the container a start names, when ds01d made it from one."""
     fresh_name: str = "c0"
     """A name for a container created without one."""
     now: datetime | None = None
@@ -95,9 +97,11 @@ class Allow:
 
 @dataclass(frozen=True)
 class AsWant:
-    """A create asking for GPUs: written as the caller's want; ds01d creates it."""
+    """A create asking for GPUs: written as the caller's want; ds01d creates it. Or a start
+    of a container ds01d stopped (``again``): its want asked for again; ds01d starts it."""
 
     want: Want
+    again: bool = False
 
 
 Verdict = Allow | Refuse | AsWant
@@ -151,10 +155,16 @@ def _remove(r: Request, c: m.Container, caller: Caller, owned: Owned) -> Verdict
 
 
 def _start(r: Request, c: m.Container, caller: Caller, owned: Owned) -> Verdict | None:
+    """A container ds01d stopped gets a device again only through ds01d: its want is asked
+    for again (Docker would start it with devices that may be someone else's by now)."""
     if c.managed and c.state not in ("created", "running", "paused"):
         name = c.want_name or shown_name(c.name, caller.user)
-        return Refuse(f"{name} holds GPUs through ds01, which stopped it; ask again to get a "
-                      f"free device: ds01 shell {name} (or ds01 want container {name} ...)", 409)
+        if owned.want is None or owned.want.name != name or owned.now is None:
+            return Refuse(f"{name} was made by ds01 from a want you no longer have: ask "
+                          f"again with ds01 want container {name} ...", 409)
+        from dataclasses import replace
+
+        return AsWant(replace(owned.want, requested_at=owned.now), again=True)
     return None
 
 

@@ -107,13 +107,15 @@ def is_admin(user: str, groups: Sequence[str]) -> bool:
     return False
 
 
-def write_want(paths: Paths, want: Any, caller: Caller) -> str | None:
-    """Write the caller's want into their folder: why not, or None."""
+def write_want(paths: Paths, want: Any, caller: Caller, *, again: bool = False) -> str | None:
+    """Write the caller's want into their folder (``again``: as a new version, which ds01d
+    takes as asked again): why not, or None."""
     from ds01d.dockersock import wantfile
     from ds01d.errors import InvalidInput
 
     try:
-        wantfile.write(paths.under("var/lib/ds01/wants"), want, uid=caller.uid, gid=caller.gid)
+        wantfile.write(paths.under("var/lib/ds01/wants"), want, uid=caller.uid, gid=caller.gid,
+                       again=again)
     except InvalidInput as e:
         return str(e)
     except OSError as e:
@@ -147,14 +149,18 @@ class Wants:
 
     async def __call__(self, verdict: AsWant, caller: Caller) -> tuple[int, bytes]:
         want = verdict.want
-        problem = await asyncio.to_thread(write_want, self.paths, want, caller)
+        problem = await asyncio.to_thread(write_want, self.paths, want, caller,
+                                          again=verdict.again)
         if problem is not None:
             return 400, error_body(f"ds01: {problem}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         while loop.time() < deadline:
+            ready = ("running",) if verdict.again else ("created", "running")
             for c in await self.look.containers(caller.user):
-                if c.want_name == want.name and c.managed and c.state in ("created", "running"):
+                if c.want_name == want.name and c.managed and c.state in ready:
+                    if verdict.again:
+                        return 204, b""
                     return 201, (f'{{"Id": "{c.id}", "Warnings": []}}\n').encode()
             status = read_status(self.paths, caller.user, want.name)
             if status is not None and status.get("phase") == "Failed":

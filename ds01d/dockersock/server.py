@@ -207,6 +207,33 @@ class Looker:
         return str(found.get("ContainerID")) if status == 200 and isinstance(found, dict) \
             else None
 
+    def want(self, user: str, name: str) -> Any:
+        """The user's want ``name`` as ds01d would read it (their folder, without following
+        links or blocking, within the bounds of user files), or None."""
+        from ds01d.config.want import from_yaml
+        from ds01d.errors import ConfigError
+        from ds01d.yamlsrc import USER, read_fd
+
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            folder = os.open(os.path.join(self.paths.under("var/lib/ds01/wants"), user),
+                             flags | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fd = os.open(f"{name}.yaml", flags | os.O_NONBLOCK, dir_fd=folder)
+        except OSError:
+            return None
+        finally:
+            os.close(folder)
+        try:
+            return from_yaml(read_fd(fd, display=f"{name}.yaml", bounds=USER), user=user,
+                             file=f"{name}.yaml")
+        except (ConfigError, OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
     def wants(self, user: str) -> frozenset[str]:
         """Names of the user's wants (their folder is theirs: read through a descriptor,
         without following a link, the first MAX_LISTED entries only)."""
@@ -277,6 +304,13 @@ async def facts(look: Looker, r: Request, caller: Caller) -> Owned:
             execs[r.param] = cid
     paths: dict[str, str | None] = {}
     wants: frozenset[str] = frozenset()
+    want = None
+    if r.route in ("container.start", "container.restart"):
+        from ds01d.dockersock.judge import resolve
+
+        c = resolve(r.param, Owned(containers=containers), caller.user)
+        if isinstance(c, m.Container) and c.managed and c.want_name:
+            want = look.want(caller.user, c.want_name)
     if r.route == "containers.create":
         from ds01d.userpaths import owned_path_problem
 
@@ -284,7 +318,7 @@ async def facts(look: Looker, r: Request, caller: Caller) -> Owned:
                  for p in _bind_sources(r)}
         wants = look.wants(caller.user)
     return Owned(containers=containers, volumes=volumes, images=images, execs=execs,
-                 paths=paths, wants=wants, fresh_name=f"c-{secrets.token_hex(4)}",
+                 paths=paths, wants=wants, want=want, fresh_name=f"c-{secrets.token_hex(4)}",
                  now=datetime.now(UTC).replace(microsecond=0))
 
 
@@ -346,6 +380,10 @@ class Server:
 
     async def _reply(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
                      body: bytes, *, close: bool = False) -> None:
+        if status == 204:  # no body, as Docker answers a start
+            await self._send(conn, writer, h11.Response(status_code=204, headers=[]),
+                             h11.EndOfMessage())
+            return
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if close:
             headers.append(("Connection", "close"))

@@ -80,14 +80,14 @@ def _read(fd: int, name: str) -> str | None:
         os.close(f)
 
 
-def write(wants: str, want: Want, *, uid: int, gid: int) -> None:
-    """Write ``want`` into ``wants/<user>/<name>.yaml`` (kept when the same is there), as
-    the user ``uid``:``gid``."""
+def write(wants: str, want: Want, *, uid: int, gid: int, again: bool = False) -> None:
+    """Write ``want`` into ``wants/<user>/<name>.yaml`` as the user ``uid``:``gid``: kept
+    when the same is there, unless asked for ``again`` (a new version)."""
     with as_user(uid, gid):
-        _write(wants, want, uid)
+        _write(wants, want, uid, again=again)
 
 
-def _write(wants: str, want: Want, uid: int) -> None:
+def _write(wants: str, want: Want, uid: int, *, again: bool = False) -> None:
     from ds01d.config.want import spec_hash
     from ds01d.errors import ConfigError
 
@@ -95,7 +95,7 @@ def _write(wants: str, want: Want, uid: int) -> None:
     name = f"{want.name}.yaml"
     try:
         old = _read(fd, name)
-        if old is not None:
+        if old is not None and not again:
             try:
                 if spec_hash(from_yaml(old, user=want.user, file=name)) == spec_hash(want):
                     return

@@ -277,6 +277,10 @@ def test_a_gpu_run_becomes_a_want_and_the_quota_holds(sock: dict[str, Person],
     assert "queued" in err and "ds01 status g2" in err, err
     err = ben.refused("run", "-d", "--name", "g", "--gpus", "all", "ds01-test:1", "sleep", "9")
     assert "queued" in err, err
+    ann.ok("stop", "-t", "1", "g")
+    wait_for("stopped", lambda: lab.status("dssann", "g").get("phase") == "Stopped")
+    ann.ok("start", "g")  # through ds01d: the want asked for again, the device checked free
+    assert lab.running("dssann", "g")
     ann.ok("rm", "-f", "g")
     assert not (lab.root / "var/lib/ds01/wants/dssann/g.yaml").exists()
 

@@ -387,9 +387,18 @@ def test_removing_a_ds01_container_drops_its_want() -> None:
 
 
 def test_a_stopped_ds01_container_is_started_again_through_ds01() -> None:
-    owned = Owned(containers=(container(ANN_ID, "gpu", "ann", managed=True, state="exited"),))
-    v = verdict("POST", "/v1.41/containers/gpu/start", owned=owned)
-    assert isinstance(v, Refuse) and "ds01 shell gpu" in v.reason
+    from ds01d.config.want import Want
+
+    stopped = (container(ANN_ID, "gpu", "ann", managed=True, state="exited"),)
+    v = verdict("POST", "/v1.41/containers/gpu/start", owned=Owned(containers=stopped))
+    assert isinstance(v, Refuse) and "ds01 want container gpu" in v.reason
+    want = Want("ann", "gpu", "img", datetime(2025, 1, 1, tzinfo=UTC), gpus=1)
+    v = verdict("POST", "/v1.41/containers/gpu/start",
+                owned=Owned(containers=stopped, want=want, now=EPOCH))
+    assert isinstance(v, AsWant) and v.again and v.want.requested_at == EPOCH
+    running = (container(ANN_ID, "gpu", "ann", managed=True, state="created"),)
+    assert isinstance(verdict("POST", "/v1.41/containers/gpu/start",
+                              owned=Owned(containers=running, want=want, now=EPOCH)), Allow)
 
 
 def test_admins_pass_through() -> None:
