@@ -49,6 +49,9 @@ MAX_DISCARD = 1 << 30
 """Most of a refused request's streamed body read (so the client sees the reason)."""
 MAX_REPLY = 64 << 20
 """Largest answer read whole to be rewritten (a container listing)."""
+MAX_CONNECTIONS_PER_UID = 64
+"""Open connections one caller may hold (docker, VS Code and a few terminals need a dozen);
+beyond, a new one is answered 429 and closed: one user cannot use up the server."""
 MAX_LISTED = 1024
 """Entries of a user's want folder looked at (as ds01d reads at most that many)."""
 CONNECT_TIMEOUT_S = 5.0
@@ -338,6 +341,7 @@ class Server:
     counts: Counts = field(default_factory=Counts)
     refused: Callable[[Caller | None, int, str, str], None] = lambda c, uid, what, why: None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    open_by_uid: dict[int, int] = field(default_factory=dict)
 
     def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The listener's callback: the connection is served in a task kept until done."""
@@ -348,9 +352,14 @@ class Server:
     async def serve_connection(self, reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
+        uid = -1
         try:
             _, uid, gid = peer(sock)
+            self.open_by_uid[uid] = self.open_by_uid.get(uid, 0) + 1
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
+            if self.open_by_uid[uid] > MAX_CONNECTIONS_PER_UID:
+                await self._too_many(conn, reader, writer)
+                return
             while await self._one(conn, reader, writer, uid, gid):
                 conn.start_next_cycle()
         except (ConnectionError, h11.ProtocolError, TimeoutError, asyncio.IncompleteReadError):
@@ -358,8 +367,21 @@ class Server:
         except Exception:  # one connection's failure is logged and ends it, nothing else
             log.exception("connection failed")
         finally:
+            if uid in self.open_by_uid:
+                self.open_by_uid[uid] -= 1
+                if not self.open_by_uid[uid]:
+                    del self.open_by_uid[uid]
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _too_many(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        event = await self._next(conn, reader, HEAD_TIMEOUT_S)
+        if isinstance(event, h11.Request):
+            self.counts.add("refused")
+            await self._reply(conn, writer, 429, error_body(
+                f"ds01: you have more than {MAX_CONNECTIONS_PER_UID} connections open to "
+                "ds01's Docker socket"), close=True)
 
     async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader,
                     timeout: float | None = None) -> Any:
@@ -421,7 +443,10 @@ class Server:
                                       close=request.streamed)
         if isinstance(verdict, AsWant):
             self.counts.add("want")
-            status, body = await self.want_handler(verdict, caller)
+            try:
+                status, body = await self.want_handler(verdict, caller)
+            except Upstream as e:
+                status, body = 503, error_body(f"ds01: {e}")
             await self._reply(conn, writer, status, body)
             return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         if verdict.note:

@@ -346,3 +346,21 @@ def test_ds01_want_then_ds01_shell(sock: dict[str, Person], lab: Lab) -> None:
     assert ann.ok("ps", "--format", "{{.Names}}").split() == ["w"]
     shell = ben.run(*DS01_AS_USER, "--root", str(lab.root), "shell", "w", "--", "true")
     assert shell.returncode != 0 and "No such container" in shell.stderr, shell
+
+
+CONNECTIONS = r"""
+import socket, sys
+held = []
+for _ in range(64):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+print(s.recv(65536).split(b"\r\n")[0].decode())
+"""
+
+
+def test_one_user_cannot_use_up_the_server(sock: dict[str, Person]) -> None:
+    ann, ben = sock["dssann"], sock["dssben"]
+    done = ann.run("/usr/bin/python3", "-c", CONNECTIONS, ann.sock, timeout=60)
+    assert done.stdout.strip() == "HTTP/1.1 429 ", (done.stdout, done.stderr)
+    ben.ok("ps")  # everyone else is served meanwhile
