@@ -128,11 +128,16 @@ def sock(lab: Lab, people: dict[str, Person]) -> Iterator[dict[str, Person]]:
 
 def test_the_docker_cli_on_ones_own_and_on_anothers(sock: dict[str, Person]) -> None:
     ann, ben = sock["dssann"], sock["dssben"]
+    since = str(int(time.time()) - 1)
     cid = ann.ok("run", "-d", "--name", "train", "ds01-test:1", "sh", "-c",
                  "echo started; sleep 1000").strip()
     ben.ok("run", "-d", "--name", "train", "ds01-test:1", "sleep", "1000")  # same name: fine
     assert ann.ok("ps", "--format", "{{.Names}}").split() == ["train"]
     assert ben.ok("ps", "--format", "{{.Names}}").split() == ["train"]
+    until = str(int(time.time()) + 1)
+    seen = ann.ok("events", "--since", since, "--until", until, "--format",
+                  "{{.Type}} {{.Actor.Attributes.name}} {{.Actor.Attributes.ds01.user}}")
+    assert "container train dssann" in seen and "dssben" not in seen, seen
     assert ann.ok("exec", "train", "id", "-u").strip() == str(ann.uid)
     tty = ann.run("script", "-qec", "docker exec -it train sh -c 'tty; id -u'", "/dev/null")
     assert "/dev/pts/" in tty.stdout and str(ann.uid) in tty.stdout, tty
