@@ -186,21 +186,23 @@ class DockerAdapter:
         Docker socket sends), then start it, unless its owner's Docker client starts it.
         A plain ds01 container gets its workspace, made as the owner and checked as it is."""
         ident: Ident | None = None
-        if spec.settings is None:
+        if (problem := bind_problem(spec)) is not None:
+            raise PermanentError(f"creating {spec.docker_name}: {problem}")
+        if spec.settings is None or spec.settings.workspace:
             source, ident = workspace(spec)
             spec = replace(spec, workspace=source,
                            labels={**spec.labels, LABEL_WORKSPACE: source})
-        elif (problem := bind_problem(spec)) is not None:
-            raise PermanentError(f"creating {spec.docker_name}: {problem}")
         try:
             created = self.api.create_container_from_config(create_body(spec),
                                                             spec.docker_name)
         except (APIError, DockerException) as e:
             raise _error(e, f"creating {spec.docker_name}") from None
         cid = str(created["Id"])
+        if spec.settings is not None and spec.settings.start == "client":
+            return cid  # its owner's Docker client starts it (start() checks the workspace)
         if ident is not None:
             self._start_checked(cid, ident)
-        elif spec.settings is not None and spec.settings.start == "ds01d":
+        else:
             self._start(cid)
         return cid
 

@@ -87,6 +87,13 @@ def _want_args(p: _Parser) -> None:
     w.add_argument("--cpus", type=float, metavar="N", help="CPUs (default: your max_cpus)")
     w.add_argument("--memory", metavar="SIZE", help="memory, e.g. 32g (default: your limit)")
     w.add_argument("--shm", metavar="SIZE", help="/dev/shm size (default: your shm_size)")
+    w.add_argument("--env", action="append", metavar="NAME=VALUE",
+                   help="environment variable (again for more)")
+    w.add_argument("--port", action="append", type=int, metavar="PORT",
+                   help="publish PORT on 127.0.0.1:PORT (reach it with ssh -L; again for more)")
+    w.add_argument("--command", metavar="'CMD ARGS'",
+                   help="what it runs (default: sleep infinity), e.g. 'jupyter lab --ip "
+                   "0.0.0.0 --port 8888'")
 
 
 def _drop_args(p: _Parser) -> None:

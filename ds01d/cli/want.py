@@ -12,7 +12,8 @@ from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
-         "cpus": "--cpus", "memory": "--memory", "shm": "--shm"}
+         "cpus": "--cpus", "memory": "--memory", "shm": "--shm",
+         "container": "--command/--env/--port"}
 
 
 def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
@@ -26,6 +27,17 @@ def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
            "requested_at": iso(now(p))}
     raw |= {k: getattr(args, k) for k in ("gpus", "mig", "cpus", "memory", "shm")
             if getattr(args, k) is not None}
+    if args.command or args.env or args.port:
+        import shlex
+
+        try:
+            command = shlex.split(args.command) if args.command else ["sleep", "infinity"]
+        except ValueError as e:
+            raise InvalidInput(f"--command: {e}") from None
+        raw["container"] = {"workspace": True, "command": command,
+                            "env": args.env or [],
+                            "ports": [{"container_port": n, "host_port": n}
+                                      for n in args.port or []]}
     try:
         return from_data(raw, user=user, file="command line")
     except ConfigError as e:
@@ -121,6 +133,10 @@ def run_want(args: argparse.Namespace) -> int:
     body = effective_of(p, user, want.requested_at)
     limits = Limits(**body["limits"])
     problems = limit_problems(want, limits)
+    if want.settings is not None:
+        from ds01d.config.settings import problems as settings_problems
+
+        problems += settings_problems(want.settings, home=os.path.expanduser("~"))
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")

@@ -87,6 +87,8 @@ class ContainerSettings:
     start: str = "ds01d"
     """Who starts it once made: ``ds01d``, or ``client`` (the Docker client that asked
     attaches first, then starts it, as ``docker run`` does)."""
+    workspace: bool = False
+    """Also ``~/workspace/NAME`` at /workspace, made as the owner (``ds01 want``)."""
 
 
 def _text_problems(what: str, items: tuple[str, ...], most: int) -> list[str]:
@@ -202,7 +204,7 @@ def to_data(s: ContainerSettings) -> dict[str, Any]:
         out["container_type"] = s.kind
     for name in ("command", "entrypoint", "env", "volumes", "working_dir", "hostname",
                  "network", "tty", "open_stdin", "stdin_once", "attach", "init",
-                 "auto_remove", "restart", "stop_signal", "stop_timeout", "start"):
+                 "auto_remove", "restart", "stop_signal", "stop_timeout", "start", "workspace"):
         value = getattr(s, name)
         if value != getattr(base, name):
             out[name] = list(value) if isinstance(value, tuple) else value
@@ -238,4 +240,5 @@ def from_data(data: Mapping[str, Any]) -> ContainerSettings:
         stdin_once=bool(data.get("stdin_once", False)), attach=tuple(data.get("attach") or ()),
         init=bool(data.get("init", False)), auto_remove=bool(data.get("auto_remove", False)),
         restart=str(data.get("restart", "no")), stop_signal=data.get("stop_signal"),
-        stop_timeout=data.get("stop_timeout"), start=str(data.get("start", "ds01d")))
+        stop_timeout=data.get("stop_timeout"), start=str(data.get("start", "ds01d")),
+        workspace=bool(data.get("workspace", False)))

@@ -67,9 +67,21 @@ def plain_settings(spec: ContainerSpec) -> ContainerSettings:
                              restart="unless-stopped")
 
 
+def with_workspace(spec: ContainerSpec, s: ContainerSettings) -> ContainerSettings:
+    """Settings asking for the workspace get it at /workspace (and as working folder)."""
+    from dataclasses import replace
+
+    from ds01d.config.settings import Mount
+
+    if not s.workspace:
+        return s
+    return replace(s, mounts=(Mount("bind", spec.workspace, "/workspace"), *s.mounts),
+                   working_dir=s.working_dir or "/workspace")
+
+
 def create_body(spec: ContainerSpec) -> dict[str, Any]:
     """``POST /containers/create?name=<spec.docker_name>`` body."""
-    s = spec.settings or plain_settings(spec)
+    s = plain_settings(spec) if spec.settings is None else with_workspace(spec, spec.settings)
     exposed, bindings = _ports(s)
     host: dict[str, Any] = {
         **HARDENING, **_resources(spec), "Mounts": _mounts(spec, s), "PortBindings": bindings,

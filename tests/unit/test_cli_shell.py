@@ -64,3 +64,19 @@ def test_a_stopped_container_is_asked_for_again(root: Path) -> None:
     assert done.returncode == 1 and "asked ds01d to start train again" in done.stderr
     assert "not running yet" in done.stderr
     assert want.read_text() != before  # a new version: ds01d takes it as asked again
+
+
+def test_ds01_want_names_a_command_environment_and_ports(make_root: MakeRoot) -> None:
+    from ds01d.config.want import from_yaml
+
+    r = make_root(LAB_FILES, simulated=True)
+    assert main(["--root", str(r), "--as", "alice", "want", "container", "nb", "--env", "A=1",
+                 "--port", "8888", "--command", "jupyter lab"]) == 0
+    want = from_yaml((r / "var/lib/ds01/wants/alice/nb.yaml").read_text(), user="alice",
+                     file="nb.yaml")
+    s = want.settings
+    assert s is not None and s.workspace and s.command == ("jupyter", "lab")
+    assert s.env == ("A=1",) and [(p.container_port, p.host_port) for p in s.ports] == [
+        (8888, 8888)]
+    assert main(["--root", str(r), "--as", "alice", "want", "container", "x", "--port",
+                 "22"]) == 1

@@ -127,3 +127,14 @@ def test_body_of_settings() -> None:
     assert body["Labels"] == {"devcontainer.local_folder": "/home/alice/p", "ds01.user": "alice"}
     assert host["NetworkMode"] == "none" and body["Cmd"] == ["sleep", "1"]
     assert "DeviceRequests" not in host
+
+
+def test_body_of_a_want_with_a_command_keeps_the_workspace() -> None:
+    s = ContainerSettings(command=("jupyter", "lab"), env=("A=1",), ports=(Port(8888, "tcp",
+                                                                               8888),),
+                          workspace=True)
+    body = create_body(spec(s))
+    assert body["Cmd"] == ["jupyter", "lab"] and body["WorkingDir"] == "/workspace"
+    assert body["HostConfig"]["Mounts"][0]["Source"] == "/home/alice/workspace/t"
+    assert body["HostConfig"]["PortBindings"] == {"8888/tcp": [{"HostIp": "127.0.0.1",
+                                                               "HostPort": "8888"}]}
