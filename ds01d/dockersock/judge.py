@@ -532,7 +532,7 @@ RULES: dict[str, Callable[[Request, Caller, Owned], Verdict]] = {
     "distribution": _pass(),
     "image.tag": _image_route, "image.push": _image_route, "image.remove": _image_route,
     "images.create": _pull, "build": _build, "commit": _commit,
-    "networks.list": _pass(), "network.inspect": _pass(),
+    "networks.list": _pass(), "network.inspect": _pass("network"),
     "images.load": _refuse("docker load is refused: images are built from a Dockerfile or "
                            "pulled"),
     "system.df": _refuse("docker system df is refused: it lists everyone's containers"),

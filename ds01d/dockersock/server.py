@@ -550,7 +550,7 @@ class Server:
         reply_kind, user = reply
         hop = {b"connection", b"keep-alive", b"transfer-encoding"}
         headers = [(k, v) for k, v in response.headers if k.lower() not in hop]
-        if reply_kind in ("containers", "container", "volumes", "volume") and \
+        if reply_kind in ("containers", "container", "volumes", "volume", "network") and \
                 200 <= response.status_code < 300:
             body = await _read_all(client)
             body = replies.rewrite(reply_kind, body, user)

@@ -429,6 +429,10 @@ def test_answers_show_the_names_given() -> None:
     ev = json.dumps({"Type": "container", "Actor": {"Attributes": {"name": "ds01-ann-t"}}})
     out = json.loads(replies.stream_line("events", ev.encode(), "ann"))
     assert out["Actor"]["Attributes"]["name"] == "t"
+    net = json.dumps({"Name": "bridge", "Containers": {"x": {"Name": "ds01-ben-t"}}}).encode()
+    assert json.loads(replies.rewrite("network", net, "ann"))["Containers"] == {}
+    v = verdict("GET", "/v1.41/networks/bridge")
+    assert isinstance(v, Allow) and v.forward.reply == "network"
     stats = json.dumps({"name": "/ds01-ann-t", "id": "x"}).encode()
     assert json.loads(replies.stream_line("stats", stats, "ann"))["name"] == "/t"
 
