@@ -136,7 +136,7 @@ def test_the_docker_cli_on_ones_own_and_on_anothers(sock: dict[str, Person]) -> 
     assert ben.ok("ps", "--format", "{{.Names}}").split() == ["train"]
     until = str(int(time.time()) + 1)
     seen = ann.ok("events", "--since", since, "--until", until, "--format",
-                  "{{.Type}} {{.Actor.Attributes.name}} {{.Actor.Attributes.ds01.user}}")
+                  "{{.Type}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"ds01.user\"}}")
     assert "container train dssann" in seen and "dssben" not in seen, seen
     assert ann.ok("exec", "train", "id", "-u").strip() == str(ann.uid)
     tty = ann.run("script", "-qec", "docker exec -it train sh -c 'tty; id -u'", "/dev/null")
@@ -278,14 +278,14 @@ def test_a_gpu_run_becomes_a_want_and_the_quota_holds(sock: dict[str, Person],
     assert ann.ok("exec", "g", "id", "-u").strip() == str(ann.uid)
     environ = docker("exec", "ds01-dssann-g", "cat", "/proc/1/environ").split("\0")
     assert f"NVIDIA_VISIBLE_DEVICES={GPU0}" in environ
-    err = ann.refused("run", "-d", "--name", "g2", "--gpus", "all", "ds01-test:1", "sleep", "9")
-    assert "queued" in err and "ds01 status g2" in err, err
-    err = ben.refused("run", "-d", "--name", "g", "--gpus", "all", "ds01-test:1", "sleep", "9")
-    assert "queued" in err, err
     ann.ok("stop", "-t", "1", "g")
     wait_for("stopped", lambda: lab.status("dssann", "g").get("phase") == "Stopped")
     ann.ok("start", "g")  # through ds01d: the want asked for again, the device checked free
     assert lab.running("dssann", "g")
+    err = ann.refused("run", "-d", "--name", "g2", "--gpus", "all", "ds01-test:1", "sleep", "9")
+    assert "queued" in err and "ds01 status g2" in err, err
+    err = ben.refused("run", "-d", "--name", "g", "--gpus", "all", "ds01-test:1", "sleep", "9")
+    assert "queued" in err, err
     ann.ok("rm", "-f", "g")
     assert not (lab.root / "var/lib/ds01/wants/dssann/g.yaml").exists()
 
@@ -367,5 +367,5 @@ print(s.recv(65536).split(b"\r\n")[0].decode())
 def test_one_user_cannot_use_up_the_server(sock: dict[str, Person]) -> None:
     ann, ben = sock["dssann"], sock["dssben"]
     done = ann.run("/usr/bin/python3", "-c", CONNECTIONS, ann.sock, timeout=60)
-    assert done.stdout.strip() == "HTTP/1.1 429 ", (done.stdout, done.stderr)
+    assert done.stdout.startswith("HTTP/1.1 429"), (done.stdout, done.stderr)
     ben.ok("ps")  # everyone else is served meanwhile
