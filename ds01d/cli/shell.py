@@ -26,35 +26,14 @@ def _status(p: Paths, user: str, name: str) -> dict[str, object] | None:
     return rows[0] if rows else None
 
 
-def _ask_again(p: Paths, user: str, name: str) -> bool:
-    """Write the want again (a new version: ds01d takes it as asked again); False: no want."""
+def _ask_again(p: Paths, user: str, name: str) -> None:
+    """Write the want again with a new time: ds01d takes it as asked again."""
     from dataclasses import replace
 
-    from ds01d.cli.want import _owner, open_folder
-    from ds01d.config.want import from_yaml, to_yaml
-    from ds01d.errors import ConfigError
-    from ds01d.fsutil import write_atomic
-    from ds01d.yamlsrc import USER, read_fd
+    from ds01d.cli.want import rewrite
 
-    fd = open_folder(p, user, create=False)
-    try:
-        try:
-            ffd = os.open(f"{name}.yaml", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
-                          dir_fd=fd)
-        except OSError:
-            return False
-        try:
-            want = from_yaml(read_fd(ffd, display=f"{name}.yaml", bounds=USER), user=user,
-                             file=f"{name}.yaml")
-        except ConfigError as e:
-            raise InvalidInput(str(e.errors[0])) from None
-        finally:
-            os.close(ffd)
-        write_atomic(f"{name}.yaml", to_yaml(replace(want, requested_at=now(p))), dir_fd=fd,
-                     owner=_owner(p, user))
-    finally:
-        os.close(fd)
-    return True
+    asked = now(p)
+    rewrite(p, user, name, lambda want: replace(want, requested_at=asked))
 
 
 def _wait_running(p: Paths, user: str, name: str, wait_s: float) -> None:
@@ -94,7 +73,8 @@ def run_shell(args: argparse.Namespace) -> int:
         raise InvalidInput(f"{name!r} is not a container name")
     status = _status(p, user, name)
     wanted = status is not None and status.get("phase") != "Failed"
-    if status is not None and status.get("phase") == "Stopped" and _ask_again(p, user, name):
+    if status is not None and status.get("phase") == "Stopped":
+        _ask_again(p, user, name)
         print(f"asked ds01d to start {name} again", file=sys.stderr)
     if wanted:
         _wait_running(p, user, name, args.wait)

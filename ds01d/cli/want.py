@@ -11,6 +11,10 @@ from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 
+TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is measured
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
          "cpus": "--cpus", "memory": "--memory", "shm": "--shm",
          "container": "--command/--env/--port"}
@@ -179,25 +183,13 @@ def run_drop(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_keepalive(args: argparse.Namespace) -> int:
-    """Postpone idle stops of one container (runtime limits still apply)."""
-    from dataclasses import replace
-    from datetime import timedelta
-
+def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> None:
+    """Read the caller's want ``name`` and write ``change(want)`` in its place (``ds01
+    keepalive``, ``ds01 shell`` asking again); :class:`InvalidInput` when there is none."""
     from ds01d.config.want import from_yaml
     from ds01d.errors import ConfigError
-    from ds01d.units import format_hours, parse_duration_s
     from ds01d.yamlsrc import USER, read_fd
 
-    p = paths(args)
-    user = caller(args, p)
-    name = _valid_name(args.name)
-    try:
-        hours = parse_duration_s(args.duration) / 3600
-    except ValueError as e:
-        raise InvalidInput(f"--for: {e}") from None
-    cap = load(p).policies.keepalive_max_duration_h
-    capped = min(hours, cap)
     fd = open_folder(p, user, create=False)
     try:
         try:
@@ -212,11 +204,29 @@ def run_keepalive(args: argparse.Namespace) -> int:
             raise InvalidInput(str(e.errors[0])) from None
         finally:
             os.close(ffd)
-        until = now(p) + timedelta(hours=capped)
-        write_atomic(f"{name}.yaml", to_yaml(replace(want, keepalive_until=until)), dir_fd=fd,
-                     owner=_owner(p, user))
+        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user))
     finally:
         os.close(fd)
+
+
+def run_keepalive(args: argparse.Namespace) -> int:
+    """Postpone idle stops of one container (runtime limits still apply)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from ds01d.units import format_hours, parse_duration_s
+
+    p = paths(args)
+    user = caller(args, p)
+    name = _valid_name(args.name)
+    try:
+        hours = parse_duration_s(args.duration) / 3600
+    except ValueError as e:
+        raise InvalidInput(f"--for: {e}") from None
+    cap = load(p).policies.keepalive_max_duration_h
+    capped = min(hours, cap)
+    until = now(p) + timedelta(hours=capped)
+    rewrite(p, user, name, lambda want: replace(want, keepalive_until=until))
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
     print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")

@@ -149,15 +149,7 @@ async def docker_json(upstream: str, path: str) -> tuple[int, Any]:
         await client.send(h11.Request(method="GET", target=path, headers=[("Host", "docker")]))
         await client.send(h11.EndOfMessage())
         response = await client.next_event()
-        body = b""
-        while True:
-            event = await client.next_event()
-            if isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_REPLY:
-                    raise Upstream("Docker's answer is too large")
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
+        body = await _read_all(client)
         try:
             return response.status_code, json.loads(body or b"null")
         except ValueError:

@@ -35,7 +35,7 @@ class Person:
     sock: str = ""
 
     def run(self, *cmd: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = ["env", "-i", f"HOME={self.home}", f"USER={self.name}",
+        env = ["env", "-i", f"HOME={self.home}", f"USER={self.name}", f"TMPDIR={self.home}",
                f"DOCKER_HOST=unix://{self.sock}", "PATH=/usr/local/bin:/usr/bin:/bin",
                "DOCKER_BUILDKIT=0"]
         return subprocess.run(["runuser", "-u", self.name, "--", *env, *cmd], input=stdin,
