@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -36,7 +38,6 @@ from ds01d.core.idle import track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.core.wants import by_want
-from ds01d.names import printable
 from ds01d.paths import Paths
 from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
@@ -53,6 +54,10 @@ from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
+ACCOUNT_TTL_S = 600.0
+"""How long a user's account (uid, gid, home) is trusted before the name service is asked
+again; it is asked again at once when the user asks for a container (a new want, or asking
+again), so a moved home is used for the next container."""
 
 
 @dataclass
@@ -89,7 +94,8 @@ class Daemon:
     files: UserFiles = field(init=False)
     saver: Saver = field(init=False)
     executor: Executor | None = None
-    accounts: dict[str, Account] = field(default_factory=dict)
+    accounts: dict[str, tuple[Account, float]] = field(default_factory=dict)
+    """User -> their account and when it was looked up."""
     real: Adapters | None = None
     snapshot_of: DesiredConfig | None = None
     snapshot_until: datetime | None = None
@@ -182,6 +188,9 @@ class Daemon:
                              containers=containers,
                              keepalive_max_h=config.policies.keepalive_max_duration_h,
                              keep=read.held)
+        for key, ask in asks.items():  # a user who asks again: their account afresh
+            if self.carry.asks.get(key) != ask:
+                self.accounts.pop(key[0], None)
         self.carry = replace(self.carry, asks=asks)
         owners = {c.owner for c in observed.containers if c.owner}  # socket-made too
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
@@ -189,26 +198,35 @@ class Daemon:
                         cache=self.limits_cache)
 
     def account(self, user: str) -> Account | None:
-        """uid, gid and home of ``user`` (the simulated host's, or NSS's); cached."""
-        if user not in self.accounts:
-            if self.simulate:
-                host = self.sim_host or self.host
-                if host is None:
-                    return Account(None, None, str(self.paths.root / "home" / user))
-                found: Account | None = sim_account(self.paths, host, user)
-            else:
-                found = nss_account(user)
-            if found is None:
-                return None
-            self.accounts[user] = found
-        return self.accounts[user]
+        """uid, gid and home of ``user`` (the simulated host's, or NSS's), asked again after
+        :data:`ACCOUNT_TTL_S` (a home moved, an account made again, are seen)."""
+        known = self.accounts.get(user)
+        now = time.monotonic()
+        if known is not None and now - known[1] < ACCOUNT_TTL_S:
+            return known[0]
+        if self.simulate:
+            host = self.sim_host or self.host
+            if host is None:
+                return Account(None, None, str(self.paths.root / "home" / user))
+            found: Account | None = sim_account(self.paths, host, user)
+        else:
+            found = nss_account(user)
+        if found is None:
+            self.accounts.pop(user, None)
+            return None
+        self.accounts[user] = (found, now)
+        return found
 
     def _report_foreign(self, read: WantsRead, now: datetime) -> None:
+        """One event per uid that made spool entries not theirs to make, per pass."""
+        folder = self.paths.state / "foreign"
         for f in read.foreign:
+            shown = ", ".join(f.names)
             self.events.emit(event("spool.foreign", when=now, user=f.owner, details={
-                "entry": printable(f.name), "owner_uid": f.owner_uid, "moved_to": f.moved_to}),
-                f"wants/{printable(f.name)} is owned by uid {f.owner_uid} ({f.owner}), not by "
-                f"the user it names: moved to {f.moved_to or '(could not move)'}")
+                "entries": list(f.names), "owner_uid": f.owner_uid, "moved": f.moved,
+                "moved_to": str(folder)}),
+                f"uid {f.owner_uid} ({f.owner}) made spool entries that are not theirs to "
+                f"make ({shown}): {f.moved} moved to {folder}")
 
     def nss(self) -> Nss:
         """No Unix groups on the simulated host; the system's (looked up afresh each pass,
@@ -281,8 +299,11 @@ class Daemon:
 
     def run_pass(self) -> PassResult:
         started = time.monotonic()
+        config = self.config.last
         try:
             result = self._pass()
+            if self.passes == 0 or self.config.last is not config:
+                _settle_heap()
         finally:
             self.passes += 1
             self.last_pass_at = started
@@ -316,6 +337,7 @@ class Daemon:
                 return result
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
+            self.executor.forget_gone(result.plan, result.observed)
             self.executor.forget_reports(result.plan.report_keys, now)
             if not blocking(result.observed.adapter_errors):
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()
@@ -348,14 +370,52 @@ class Daemon:
             log.error("carried state not saved in %s: %s", self.paths.state, e.strerror or e)
 
 
+def _settle_heap() -> None:
+    """After the first pass, and after a new configuration: what is alive now (the config,
+    caches, the carried state) is moved out of the collector's way, so that each pass only
+    pays for the garbage it makes (the collector was a quarter of a pass at 20,000 users)."""
+    gc.collect()
+    gc.freeze()
+
+
+WAKING = frozenset({"created", "deleted", "modified", "moved"})
+"""The file events that change desired state; opens, reads and closes never wake ds01d."""
+
+
+def wakes(event_type: str, paths: tuple[str, ...], *, trigger: str | None,
+          folder: bool = False) -> bool:
+    """Whether a file event should wake a pass: a change (not an open or a close) to a file
+    that is not a temp file of an atomic write (a rename counts by its destination too); in
+    the simulated host's folder only the ``ds01 sim`` commands' trigger file counts (ds01d's
+    own writes of the host never wake it). A folder "modified" only echoes a change to one of
+    its files, which has its own event."""
+    if event_type not in WAKING or (folder and event_type == "modified"):
+        return False
+    for path in paths:
+        if not path:
+            continue
+        if trigger is not None and os.path.dirname(path) == os.path.dirname(trigger):
+            if path == trigger:
+                return True
+            continue
+        name = os.path.basename(path)
+        if not (name.startswith(".") or name.endswith(".tmp")):
+            return True
+    return False
+
+
 def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
+    from ds01d.runtime.simroot import TRIGGER
+
+    trigger = str(paths.sim / TRIGGER) if simulate else None
+
     class Wake(FileSystemEventHandler):
         def on_any_event(self, ev: FileSystemEvent) -> None:
-            path = str(ev.src_path)
-            if "/." not in path:  # temp files of atomic writes
+            found = (str(ev.src_path), str(getattr(ev, "dest_path", "") or ""))
+            if wakes(ev.event_type, found, trigger=trigger, folder=ev.is_directory):
                 wake.set()
 
     observer = Observer()

@@ -28,12 +28,10 @@ def _status(p: Paths, user: str, name: str) -> dict[str, object] | None:
 
 def _ask_again(p: Paths, user: str, name: str) -> None:
     """Write the want again with a new time: ds01d takes it as asked again."""
-    from dataclasses import replace
-
     from ds01d.cli.want import rewrite
 
     asked = now(p)
-    rewrite(p, user, name, lambda want: replace(want, requested_at=asked))
+    rewrite(p, user, name, lambda want: want.replace(requested_at=asked))
 
 
 def _wait_running(p: Paths, user: str, name: str, wait_s: float) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ds01d.cli.common import caller, load, now, paths
@@ -11,8 +10,9 @@ from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 
-TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is measured
+TYPE_CHECKING = False  # mypy reads this name as True; argparse is not imported at run time
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
 
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
@@ -32,22 +32,25 @@ def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
     raw |= {k: getattr(args, k) for k in ("gpus", "mig", "cpus", "memory", "shm")
             if getattr(args, k) is not None}
     if args.command or args.env or args.port:
-        import shlex
-
-        try:
-            command = shlex.split(args.command) if args.command else ["sleep", "infinity"]
-        except ValueError as e:
-            raise InvalidInput(f"--command: {e}") from None
-        raw["container"] = {"workspace": True, "command": command,
-                            "env": args.env or [],
-                            "ports": [{"container_port": n, "host_port": n}
-                                      for n in args.port or []]}
+        raw["container"] = _settings(args)
     try:
         return from_data(raw, user=user, file="command line")
     except ConfigError as e:
         first = e.errors[0]
         flag = _FLAG.get(first.key.split(".", 1)[0], "")
         raise InvalidInput(f"{flag}: {first.message}" if flag else first.message) from None
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """``--command``, ``--env``, ``--port``: what the container runs, with its workspace."""
+    import shlex
+
+    try:
+        command = shlex.split(args.command) if args.command else ["sleep", "infinity"]
+    except ValueError as e:
+        raise InvalidInput(f"--command: {e}") from None
+    return {"workspace": True, "command": command, "env": args.env or [],
+            "ports": [{"container_port": n, "host_port": n} for n in args.port or []]}
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -57,12 +60,12 @@ def _owner(p: Paths, user: str) -> tuple[int, int] | None:
     """Root writing for a user (``--as`` on a real root) hands files to that user."""
     if os.geteuid() != 0 or p.is_simulated():
         return None
-    from ds01d.adapters.nss import account
+    from ds01d.adapters.nss import ids_of
 
-    found = account(user)
-    if found is None or found.uid is None or found.gid is None:
+    found = ids_of(user)
+    if found is None:
         raise InvalidInput(f"no such user: {user}")
-    return found.uid, found.gid
+    return found
 
 
 def open_folder(p: Paths, user: str, *, create: bool) -> int:
@@ -162,8 +165,7 @@ def run_want(args: argparse.Namespace) -> int:
                else "no GPU")
     verb = "asked again for" if again else "wanted"
     print(f"{verb} container {want.name!r} ({devices}, image {want.image}); "
-          f"ds01d starts it when it can: see `ds01 status {want.name}`; then get in with "
-          f"`ds01 shell {want.name}` or VS Code (Attach to Running Container)")
+          f"ds01d starts it when it can: see `ds01 status {want.name}`")
     return 0
 
 
@@ -211,7 +213,6 @@ def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> N
 
 def run_keepalive(args: argparse.Namespace) -> int:
     """Postpone idle stops of one container (runtime limits still apply)."""
-    from dataclasses import replace
     from datetime import timedelta
 
     from ds01d.units import format_hours, parse_duration_s
@@ -226,7 +227,7 @@ def run_keepalive(args: argparse.Namespace) -> int:
     cap = load(p).policies.keepalive_max_duration_h
     capped = min(hours, cap)
     until = now(p) + timedelta(hours=capped)
-    rewrite(p, user, name, lambda want: replace(want, keepalive_until=until))
+    rewrite(p, user, name, lambda want: want.replace(keepalive_until=until))
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
     print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")

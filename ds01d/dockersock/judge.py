@@ -162,9 +162,7 @@ def _start(r: Request, c: m.Container, caller: Caller, owned: Owned) -> Verdict 
         if owned.want is None or owned.want.name != name or owned.now is None:
             return Refuse(f"{name} was made by ds01 from a want you no longer have: ask "
                           f"again with ds01 want container {name} ...", 409)
-        from dataclasses import replace
-
-        return AsWant(replace(owned.want, requested_at=owned.now), again=True)
+        return AsWant(owned.want.replace(requested_at=owned.now), again=True)
     return None
 
 
