@@ -165,7 +165,8 @@ def run_want(args: argparse.Namespace) -> int:
                else "no GPU")
     verb = "asked again for" if again else "wanted"
     print(f"{verb} container {want.name!r} ({devices}, image {want.image}); "
-          f"ds01d starts it when it can: see `ds01 status {want.name}`")
+          f"ds01d starts it when it can: see `ds01 status {want.name}`; then get in with "
+          f"`ds01 shell {want.name}` or VS Code (Attach to Running Container)")
     return 0
 
 

@@ -46,7 +46,7 @@ class Person:
 
     def ok(self, *args: str) -> str:
         done = self.docker(*args)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert done.returncode == 0, (args, done.stdout, done.stderr[-600:])
         return done.stdout
 
     def refused(self, *args: str) -> str:

@@ -365,8 +365,7 @@ def test_a_gpu_create_becomes_a_want(gpus: dict[str, Any]) -> None:
 def test_a_gpu_create_without_full_gpus_asks_for_the_largest_mig_that_fits() -> None:
     from dataclasses import replace
 
-    caller = replace(ANN, limits=replace(LIMITS, allow_full_gpu=False,
-                                         max_gpu_equivalents=0.5))
+    caller = replace(ANN, limits=LIMITS.replace(allow_full_gpu=False, max_gpu_equivalents=0.5))
     v = verdict("POST", "/v1.41/containers/create?name=g", create(Runtime="nvidia"),
                 caller=caller)
     assert isinstance(v, AsWant) and (v.want.gpus, v.want.mig) == (None, "3g.40gb")
