@@ -33,8 +33,9 @@ Spec = tuple[tuple[str, ...], tuple[str, ...], int, "dict[str, tuple[str, Callab
 SPECS: dict[str, Spec] = {
     "want": (("container",), ("name",), 1,
              {"--image": ("image", str), "--gpus": ("gpus", int), "--mig": ("mig", str),
-              "--cpus": ("cpus", float), "--memory": ("memory", str), "--shm": ("shm", str)},
-             {}, {"image": "ubuntu:24.04"}),
+              "--cpus": ("cpus", float), "--memory": ("memory", str), "--shm": ("shm", str),
+              "--command": ("command", str)},
+             {}, {"image": "ubuntu:24.04", "env": None, "port": None}),  # those two: argparse
     "drop": (("container",), ("name",), 1, {}, {}, {}),
     "keepalive": ((), ("name",), 1, {"--for": ("duration", str)}, {}, {}),
     "limits": ((), ("user",), 0, {}, {"--json": "json"}, {}),
