@@ -141,7 +141,8 @@ class Daemon:
         self.config = ConfigSource(self.paths.etc)
         self.want_files = WantSource(
             self.paths.wants, user_name=None if self.simulate else nss_user_name,
-            uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign")
+            uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign",
+            saved=self.paths.state / "want-cache.pickle" if self.read_memory else None)
         self.limits_cache = EffectiveCache()
         self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
         self.alerter = Alerter(Outbox("ds01d-alerts"))
@@ -159,6 +160,7 @@ class Daemon:
         if self.read_memory:
             self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
                                     else 3 * self.interval)
+            self.saver.adopt(self.carry)  # what is on disk: not written again unless it changes
 
     def _ensure_spool(self) -> None:
         try:
@@ -227,7 +229,7 @@ class Daemon:
             if self.carry.asks.get(key) != ask:
                 self.accounts.pop(key[0], None)
         self.carry = replace(self.carry, asks=asks)
-        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        owners = {c.owner for c in observed.containers if c.owner}  # socket-made too
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
                         nss=self.nss(), account=self.account, now=observed.now,
                         cache=self.limits_cache)
@@ -386,6 +388,7 @@ class Daemon:
                 self._write_gpus(result)
                 self._report_drift(result)
             self._save_carry()
+            self.want_files.save()
             return result
 
     def _write_job_map(self, result: PassResult) -> None:

@@ -26,6 +26,7 @@ getting started:
   ds01 gpus                                 what this host has, what is free, your room
   ds01 want container train {device:<15} a container with {what}
   ds01 status                               phase, devices, queue position, your notices
+  ds01 shell train                          a shell in it (or docker exec -it train bash)
   ds01 keepalive train --for 4h             not idle-stopped for 4 hours
   ds01 drop container train                 stop and remove it (~/workspace/train is kept)
 
@@ -154,6 +155,13 @@ def _want_args(p: _Parser) -> None:
     w.add_argument("--replace", action="store_true",
                    help="it runs with other settings: replace it (its processes stop; "
                    "/workspace is kept)")
+    w.add_argument("--env", action="append", metavar="NAME=VALUE",
+                   help="environment variable (again for more)")
+    w.add_argument("--port", action="append", type=int, metavar="PORT",
+                   help="publish PORT on 127.0.0.1:PORT (reach it with ssh -L; again for more)")
+    w.add_argument("--command", metavar="'CMD ARGS'",
+                   help="what it runs (default: sleep infinity), e.g. 'jupyter lab --ip "
+                   "0.0.0.0 --port 8888'")
 
 
 def _drop_args(p: _Parser) -> None:
@@ -169,6 +177,15 @@ def _keepalive_args(p: _Parser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                    help="e.g. 30m, 4h")
+
+
+def _shell_args(p: _Parser) -> None:
+    p.add_argument("name", metavar="NAME", help="your container (the name you gave)")
+    p.add_argument("command", nargs="*", metavar="COMMAND",
+                   help="run this instead of a login shell (after --: ds01 shell NAME -- CMD)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for a stopped container to run again "
+                   "(default %(default)s)")
 
 
 def _status_args(p: _Parser) -> None:
@@ -239,11 +256,16 @@ COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]]
                   "No idle stop before now + DURATION (capped by the lab's "
                   "keepalive_max_duration_h). The runtime limit still applies.",
                   _keepalive_args, ("ds01d.cli.want", "run_keepalive")),
-    "gpus": ("the GPUs and MIG instances: free or in use, queues, your room",
+    "gpus": ("GPUs and MIG instances, free or in use; queues; your room",
              "Each GPU and MIG instance of this host, free or in use (and until when, at the "
              "latest), the profiles it offers with their queues, and what your quota still "
              "lets you ask for.", _gpus_args, ("ds01d.cli.gpus", "run_gpus")),
-    "status": ("phase, devices and queue position of your containers, and your notices",
+    "shell": ("a shell in your container (through ds01's Docker socket)",
+              "A shell in your container, at /workspace for one you asked for with ds01 "
+              "want. A container ds01 stopped is asked for again first. Also: docker exec "
+              "-it NAME bash, or VS Code's Attach to Running Container (docs/users.md).",
+              _shell_args, ("ds01d.cli.shell", "run_shell")),
+    "status": ("phase, devices and queue position of your containers; notices",
                "Your wanted containers: PHASE (Pending, Running, Stopped, Failed) and SINCE "
                "(when it entered that phase), devices, queue position and why; then the "
                "notices ds01d gave you in the last day.", _status_args,
@@ -326,8 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        from ds01d.cli.quick import parse
+        from ds01d.cli.quick import parse, top_help
 
+        if argv in (["--help"], ["-h"]):  # the most read page: without argparse
+            text = top_help(DESCRIPTION, _epilog(None), [(n, c[0]) for n, c in COMMANDS.items()],
+                            _width())
+            if text is not None:
+                sys.stdout.write(text)
+                return 0
         args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
             command_in(argv), root_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):

@@ -137,8 +137,8 @@ def again_command(p: Paths, user: str, name: str) -> str | None:
     """``ds01 want container NAME ...`` with the options of the caller's want file; ``None``
     when it cannot say."""
     values = want_values(p, user, name)
-    if values.get("name") != name:
-        return None
+    if values.get("name") != name or "container" in values:
+        return None  # not as ds01 want writes it, or settings a command line cannot repeat
     words = [f"ds01 want container {name}"]
     words += [f"{flag} {values[key]}" for key, flag in _AGAIN_FLAGS if key in values]
     return " ".join(words)
@@ -155,6 +155,16 @@ def notices(p: Paths, user: str, when: datetime, hours: float = 24, most: int = 
                            iso(when - timedelta(hours=hours)))
     return [f"  {_when(str(e.get('timestamp')))}  {e['details'].get('message')}"
             for e in found[-most:]]
+
+
+def _get_in(rows: list[dict[str, Any]]) -> str:
+    """How to get into a running container (shown under the table)."""
+    from ds01d.names import printable
+
+    running = [printable(str(r.get("name")), 63) for r in rows if r.get("phase") == "Running"]
+    name = running[0] if running else "NAME"
+    return (f"get in: ds01 shell {name}  |  docker exec -it {name} bash  |  VS Code: Dev "
+            "Containers: Attach to Running Container (docs/users.md)")
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -179,6 +189,7 @@ def run_status(args: argparse.Namespace) -> int:
             str(r["name"]): a for r in rows if r.get("phase") == "Stopped"
             and (a := again_command(p, user, str(r["name"]))) is not None}
         print(_table(rows, when, again))
+        print(_get_in(rows))
     else:
         print("no wanted containers: ds01 gpus shows what you can ask for, and ds01 want "
               "container NAME asks for one")

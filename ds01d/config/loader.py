@@ -346,6 +346,7 @@ def load_config(etc: Path) -> DesiredConfig:
         mig_layout=_mig_layout(files, mig_doc),
         warnings=tuple(sorted(files.warnings)),
         alerts=_alerts(files, doc),
+        socket_admins=tuple((doc.data.get("docker_socket") or {}).get("admin_groups") or ()),
     )
     if files.errors:
         raise ConfigError(sorted(files.errors))

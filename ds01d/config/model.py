@@ -135,6 +135,8 @@ class DesiredConfig:
     warnings: tuple[Diagnostic, ...] = ()
     alerts: Alerts | None = None
     """Admin alerts to a webhook (``None``: the journal and the event log only)."""
+    socket_admins: tuple[str, ...] = ()
+    """Unix groups whose members pass through the Docker socket (``docker_socket``)."""
 
     @cached_property
     def member_index(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
