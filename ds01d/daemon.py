@@ -6,7 +6,8 @@ between passes is when each container went idle and which warnings were given. I
 ``run/ds01/memory.json`` after each pass and read back at start only when fresh (at most three
 resync periods old on a real host), so a restart neither resets idle timers nor trusts stale
 ones; without it (or with it stale) the timers start again, which can delay a stop but never
-cause one.
+cause one. Separately, it keeps when each GPU's MIG layout drain began (``mig_drain_since``):
+the deadline its holders were told counts from then, across restarts, however old.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class Daemon:
     events: EventLog = field(init=False)
     executor: Executor | None = None
     idle: dict[str, datetime] = field(default_factory=dict)
+    drains: dict[str, datetime] = field(default_factory=dict)
+    """GPU uuid -> when its MIG layout drain began (``Observed.drain_since``)."""
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
     snapshot_of: DesiredConfig | None = None
@@ -113,6 +116,7 @@ class Daemon:
         if self.read_memory:
             self.idle, self.restored = load_memory(self.paths, max_age_s=None if self.simulate
                                                    else 3 * self.interval)
+            self.drains = load_drains(self.paths)
 
     def real_adapters(self) -> Adapters:
         """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
@@ -220,7 +224,7 @@ class Daemon:
         self.idle = track_idle(self.idle, observed, desired.effective, now)
         reported = frozenset(self.executor.reported) if self.executor else self.restored
         observed = replace(observed, idle_since=dict(self.idle), reported=reported,
-                           previous_reasons=dict(self.reasons))
+                           previous_reasons=dict(self.reasons), drain_since=dict(self.drains))
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -264,6 +268,7 @@ class Daemon:
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_reports(result.plan.report_keys, now)
+            self.drains = dict(result.plan.drain_since)
             if not blocking(result.observed.adapter_errors):
                 self.executor.write_statuses(result.plan.statuses)
                 mapping = job_map(result.observed, result.plan.statuses)
@@ -278,7 +283,8 @@ class Daemon:
         from ds01d.fsutil import write_atomic
 
         memory = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
-                  "reported": sorted(self.executor.reported if self.executor else ())}
+                  "reported": sorted(self.executor.reported if self.executor else ()),
+                  "mig_drain_since": {k: v.isoformat() for k, v in self.drains.items()}}
         text = json.dumps(memory, sort_keys=True)
         if text == self.saved_memory and time.time() - self.saved_at < self.interval:
             return
@@ -300,6 +306,17 @@ def load_memory(paths: Paths, *, max_age_s: float | None
         return idle, frozenset(str(k) for k in body["reported"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}, frozenset()
+
+
+def load_drains(paths: Paths) -> dict[str, datetime]:
+    """When each GPU's MIG layout drain began, as saved by the last pass (at any age: the
+    deadline its holders were told counts from then)."""
+    try:
+        body = json.loads((paths.run / "memory.json").read_text())
+        return {str(k): datetime.fromisoformat(v)
+                for k, v in body.get("mig_drain_since", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:

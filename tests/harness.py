@@ -40,6 +40,8 @@ def summary(action: a.Action) -> str:
         return f"remove {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.RemoveWant):
         return f"remove-want {action.user}/{action.name}"
+    if isinstance(action, a.Warn) and action.event_type.startswith("mig."):
+        return f"warn {action.user}/{action.name} {action.event_type}"
     if isinstance(action, a.Warn):
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
@@ -48,6 +50,15 @@ def summary(action: a.Action) -> str:
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):
         return f"set {action.name} {sorted(action.properties)}"
+    if isinstance(action, a.SetMigMode):
+        return f"mig {action.gpu_index} mode {'on' if action.enabled else 'off'}"
+    if isinstance(action, a.DestroyMigInstance):
+        return f"mig {action.gpu_index} destroy {action.profile} gi {action.gpu_instance_id}"
+    if isinstance(action, a.CreateMigInstance):
+        return f"mig {action.gpu_index} create {action.profile} at {action.start}"
+    if isinstance(action, a.MigEvent):
+        return f"report gpu {action.gpu_index} {action.event_type}"
+    assert isinstance(action, a.StopSlice)
     return f"stop-slice {action.name}"
 
 
@@ -60,6 +71,7 @@ class Lab:
     host: SimHost = field(default_factory=SimHost)
     wants: dict[tuple[str, str], Want] = field(default_factory=dict)
     idle: dict[str, datetime] = field(default_factory=dict)
+    drains: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
 
     @property
@@ -99,7 +111,7 @@ class Lab:
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons)
+                       previous_reasons=reasons, drain_since=dict(self.drains))
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
@@ -118,14 +130,17 @@ class Lab:
         p = self.plan()
         self.executor.apply(list(p.actions), self.now)
         self.executor.forget_reports(p.report_keys)
+        self.drains = dict(p.drain_since)
         for x in p.actions:
             if isinstance(x, a.RemoveWant):
                 self.wants.pop((x.user, x.name), None)
         return p
 
     def restart(self) -> None:
-        """ds01d restarted with an empty memory: idle timers, reports, backoff all gone."""
+        """ds01d restarted with an empty memory: idle timers, reports, drains, backoff all
+        gone."""
         self.idle = {}
+        self.drains = {}
         self.executor = None
 
     def status(self, user: str, name: str) -> dict[str, object]:
@@ -140,3 +155,13 @@ def config_from(text: str) -> DesiredConfig:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "resource-limits.yaml").write_text(text)
         return load_config(Path(d))
+
+
+def with_layout(config: DesiredConfig, text: str) -> DesiredConfig:
+    """``config`` with the MIG layout of one mig-layout.yaml text (through the loader)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "resource-limits.yaml").write_text("version: 1\n")
+        (Path(d) / "mig-layout.yaml").write_text(text)
+        return replace(config, mig_layout=load_config(Path(d)).mig_layout)

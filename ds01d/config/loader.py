@@ -231,6 +231,8 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
     if doc is None:
         return None
     gpus = {}
+    schema = js.load_schema("mig-layout.schema.json")
+    default = doc.data.get("drain_deadline_h", schema["properties"]["drain_deadline_h"]["default"])
     for gpu, raw in doc.data["gpus"].items():
         devices = dict(raw.get("mig-devices") or {})
         path = ("gpus", gpu)
@@ -242,7 +244,9 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
         if slices > units.COMPUTE_SLICES_PER_GPU:
             files.error(doc, (*path, "mig-devices"), f"needs {slices} compute slices; a GPU has "
                         f"{units.COMPUTE_SLICES_PER_GPU}")
-        gpus[gpu] = GpuLayout(bool(raw["mig-enabled"]), devices)
+        deadline = raw.get("drain_deadline_h", default)
+        gpus[gpu] = GpuLayout(bool(raw["mig-enabled"]), devices,
+                              None if deadline is None else float(deadline))
     return MigLayout(gpus)
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from ds01d.config.model import DesiredConfig, Effective, Value
 from ds01d.config.want import Want
 from ds01d.core.actions import Action, RemoveContainer, RemoveWant, StopContainer, Warn
+from ds01d.core.mig import RELAYOUT, MigPlan, drain_note, drain_warning
 from ds01d.core.model import Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)
@@ -31,6 +32,8 @@ class LifecycleResult:
     stopping: set[str] = field(default_factory=set)
     report_keys: set[str] = field(default_factory=set)
     stops_at: dict[str, datetime] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Container id -> its status reason while it runs, where not plain ``running``."""
 
 
 def asked_again(want: Want, c: Container) -> bool:
@@ -156,10 +159,34 @@ def _warn(out: LifecycleResult, c: Container, event: str, *, stage: float, messa
     out.actions.append(Warn(user, name, event, message, key))
 
 
+def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
+                 out: LifecycleResult) -> None:
+    """Holders of devices a layout change takes away: warned with the deadline, stopped at it
+    (reason ``mig-relayout``; their wants are queued again for the new layout)."""
+    for change in mig.changes:
+        deadline = change.deadline
+        for c in mig.holders(change, observed.containers):
+            if c.id in out.stopping:
+                continue
+            user, name = _label(c)
+            if deadline is not None and observed.now >= deadline:
+                out.actions.append(StopContainer(c.id, user, name, RELAYOUT, grace_s, c.devices))
+                out.stopping.add(c.id)
+                continue
+            if deadline is not None:
+                out.stops_at[c.id] = min(deadline, out.stops_at.get(c.id, deadline))
+            out.notes[c.id] = drain_note(change)
+            warning = drain_warning(c, change)
+            out.report_keys.add(warning.report_key)
+            out.actions.append(warning)
+
+
 def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
-                  config: DesiredConfig, now: datetime, out: LifecycleResult) -> None:
+                  config: DesiredConfig, now: datetime, out: LifecycleResult,
+                  again: bool = False) -> None:
     """Remove a stopped ds01 container after ``container_hold_after_stop_h``; a stuck
-    ``created`` one after ``created_container_timeout_m``."""
+    ``created`` one after ``created_container_timeout_m``. ``again``: its want is served again
+    without being asked (a layout change stopped it)."""
     user, name = _label(c)
     if c.state == "created":
         limit = timedelta(minutes=config.policies.created_container_timeout_m)
@@ -169,7 +196,7 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
         return
     if eff is None or c.finished_at is None or eff.limits.container_hold_after_stop_h is None:
         return
-    if want is not None and asked_again(want, c):
+    if want is not None and (again or asked_again(want, c)):
         return  # the wants planner starts or replaces it
     remove_at = c.finished_at + timedelta(hours=eff.limits.container_hold_after_stop_h)
     out.stops_at[c.id] = remove_at

@@ -17,6 +17,9 @@ LABEL_GROUP = "ds01.group"
 LABEL_DEVICES = "ds01.devices"
 LABEL_GPUEQ = "ds01.gpu_equivalents"
 LABEL_REQUESTED = "ds01.requested_at"
+LABEL_RECREATED = "ds01.recreated_from"
+"""On a container made again because its devices were destroyed by a MIG layout change: the
+old device UUIDs (its owner is told once it runs)."""
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,36 @@ class SliceState:
 
 
 @dataclass(frozen=True)
+class MigProfile:
+    """A GPU instance profile as the GPU reports it (NVML profile info and placements)."""
+
+    name: str
+    """``3g.20gb``, as the driver names it."""
+    id: int
+    """NVML's profile id: what creating an instance of it takes."""
+    slices: int
+    """Compute slices (of 7)."""
+    instances: int
+    """How many instances of it the GPU can hold."""
+    memory_mib: int
+    placements: tuple[tuple[int, int], ...]
+    """Where an instance may go: (first memory slice, memory slices), in the driver's order."""
+
+
+@dataclass(frozen=True)
 class MigInstance:
+    """A GPU instance; with a compute instance (``uuid`` set) it is a MIG device."""
+
     uuid: str
     profile: str
     gpu_instance_id: int
+    placement: tuple[int, int] | None = None
+    """(first memory slice, memory slices); ``None`` where the driver did not say."""
+
+    @property
+    def device(self) -> bool:
+        """A MIG device (a compute instance in it), not a bare GPU instance."""
+        return bool(self.uuid)
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,10 @@ class Gpu:
     instances: tuple[MigInstance, ...] = ()
     utilization: float | None = None
     """Percent; ``None`` where NVML does not report it (MIG mode)."""
+    mig_pending: bool | None = None
+    """The MIG mode after the next GPU reset, where it differs from ``mig_enabled``."""
+    profiles: tuple[MigProfile, ...] = ()
+    """The MIG profiles this GPU offers (empty: no MIG, or not readable)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +162,8 @@ class Observed:
     previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> the reason last shown for a stopped container (display only)."""
     adapter_errors: Mapping[str, str] = field(default_factory=dict)
+    drain_since: Mapping[str, datetime] = field(default_factory=dict)
+    """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
 
 
 @dataclass(frozen=True)
@@ -162,5 +197,5 @@ def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
             out.append(Device(gpu.uuid, gpu.index, None, 1.0))
             continue
         out.extend(Device(i.uuid, gpu.index, i.profile, mig_gpu_equivalents(i.profile),
-                          i.gpu_instance_id) for i in gpu.instances)
+                          i.gpu_instance_id) for i in gpu.instances if i.device)
     return tuple(out)

@@ -15,7 +15,7 @@ import pytest
 
 from ds01d.adapters.sim import SimHost, sim_gpu
 from ds01d.core.plan import plan
-from tests.harness import Lab, config_from
+from tests.harness import Lab, config_from, example_config
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def lab(tmp_path: Path) -> Lab:
 
 
 def test_mig_want_gets_an_instance_best_fit(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]))
+    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]),
+              config=replace(example_config(), mig_layout=None))
     lab.want("alice", "a", mig="2g.10gb")
     assert lab.record() == [f"create alice/a {lab.uuid(0, 0)}"]
     lab.apply()
