@@ -43,11 +43,16 @@ _INT_KEYS = frozenset({"max_gpu_slots_per_container", "pids_limit", "max_contain
 
 
 def convert(key: str, value: Any) -> Value:
-    """A validated raw value as ds01 uses it: bytes, hours, percent, int, float, bool."""
+    """A validated raw value as ds01 uses it: bytes, hours, percent, int, float, bool.
+
+    Raises ``ValueError`` (with a message for people) for a value out of the range the rest
+    of ds01 computes with: a size over 1P or under the setting's least, a duration over ten
+    years, a quota over 1,000 CPUs.
+    """
     if value is None or isinstance(value, bool):
         return value
     if key in units.SIZE_KEYS:
-        return units.parse_size(value)
+        return units.check_size(key, units.parse_size(value))
     if key == "cpu_quota":
         return units.parse_percent(value)
     if isinstance(value, str):
@@ -108,6 +113,14 @@ class _Files:
     def warn(self, doc: Document, path: KeyPath, message: str) -> None:
         self.warnings.append(Diagnostic(doc.file, doc.line_of(path), _dotted(path), message))
 
+    def convert(self, doc: Document, path: KeyPath, key: str, value: Any) -> Value | None:
+        """:func:`convert`, an error at ``path`` (and ``None``) when out of range."""
+        try:
+            return convert(key, value)
+        except ValueError as e:
+            self.error(doc, path, str(e))
+            return None
+
 
 def _dotted(path: Iterable[str | int]) -> str:
     out = ""
@@ -125,16 +138,18 @@ def _layer(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPath,
         canon = aliases.get(key)
         if canon is None:
             if key in LIMIT_KEYS:
-                limits[key] = convert(key, value)
+                limits[key] = files.convert(doc, (*path, key), key, value)
             continue
         if canon in raw:
             files.error(doc, (*path, key), f"both {key} and {canon} are set: keep only {canon}")
             continue
-        limits[canon] = convert(canon, value)
+        limits[canon] = files.convert(doc, (*path, key), canon, value)
         files.warn(doc, (*path, key), f"deprecated name: write '{canon}: "
                    f"{units.show_value(limits[canon], canon)}' instead")
-    aggregate = {k: convert(k, v) for k, v in raw.get("aggregate", {}).items()}
-    policies = {k: convert(k, v) for k, v in raw.get("policies", {}).items()}
+    aggregate = {k: files.convert(doc, (*path, "aggregate", k), k, v)
+                 for k, v in (raw.get("aggregate") or {}).items()}
+    policies = {k: files.convert(doc, (*path, "policies", k), k, v)
+                for k, v in (raw.get("policies") or {}).items()}
     return Layer(source, limits, aggregate, policies)
 
 
@@ -271,14 +286,14 @@ def _container_types(files: _Files, doc: Document) -> dict[str, dict[str, Value]
             canon = aliases.get(key, key)
             if canon == "default_mig_count":
                 continue
+            if canon != key and canon in raw:
+                files.error(doc, ("container_types", name, key),
+                            f"both {key} and {canon} are set: keep only {canon}")
+                continue
+            settings[canon] = files.convert(doc, ("container_types", name, key), canon, value)
             if canon != key:
-                if canon in raw:
-                    files.error(doc, ("container_types", name, key),
-                                f"both {key} and {canon} are set: keep only {canon}")
-                    continue
                 files.warn(doc, ("container_types", name, key), f"deprecated name: write "
-                           f"'{canon}: {units.show_value(convert(canon, value), canon)}' instead")
-            settings[canon] = convert(canon, value)
+                           f"'{canon}: {units.show_value(settings[canon], canon)}' instead")
         out[name] = settings
     return out
 
