@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ds01d.adapters.sim import SimHost, set_activity
 from ds01d.config.effective import NoNss
@@ -20,7 +21,7 @@ from ds01d.paths import Paths
 from ds01d.runtime.desired import assemble
 from ds01d.runtime.events import EventLog
 from ds01d.runtime.executor import Executor
-from ds01d.runtime.observe import observe
+from ds01d.runtime.observe import Adapters, observe
 from ds01d.runtime.simroot import EXAMPLE, sim_adapters
 from ds01d.runtime.userfiles import UserFiles
 from ds01d.runtime.wantfiles import WantsRead
@@ -75,6 +76,14 @@ class Lab:
     idle: dict[str, datetime] = field(default_factory=dict)
     drains: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
+    nvml: Any = None
+    """An NVML adapter to use instead of the simulated host's (the real one, over the fake
+    libnvidia-ml)."""
+
+    def adapters(self) -> Adapters:
+        """The simulated host's adapters (with :attr:`nvml` in place of its NVML)."""
+        sim = sim_adapters(self.host)[0]
+        return sim if self.nvml is None else replace(sim, nvml=self.nvml)
 
     @property
     def now(self) -> datetime:
@@ -101,14 +110,14 @@ class Lab:
         set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
 
     def desired(self, observed: Observed | None = None) -> Desired:
-        observed = observed or observe(sim_adapters(self.host)[0], self.now)
+        observed = observed or observe(self.adapters(), self.now)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
         return assemble(self.config, WantsRead(tuple(self.wants.values())), users=owners,
                         nss=NoNss(), account=lambda u: Account(1000, 1000, f"/home/{u}"),
                         now=self.now)
 
     def observed(self) -> Observed:
-        observed = observe(sim_adapters(self.host)[0], self.now)
+        observed = observe(self.adapters(), self.now)
         desired = self.desired(observed)
         self.idle = track_idle(self.idle, observed, desired.effective, self.now)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
@@ -131,7 +140,7 @@ class Lab:
             paths = Paths(self.root)
             files = UserFiles(paths.status, account=lambda u: Account(None, None, "/"),
                               owned=False)
-            self.executor = Executor(sim_adapters(self.host)[0], paths,
+            self.executor = Executor(self.adapters(), paths,
                                      EventLog(paths.events, user_copy=files.append_event),
                                      files=files)
         p = self.plan()

@@ -301,6 +301,9 @@ class NvmlAdapter:
         GPU instance whose compute instance fails is destroyed again."""
         index, h = self._handle(gpu_uuid)
         model = str(pynvml.nvmlDeviceGetName(h))
+        mode = self._mig_mode(h)
+        if mode is None or not mode[0]:
+            raise PermanentError(f"GPU {index}: MIG is off; no instance can be created")
         profile = next((p for p in self.tables.get(gpu_uuid, ()) if p.id == profile_id), None)
         size = dict(profile.placements).get(start) if profile else None
         if profile is None or size is None:
