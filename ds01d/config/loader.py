@@ -265,6 +265,17 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
     return MigLayout(gpus)
 
 
+def check_mig_layout(doc: Document) -> list[Diagnostic]:
+    """Every error in one ``mig-layout.yaml`` document (schema, then sense), as ``load_config``
+    would report them (``ds01 mig import`` checks what it writes with it)."""
+    files = _Files(Path())
+    for err in js.validate("mig-layout.schema.json", doc.data):
+        files.error(doc, err.path, err.message)
+    if not files.errors:
+        _mig_layout(files, doc)
+    return sorted(files.errors)
+
+
 def _ignored_sections(files: _Files, doc: Document) -> None:
     props = js.load_schema(RL_SCHEMA)["properties"]
     for key, why in _annotated(props, "x-ds01-ignored").items():

@@ -344,9 +344,13 @@ def _report(change: GpuChange, mig: MigPlan, observed: Observed) -> MigEvent | N
                         f"processes outside ds01 containers: {processes}",
                         f"mig.blocked:{gpu.uuid}:{processes}",
                         {**base, "pids": [str(p) for p in processes]})
+    if not mig.blocked(change):
+        return MigEvent(gpu.index, "mig.apply", f"GPU {gpu.index}'s MIG layout changes to "
+                        f"{describe(change.layout)}: nothing uses what goes, applied now",
+                        f"mig.apply:{gpu.uuid}:{iso(change.since)}", base)
     return MigEvent(gpu.index, "mig.drain", f"GPU {gpu.index}'s MIG layout changes to "
                     f"{describe(change.layout)} (deadline: {when}); in use by: "
-                    f"{', '.join(holders) or 'nothing'}",
+                    f"{', '.join(holders) or 'processes ' + str(processes)}",
                     f"mig.drain:{gpu.uuid}:{iso(change.since)}",
                     {**base, "deadline": None if deadline is None else iso(deadline),
                      "holders": holders, "pids": [str(p) for p in processes]})

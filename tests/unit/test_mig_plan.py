@@ -47,7 +47,7 @@ def test_a_free_gpu_is_laid_out_at_once_and_no_other_is_touched(lab: Lab) -> Non
                                                    "{1g.5gb: 7}}"))
     assert lab.record() == [*(f"mig 3 destroy 2g.10gb gi {gi}" for gi in (1, 2, 3)),
                             *(f"mig 3 create 1g.5gb at {s}" for s in range(7)),
-                            "report gpu 3 mig.drain"]
+                            "report gpu 3 mig.apply"]
     lab.apply()
     after = SimNvml(lab.host).gpus()
     assert profiles(lab, 3) == ["1g.5gb"] * 7
@@ -66,7 +66,7 @@ def test_an_instance_in_use_that_the_new_layout_keeps_is_kept_with_its_container
                                                    "{3g.20gb: 1, 1g.5gb: 3}}"))
     assert lab.record() == ["mig 2 destroy 3g.20gb gi 2",
                             *(f"mig 2 create 1g.5gb at {s}" for s in (4, 5, 6)),
-                            "report gpu 2 mig.drain"]
+                            "report gpu 2 mig.apply"]
     lab.apply()
     assert lab.status("alice", "a")["phase"] == "Running"
     assert lab.uuid(2, 0) == held and profiles(lab, 2) == ["1g.5gb"] * 3 + ["3g.20gb"]
@@ -81,7 +81,7 @@ def test_the_busy_instance_is_the_one_kept_when_either_could_be(lab: Lab) -> Non
     lab.config = with_layout(lab.config, layout(g2="{mig-enabled: true, mig-devices: "
                                                    "{3g.20gb: 1, 2g.10gb: 2}}"))
     assert lab.record() == ["mig 2 destroy 3g.20gb gi 1", "mig 2 create 2g.10gb at 0",
-                            "mig 2 create 2g.10gb at 2", "report gpu 2 mig.drain"]
+                            "mig 2 create 2g.10gb at 2", "report gpu 2 mig.apply"]
 
 
 def drain_lab(tmp_path: Path, deadline: str = "2") -> Lab:
@@ -115,7 +115,8 @@ def test_a_gpu_in_use_drains_with_notice_then_is_applied_at_the_deadline(
     assert lab.record() == ["stop dave/d mig-relayout"]
     lab.apply()
     assert lab.status("dave", "d")["reason"] == "queued for 1 free whole GPU(s)"
-    assert lab.record() == ["mig 1 mode on", *(f"mig 1 create 1g.5gb at {s}" for s in range(7))]
+    assert lab.record() == ["mig 1 mode on", *(f"mig 1 create 1g.5gb at {s}" for s in range(7)),
+                            "report gpu 1 mig.apply"]
     lab.apply()
     assert lab.record() == [f"create frank/f {lab.uuid(1, 0)}"]
     lab.apply()
@@ -202,7 +203,7 @@ def test_mig_off_destroys_every_instance_then_turns_mig_off(lab: Lab) -> None:
     lab.config = with_layout(lab.config, layout(g2="{mig-enabled: false}"))
     assert lab.status("dave", "d")["reason"] == "waiting for GPU 2's new layout (due now)"
     assert lab.record() == ["mig 2 destroy 3g.20gb gi 1", "mig 2 destroy 3g.20gb gi 2",
-                            "mig 2 mode off", "report gpu 2 mig.drain"]
+                            "mig 2 mode off", "report gpu 2 mig.apply"]
     lab.apply()
     assert lab.record() == [f"create dave/d {lab.uuid(2)}"]
 
