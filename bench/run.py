@@ -57,6 +57,10 @@ def build(root: Path) -> tuple[Paths, SimHost]:
         (paths.etc / "groups" / f"{group}.members").write_text("\n".join(users) + "\n")
     gpus = [sim_gpu(i) for i in range(8)] + [sim_gpu(i, {"1g.5gb": 7}) for i in range(8, 16)]
     host = SimHost(gpus=gpus)
+    (paths.etc / "mig-layout.yaml").write_text(  # the host's own: every GPU compared, none drifts
+        "version: 1\ngpus:\n  all: {mig-enabled: false}\n" + "".join(
+            f'  "{i}": {{mig-enabled: true, mig-devices: {{1g.5gb: 7}}}}\n'
+            for i in range(8, 16)))
     mig = [i for g in gpus for i in g["instances"]]
     for n in range(CONTAINERS):
         device = (f"mig: {mig[n]['profile']}\n" if n < len(mig)

@@ -80,13 +80,15 @@ def _order(a: Action) -> int:
 
 
 def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
-                   mig: MigPlan | None = None) -> LifecycleResult:
+                   mig: MigPlan | None = None,
+                   devices: Mapping[str, Device] | None = None) -> LifecycleResult:
     """Stops, removals and warnings for existing containers; ``busy``: high demand; ``mig``:
-    the layout changes whose holders are warned, then stopped."""
+    the layout changes whose holders are warned, then stopped; ``devices``: by uuid."""
     mig = mig or MigPlan()
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
-    devices: dict[str, Device] = {d.uuid: d for d in devices_of(observed.gpus)}
+    if devices is None:
+        devices = {d.uuid: d for d in devices_of(observed.gpus)}
     for c in observed.containers:
         key = (c.owner or "", c.want_name or "")
         want = wants.get(key)
@@ -127,11 +129,12 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     mig = plan_mig(desired.config, observed)
     start = holding(observed, devices, desired.effective, releasing=frozenset())
     busy = high_demand(desired.config, len(start.by_device), len(devices))
-    life = plan_lifecycle(desired, observed, busy=busy, mig=mig)
+    by_uuid = {d.uuid: d for d in devices}
+    life = plan_lifecycle(desired, observed, busy=busy, mig=mig, devices=by_uuid)
     want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        life = plan_lifecycle(desired, observed, busy=True, mig=mig)
+        life = plan_lifecycle(desired, observed, busy=True, mig=mig, devices=by_uuid)
         want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     flags, flag_keys = plan_untracked(observed)
     relayout, mig_keys = mig_actions(mig, observed)
