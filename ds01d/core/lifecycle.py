@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from ds01d.config.model import DesiredConfig, Effective, Value
 from ds01d.config.want import Want
 from ds01d.core.actions import Action, RemoveContainer, RemoveWant, StopContainer, Warn
-from ds01d.core.mig import RELAYOUT, MigPlan, drain_note, drain_warning
+from ds01d.core.mig import RELAYOUT, MigPlan, drain_note, drain_warning, holder_deadline
 from ds01d.core.model import Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)
@@ -164,10 +164,10 @@ def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
     """Holders of devices a layout change takes away: warned with the deadline, stopped at it
     (reason ``mig-relayout``; their wants are queued again for the new layout)."""
     for change in mig.changes:
-        deadline = change.deadline
         for c in mig.holders(change, observed.containers):
             if c.id in out.stopping:
                 continue
+            deadline = holder_deadline(change, c)
             user, name = _label(c)
             if deadline is not None and observed.now >= deadline:
                 out.actions.append(StopContainer(c.id, user, name, RELAYOUT, grace_s, c.devices))
@@ -175,7 +175,7 @@ def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
                 continue
             if deadline is not None:
                 out.stops_at[c.id] = min(deadline, out.stops_at.get(c.id, deadline))
-            out.notes[c.id] = drain_note(change)
+            out.notes[c.id] = drain_note(change, c)
             warning = drain_warning(c, change)
             out.report_keys.add(warning.report_key)
             out.actions.append(warning)

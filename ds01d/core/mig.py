@@ -292,12 +292,12 @@ def requeued(c: Container, observed: Observed, mig: MigPlan) -> bool:
     its want is served again without being asked."""
     if observed.previous_reasons.get((c.owner or "", c.want_name or "")) != RELAYOUT:
         return False
-    return any(d in mig.going or d not in mig.devices for d in c.devices)
+    return bool(stale(c, mig))
 
 
 def stale(c: Container, mig: MigPlan) -> tuple[str, ...]:
-    """The container's devices that no longer exist (destroyed by a layout change)."""
-    return tuple(d for d in c.devices if d not in mig.devices)
+    """The container's devices a layout change destroyed, or is destroying."""
+    return tuple(d for d in c.devices if d not in mig.devices or d in mig.going)
 
 
 def steps(change: GpuChange) -> list[Action]:
@@ -374,10 +374,21 @@ def _what(d: Device) -> str:
     return f"{d.profile or 'whole GPU'} on GPU {d.gpu_index}"
 
 
+def holder_deadline(change: GpuChange, c: Container) -> datetime | None:
+    """When a holder of what goes is stopped: the change's deadline; for a container started
+    after the drain began (on an instance that was not to go then), the full notice from its
+    start."""
+    deadline, hours = change.deadline, change.layout.drain_deadline_h
+    started = c.started_at or c.created_at
+    if deadline is None or hours is None or started <= change.since:
+        return deadline
+    return max(deadline, started + timedelta(hours=hours))
+
+
 def drain_warning(c: Container, change: GpuChange) -> Warn:
     """Tell a holder of a device that goes away when its container will be stopped."""
     name = c.want_name or c.name
-    deadline = change.deadline
+    deadline = holder_deadline(change, c)
     when = "when the lab's admin says" if deadline is None else \
         f"at {deadline:%Y-%m-%d %H:%M} UTC"
     key = f"mig.drain_warning:{c.id}:{'none' if deadline is None else iso(deadline)}"
@@ -387,8 +398,8 @@ def drain_warning(c: Container, change: GpuChange) -> Warn:
                 f"for the new layout ({RELAYOUT})", key)
 
 
-def drain_note(change: GpuChange) -> str:
+def drain_note(change: GpuChange, c: Container) -> str:
     """A holder's status reason while its GPU drains."""
-    deadline = change.deadline
+    deadline = holder_deadline(change, c)
     when = "no deadline" if deadline is None else f"stops at {deadline:%Y-%m-%d %H:%M} UTC"
     return f"running; GPU {change.gpu.index}'s MIG layout changes ({when}, {RELAYOUT})"

@@ -555,6 +555,7 @@ static nvmlReturn_t mig_gpu(nvmlDevice_t h, cJSON **root, cJSON **gpu, cJSON **m
     *model = model_of(*gpu);
     if (inst) { cJSON_Delete(*root); return NVML_ERROR_INVALID_ARGUMENT; }
     if (!*model) { cJSON_Delete(*root); return NVML_ERROR_NOT_SUPPORTED; }
+    occupied(*gpu, *model); /* fix implicit placements first: what is written back keeps them */
     return NVML_SUCCESS;
 }
 

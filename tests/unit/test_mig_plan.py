@@ -276,3 +276,46 @@ def test_a_restarted_daemon_without_its_memory_starts_the_drain_again_later(
     assert lab.record() == []
     lab.advance(minutes=1)
     assert lab.record() == ["stop dave/d mig-relayout"]
+
+
+def test_a_container_started_after_the_drain_began_gets_the_full_notice(lab: Lab) -> None:
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.apply()
+    lab.activity("alice", "a", cpu=50)
+    two = "{mig-enabled: true, mig-devices: {3g.20gb: 1, 2g.10gb: 2}, drain_deadline_h: 2}"
+    lab.config = with_layout(lab.config, layout(g2=two))
+    lab.apply()  # alice's instance (at 0) goes; the other 3g.20gb stays
+    lab.advance(hours=1)
+    lab.want("bob", "b", mig="3g.20gb")
+    lab.apply()  # bob starts on the instance that stays
+    lab.activity("bob", "b", cpu=50)
+    lab.config = with_layout(lab.config, layout(g2="{mig-enabled: true, mig-devices: "
+                                                   "{2g.10gb: 3, 1g.5gb: 1}, drain_deadline_h: 2}"))
+    assert lab.record() == ["warn bob/b mig.drain_warning"]  # now his goes too
+    lab.apply()
+    assert lab.status("bob", "b")["stops_at"] == f"{lab.now + timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ}"
+    lab.advance(hours=1)
+    assert lab.record() == ["stop alice/a mig-relayout"]  # the drain's own deadline
+    lab.apply()
+    lab.advance(minutes=59)
+    assert lab.record() == []
+    lab.advance(minutes=1)
+    assert lab.record() == ["stop bob/b mig-relayout"]  # two hours after he started
+
+
+def test_re_created_in_the_pass_that_destroys_the_old_instance_is_told_too(lab: Lab) -> None:
+    lab.want("alice", "a", mig="3g.20gb")
+    lab.apply()
+    lab.activity("alice", "a", cpu=50)
+    old = lab.uuid(2, 0)
+    lab.config = with_layout(lab.config, layout(g2="{mig-enabled: true, mig-devices: "
+                                                   "{3g.20gb: 1, 2g.10gb: 2}, drain_deadline_h: 0}"))
+    lab.apply()  # stopped at once: its instance goes, the other 3g.20gb stays
+    kept = lab.uuid(2, 1)
+    assert lab.record() == ["remove alice/a replaced", "mig 2 destroy 3g.20gb gi 1",
+                            "mig 2 create 2g.10gb at 0", "mig 2 create 2g.10gb at 2",
+                            f"create alice/a {kept}", "report gpu 2 mig.apply"]
+    lab.apply()
+    c = next(c for c in lab.host.containers.values() if c["state"] == "running")
+    assert c["labels"][LABEL_RECREATED] == old
+    assert lab.record() == ["warn alice/a mig.recreated"]

@@ -156,3 +156,18 @@ def test_a_mode_change_needing_a_reset_or_held_by_a_client_is_a_clear_error(
         adapter.set_mig_mode(GPU[2], False)
     with pytest.raises(PermanentError, match="MIG mode on GPU 3: NVML: Not Supported"):
         adapter.set_mig_mode(GPU[3], True)
+
+
+def test_an_instance_keeps_its_placement_when_another_goes(nvml: Machine) -> None:
+    """Instances listed without a placement take the first free one once; destroying one of
+    them must not move the others (as on a GPU)."""
+    adapter, state, path = nvml
+    s = state()
+    s["gpus"][2]["instances"] = [
+        {"uuid": f"MIG-{n}{n}{n}{n}{n}{n}{n}{n}-0000-0000-0000-000000000000",
+         "profile": "3g.40gb", "gi": n, "ci": 0} for n in (1, 2)]
+    path.write_text(json.dumps(s))
+    assert [i.placement for i in adapter.gpus()[2].instances] == [(0, 4), (4, 4)]
+    adapter.destroy_instance(GPU[2], 1)
+    assert [i.placement for i in adapter.gpus()[2].instances] == [(4, 4)]
+    adapter.create_instance(GPU[2], 14, 0)  # a 2g.20gb where the first one was
