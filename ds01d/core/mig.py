@@ -399,7 +399,6 @@ def drain_warning(c: Container, change: GpuChange) -> Warn:
 
 
 def drain_note(change: GpuChange, c: Container) -> str:
-    """A holder's status reason while its GPU drains."""
-    deadline = holder_deadline(change, c)
-    when = "no deadline" if deadline is None else f"stops at {deadline:%Y-%m-%d %H:%M} UTC"
-    return f"running; GPU {change.gpu.index}'s MIG layout changes ({when}, {RELAYOUT})"
+    """A holder's status reason while its GPU drains (its ``stops_at`` says when it stops)."""
+    when = "" if holder_deadline(change, c) is not None else " when this container stops"
+    return f"running; GPU {change.gpu.index}'s MIG layout changes{when} ({RELAYOUT})"

@@ -83,10 +83,12 @@ def test_an_edited_layout_is_planned_with_who_it_affects_then_converged_by_ds01d
         "containers are stopped"]
     d = passes(root)  # the drain begins: bob is told
     status = json.loads(ds01(root, capsys, "--as", "bob", "status", "--json")[1])[0]
-    assert status["reason"] == ("running; GPU 3's MIG layout changes (stops at 2026-01-05 "
-                                "11:00 UTC, mig-relayout)")
+    assert (status["reason"], status["stops_at"]) == (
+        "running; GPU 3's MIG layout changes (mig-relayout)", "2026-01-05T11:00:00Z")
     [told] = [e for e in d.events.read() if e["event_type"] == "mig.drain_warning"]
     assert told["user"] == "bob"
+    assert ds01(root, capsys, "plan")[1] == \
+        "MigLayout            mig/3 waits: its instances that go are in use (ds01 mig plan)\n"
     ds01(root, capsys, "sim", "advance", "2h")
     d = passes(root, 3)  # stopped; laid out; bob's want queued again (no 2g.10gb left: Failed)
     [stop] = [e for e in d.events.read() if e["event_type"] == "container.stop"]
