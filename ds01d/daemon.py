@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ class Daemon:
     """Read the carried state saved by an earlier ds01d (tests turn it off)."""
     host: Any = None
     """An in-memory simulated host to drive instead of the one under ``--root`` (benchmarks)."""
+    machine_of: tuple[Adapters, Callable[[], datetime]] | None = None
+    """Adapters and clock to use on a real root instead of systemd, Docker and NVML (tests of
+    the real-host path: real name service and file ownership, a fake machine)."""
     job_map_dir: Path = field(default=Path())
     """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
 
@@ -143,6 +146,9 @@ class Daemon:
     def machine(self) -> Iterator[tuple[Adapters, datetime, Any]]:
         """The adapters and the clock for one pass (the simulated host is locked meanwhile)."""
         if not self.simulate:
+            if self.machine_of is not None:
+                yield self.machine_of[0], self.machine_of[1](), None
+                return
             yield self.real_adapters(), datetime.now(UTC), None
             return
         from ds01d.adapters.sim import locked
@@ -361,8 +367,9 @@ def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     return observer
 
 
-def serve_metrics(d: Daemon, port: int) -> None:
-    """``/metrics`` on ``port`` (0: none), built from the last pass at each scrape."""
+def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1") -> None:
+    """``/metrics`` on ``address:port`` (port 0: none), built from the last pass at each
+    scrape. Local by default: the metrics name users and their containers."""
     if not port:
         return
     from prometheus_client import CollectorRegistry, start_http_server
@@ -370,17 +377,19 @@ def serve_metrics(d: Daemon, port: int) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(d))
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=address, registry=registry)
     except OSError as e:  # a busy port must not keep ds01d from its work
-        log.error("no metrics: cannot listen on port %d (%s); use --metrics-port", port, e)
+        log.error("no metrics: cannot listen on %s:%d (%s); use --metrics-port", address, port,
+                  e)
         return
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", address, port)
 
 
-def serve(d: Daemon, *, interval: float, metrics_port: int = 0) -> int:
+def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
+          metrics_address: str = "127.0.0.1") -> int:
     """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
     wake, stop = threading.Event(), threading.Event()
-    serve_metrics(d, metrics_port)
+    serve_metrics(d, metrics_port, metrics_address)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after this pass", signum)
@@ -448,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--hpc-job-mapping-dir files (default: run/ds01/dcgm-job-map under --root)")
     p.add_argument("--metrics-port", type=int, default=9101, metavar="PORT",
                    help="serve Prometheus metrics on PORT (default %(default)s; 0: off)")
+    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics listen on (default %(default)s: this host only, "
+                   "since metrics name users; 0.0.0.0 for a Prometheus elsewhere)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -467,4 +479,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0
-    return serve(d, interval=args.interval, metrics_port=args.metrics_port)
+    return serve(d, interval=args.interval, metrics_port=args.metrics_port,
+                 metrics_address=args.metrics_address)

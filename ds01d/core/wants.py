@@ -346,4 +346,4 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
         nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
-        workspace=f"{acct.home}/workspace/{want.name}")
+        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home)
