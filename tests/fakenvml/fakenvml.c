@@ -105,8 +105,8 @@ typedef struct {
 
 /* ---- the machine file ---------------------------------------------------------------- */
 
-static cJSON *load(void) {
-    const char *path = getenv("DS01_FAKE_NVML");
+/* A JSON file, parsed (NULL: unreadable or not JSON); the caller frees it. */
+static cJSON *read_json(const char *path) {
     if (!path) return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -116,6 +116,8 @@ static cJSON *load(void) {
     buf[n] = 0;
     return cJSON_Parse(buf);
 }
+
+static cJSON *load(void) { return read_json(getenv("DS01_FAKE_NVML")); }
 
 /* Write the machine back (atomically) and free it. */
 static nvmlReturn_t save(cJSON *root) {
@@ -239,13 +241,7 @@ static cJSON *models_file(void) {
     char *slash = strrchr(path, '/');
     size_t dir = slash ? (size_t)(slash - path + 1) : 0;
     snprintf(path + dir, sizeof path - dir, "gpu-models.json");
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    models = cJSON_Parse(buf);
+    models = read_json(path);
     return models;
 }
 

@@ -37,6 +37,18 @@ def host(root: Path) -> SimHost:
         return h
 
 
+def bob_on_gpu_3(root: Path, capsys: pytest.CaptureFixture[str], top: str = "") -> Path:
+    """bob busy on a 2g.10gb of GPU 3; then GPU 3 is to become seven 1g.5gb (``top``: more
+    top-level keys of mig-layout.yaml)."""
+    ds01(root, capsys, "--as", "bob", "want", "container", "b", "--mig", "2g.10gb")
+    passes(root)
+    ds01(root, capsys, "sim", "activity", "bob/b", "--cpu", "50")  # busy: never idle-stopped
+    layout = root / "etc/ds01/mig-layout.yaml"
+    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}")
+                      .replace("version: 1", f"version: 1\n{top}"))
+    return layout
+
+
 def passes(root: Path, n: int = 1, daemon: Daemon | None = None) -> Daemon:
     d = daemon or Daemon(Paths(root), simulate=True)
     for _ in range(n):
@@ -62,12 +74,7 @@ def test_the_example_matches_and_its_export_is_the_example(
 
 def test_an_edited_layout_is_planned_with_who_it_affects_then_converged_by_ds01d(
         root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ds01(root, capsys, "--as", "bob", "want", "container", "b", "--mig", "2g.10gb")
-    passes(root)
-    ds01(root, capsys, "sim", "activity", "bob/b", "--cpu", "50")  # busy: never idle-stopped
-    layout = root / "etc/ds01/mig-layout.yaml"
-    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}")
-                      .replace("version: 1", "version: 1\ndrain_deadline_h: 2"))
+    bob_on_gpu_3(root, capsys, "drain_deadline_h: 2")
     code, _, err = ds01(root, capsys, "mig", "assert")
     assert code == 1
     assert err == "GPU 3: MIG 2g.10gb x3; mig-layout.yaml: MIG 1g.5gb x7\n"
@@ -101,11 +108,7 @@ def test_an_edited_layout_is_planned_with_who_it_affects_then_converged_by_ds01d
 
 def test_the_drain_start_survives_a_restart_of_ds01d(
         root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ds01(root, capsys, "--as", "bob", "want", "container", "b", "--mig", "2g.10gb")
-    passes(root)
-    ds01(root, capsys, "sim", "activity", "bob/b", "--cpu", "50")  # busy: never idle-stopped
-    layout = root / "etc/ds01/mig-layout.yaml"
-    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}"))
+    bob_on_gpu_3(root, capsys)
     passes(root)
     ds01(root, capsys, "sim", "advance", "23h")
     passes(root)  # a new ds01d: the deadline still counts from the first pass that saw it
