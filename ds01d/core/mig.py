@@ -91,7 +91,6 @@ class GpuChange:
         return Counter(self.layout.devices)
 
 
-
 def layout_for(config: DesiredConfig, gpu: Gpu) -> GpuLayout | None:
     return None if config.mig_layout is None else config.mig_layout.for_gpu(gpu.index)
 
@@ -189,7 +188,7 @@ def problem(gpu: Gpu, layout: GpuLayout) -> str | None:
         return None
     name = f"GPU {gpu.index} ({gpu.model})"
     if not gpu.profiles:
-        return f"{name} offers no MIG profiles (it does not support MIG)"
+        return f"{name} reports no MIG profiles (it has no MIG, or NVML could not read them)"
     table = {p.name: p for p in gpu.profiles}
     for profile, n in sorted(layout.devices.items()):
         if profile not in table:
@@ -389,13 +388,15 @@ def drain_warning(c: Container, change: GpuChange) -> Warn:
     """Tell a holder of a device that goes away when its container will be stopped."""
     name = c.want_name or c.name
     deadline = holder_deadline(change, c)
-    when = "when the lab's admin says" if deadline is None else \
-        f"at {deadline:%Y-%m-%d %H:%M} UTC"
+    layout = f"GPU {change.gpu.index}'s MIG layout changes to {describe(change.layout)}"
     key = f"mig.drain_warning:{c.id}:{'none' if deadline is None else iso(deadline)}"
-    return Warn(c.owner, name, "mig.drain_warning",
-                f"GPU {change.gpu.index}'s MIG layout changes to {describe(change.layout)}: "
-                f"{name} will be stopped {when} unless it stops before, and queued again "
-                f"for the new layout ({RELAYOUT})", key)
+    if deadline is None:
+        message = (f"{layout}: it waits until {name} stops (there is no deadline); stop it "
+                   f"when you can (ds01 drop container {name})")
+    else:
+        message = (f"{layout}: {name} will be stopped at {deadline:%Y-%m-%d %H:%M} UTC unless "
+                   f"it stops before, and queued again for the new layout ({RELAYOUT})")
+    return Warn(c.owner, name, "mig.drain_warning", message, key)
 
 
 def drain_note(change: GpuChange, c: Container) -> str:

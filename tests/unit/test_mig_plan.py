@@ -156,6 +156,10 @@ def test_deadline_zero_stops_at_once_and_null_never(tmp_path: Path) -> None:
     assert lab.record() == ["warn dave/d mig.drain_warning", "report gpu 1 mig.drain"]
     lab.activity("dave", "d", cpu=50)
     lab.apply()
+    [told] = [e for e in lab.executor.events.read() if e["event_type"] == "mig.drain_warning"]  # type: ignore[union-attr]
+    assert told["details"]["message"] == (
+        "GPU 1's MIG layout changes to MIG 1g.5gb x7: it waits until d stops (there is no "
+        "deadline); stop it when you can (ds01 drop container d)")
     lab.advance(days=5)  # within dave's runtime limit (7 days, warned from 75%)
     assert lab.record() == []
     assert lab.status("dave", "d")["reason"] == \
