@@ -165,8 +165,9 @@ def _when(c: GpuChange, mig: MigPlan, observed: Observed) -> str:
     if deadline is None:
         return f"{begun}; no deadline: applied when what uses it stops"
     if deadline <= observed.now:
-        return f"{begun}; deadline passed: its containers are stopped (mig-relayout)"
-    return f"{begun}; deadline {deadline:%Y-%m-%d %H:%M} UTC, when its containers are stopped"
+        return f"{begun}; deadline passed: its containers are stopped and removed (mig-relayout)"
+    return (f"{begun}; deadline {deadline:%Y-%m-%d %H:%M} UTC, when its containers are stopped "
+            "and removed")
 
 
 def _json(c: GpuChange, mig: MigPlan, observed: Observed) -> dict[str, Any]:

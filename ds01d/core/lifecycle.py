@@ -161,8 +161,9 @@ def _warn(out: LifecycleResult, c: Container, event: str, *, stage: float, messa
 
 def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
                  out: LifecycleResult) -> None:
-    """Holders of devices a layout change takes away: warned with the deadline, stopped at it
-    (reason ``mig-relayout``; their wants are queued again for the new layout)."""
+    """Holders of devices a layout change takes away: warned with the deadline, stopped and
+    removed at it (reason ``mig-relayout``; their wants stay, queued again for the new
+    layout)."""
     for change in mig.changes:
         for c in mig.holders(change, observed.containers):
             if c.id in out.stopping:
@@ -171,6 +172,7 @@ def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
             user, name = _label(c)
             if deadline is not None and observed.now >= deadline:
                 out.actions.append(StopContainer(c.id, user, name, RELAYOUT, grace_s, c.devices))
+                out.actions.append(RemoveContainer(c.id, user, name, RELAYOUT))
                 out.stopping.add(c.id)
                 continue
             if deadline is not None:
@@ -182,11 +184,9 @@ def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
 
 
 def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
-                  config: DesiredConfig, now: datetime, out: LifecycleResult,
-                  again: bool = False) -> None:
+                  config: DesiredConfig, now: datetime, out: LifecycleResult) -> None:
     """Remove a stopped ds01 container after ``container_hold_after_stop_h``; a stuck
-    ``created`` one after ``created_container_timeout_m``. ``again``: its want is served again
-    without being asked (a layout change stopped it)."""
+    ``created`` one after ``created_container_timeout_m``."""
     user, name = _label(c)
     if c.state == "created":
         limit = timedelta(minutes=config.policies.created_container_timeout_m)
@@ -196,11 +196,12 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
         return
     if eff is None or c.finished_at is None or eff.limits.container_hold_after_stop_h is None:
         return
-    if want is not None and (again or asked_again(want, c)):
+    if want is not None and asked_again(want, c):
         return  # the wants planner starts or replaces it
     remove_at = c.finished_at + timedelta(hours=eff.limits.container_hold_after_stop_h)
     out.stops_at[c.id] = remove_at
     if now >= remove_at:
         out.actions.append(RemoveContainer(c.id, user, name, "held_expired"))
+        out.stopping.add(c.id)  # no longer counts against its owner's containers this pass
         if want is not None and user is not None:
             out.actions.append(RemoveWant(user, want.name))

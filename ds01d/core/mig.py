@@ -5,9 +5,10 @@ The profile table and the placements come from the GPU itself (:class:`MigProfil
 through NVML); nothing here knows a GPU model. A GPU whose layout must change is *drained*:
 the devices that go away are handed to no one from the first pass that sees the change, their
 holders are warned with the deadline (``drain_deadline_h`` after that pass), and the change is
-applied as soon as nothing uses them, or at the deadline, when their containers are stopped
-(reason ``mig-relayout``) and their wants queued again for the new layout. Instances that stay
-in the new layout are kept, with their containers. GPUs whose layout stays are never touched.
+applied as soon as nothing uses them, or at the deadline, when their containers are stopped and
+removed (reason ``mig-relayout``): their wants stay, and are queued again for the new layout.
+Instances that stay in the new layout are kept, with their containers. GPUs whose layout stays
+are never touched.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from ds01d.core.model import (
 from ds01d.units import iso
 
 RELAYOUT = "mig-relayout"
-"""The reason a container is stopped for a layout change (and its want queued again)."""
+"""The reason a container is stopped and removed for a layout change (its want stays, and is
+queued again: its devices are gone, so it is made again wherever it is served)."""
 
 
 @dataclass(frozen=True)
@@ -286,14 +288,6 @@ def plan_mig(config: DesiredConfig, observed: Observed) -> MigPlan:
     return MigPlan(tuple(changes), busy, frozenset(devices))
 
 
-def requeued(c: Container, observed: Observed, mig: MigPlan) -> bool:
-    """A container ds01 stopped for a layout change whose devices went (or are going):
-    its want is served again without being asked."""
-    if observed.previous_reasons.get((c.owner or "", c.want_name or "")) != RELAYOUT:
-        return False
-    return bool(stale(c, mig))
-
-
 def stale(c: Container, mig: MigPlan) -> tuple[str, ...]:
     """The container's devices a layout change destroyed, or is destroying."""
     return tuple(d for d in c.devices if d not in mig.devices or d in mig.going)
@@ -394,8 +388,9 @@ def drain_warning(c: Container, change: GpuChange) -> Warn:
         message = (f"{layout}: it waits until {name} stops (there is no deadline); stop it "
                    f"when you can (ds01 drop container {name})")
     else:
-        message = (f"{layout}: {name} will be stopped at {deadline:%Y-%m-%d %H:%M} UTC unless "
-                   f"it stops before, and queued again for the new layout ({RELAYOUT})")
+        message = (f"{layout}: {name} will be stopped and removed at {deadline:%Y-%m-%d %H:%M} "
+                   f"UTC unless it stops before (your workspace is kept), then made again on "
+                   f"the new layout ({RELAYOUT})")
     return Warn(c.owner, name, "mig.drain_warning", message, key)
 
 

@@ -35,7 +35,7 @@ from ds01d.core.lifecycle import (
     high_demand,
     timers_for,
 )
-from ds01d.core.mig import MigPlan, mig_actions, plan_mig, recreated_notice, requeued
+from ds01d.core.mig import MigPlan, mig_actions, plan_mig, recreated_notice
 from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
@@ -102,8 +102,7 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
                 out.report_keys.add(notice.report_key)
                 out.actions.append(notice)
         elif c.managed:
-            check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out,
-                          again=requeued(c, observed, mig))
+            check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
     check_drains(mig, observed, grace_s=desired.config.policies.sigterm_grace_s, out=out)
     return out
 

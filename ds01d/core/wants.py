@@ -25,7 +25,7 @@ from ds01d.core.actions import (
 )
 from ds01d.core.devices import Holding, choose, holding
 from ds01d.core.lifecycle import LifecycleResult, asked_again
-from ds01d.core.mig import MigPlan, requeued, stale
+from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
@@ -218,7 +218,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True
-    if c is not None and not asked_again(want, c) and not requeued(c, observed, state.mig):
+    if c is not None and not asked_again(want, c):
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True

@@ -350,3 +350,20 @@ def test_a_creation_cut_short_is_finished(lab: Lab) -> None:
     assert lab.record() == ["start alice/t"]
     lab.apply()
     assert lab.record() == []
+
+
+def test_a_container_removed_after_its_hold_frees_its_place_in_the_same_pass(lab: Lab) -> None:
+    """frank (two containers at most): both idle-stopped; a third want waits for a place; when
+    the first two are removed after the hold, the third is made in that same pass."""
+    for name in ("a", "b"):
+        start_idle(lab, "frank", name)
+    lab.advance(hours=3)
+    lab.apply()  # both idle-stopped
+    assert [lab.status("frank", n)["reason"] for n in ("a", "b")] == ["idle", "idle"]
+    lab.want("frank", "c")
+    lab.apply()
+    assert lab.status("frank", "c")["phase"] == "Pending"
+    lab.advance(hours=25)
+    assert sorted(lab.record()) == ["create frank/c ",
+                                    "remove frank/a held_expired", "remove frank/b held_expired",
+                                    "remove-want frank/a", "remove-want frank/b"]
