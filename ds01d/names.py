@@ -5,8 +5,9 @@ Standard library only, patterns compiled on first use: the ``ds01`` commands imp
 
 from __future__ import annotations
 
-import re
-from functools import cache
+TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
+if TYPE_CHECKING:
+    import re
 
 USER_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}\Z"
 """A user name as a folder of the spool: letters, digits, ``_ . - @``, at most 128."""
@@ -16,9 +17,16 @@ INVALID = "_invalid"
 """The status name of want files ds01 cannot use (no want name starts with ``_``)."""
 
 
-@cache
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    found = _COMPILED.get(pattern)
+    if found is None:
+        import re
+
+        found = _COMPILED[pattern] = re.compile(pattern)
+    return found
 
 
 def is_user_name(name: str) -> bool:

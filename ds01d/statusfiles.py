@@ -10,8 +10,9 @@ Standard library only: ``ds01 status`` is a command users type, and its start-up
 
 from __future__ import annotations
 
-import json
 import os
+
+from ds01d.jsonfast import loads
 
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def read_statuses(status_dir: str, user: str | None = None) -> list[dict[str, An
         for name in names[:4096]:
             raw = read_small(os.path.join(path, name), MAX_STATUS)
             try:
-                body = json.loads(raw) if raw is not None else None
+                body = loads(raw) if raw is not None else None
             except ValueError:
                 continue
             if isinstance(body, dict):
@@ -72,7 +73,7 @@ def read_user_events(status_dir: str, user: str) -> list[dict[str, Any]]:
         raw = read_small(os.path.join(status_dir, user, name), MAX_EVENTS)
         for line in (raw or b"").decode("utf-8", errors="replace").splitlines():
             try:
-                ev = json.loads(line)
+                ev = loads(line)
             except ValueError:
                 continue
             if isinstance(ev, dict) and "event_type" in ev:

@@ -36,7 +36,7 @@ from ds01d.core.model import (
     ProcOwner,
     SliceState,
 )
-from ds01d.simclock import HOST_FILE
+from ds01d.simclock import HOST_FILE, write_now
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC).timestamp()
 """Simulated time starts on a Monday morning; it moves only with ``ds01 sim advance``."""
@@ -167,11 +167,15 @@ def locked(sim_dir: Path) -> Iterator[SimHost]:
         raise FileNotFoundError(f"no simulated host in {sim_dir} (run: ds01 sim init)")
     with open(sim_dir / "host.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        host = SimHost.from_json(path.read_text())
+        text = path.read_text()
+        host = SimHost.from_json(text)
         yield host
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(host.to_json())
-        os.replace(tmp, path)
+        after = host.to_json()
+        if after != text:  # written only when the machine changed
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(after)
+            os.replace(tmp, path)
+            write_now(str(sim_dir), host.now)
 
 
 class SimSystemd:

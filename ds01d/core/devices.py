@@ -38,6 +38,8 @@ def holding(observed: Observed, devices: Iterable[Device],
     by_device: dict[str, str] = {}
     by_user: dict[str, list[str]] = {}
     for c in observed.containers:
+        if not c.devices and not c.all_gpus:
+            continue  # most containers hold no device: nothing more to look at
         if c.id in releasing or not holds_devices(c, effective.get(c.owner or ""), observed.now):
             continue
         held = all_uuids if c.all_gpus and not c.managed else list(c.devices)

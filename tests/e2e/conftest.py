@@ -81,7 +81,6 @@ def unix_users(names: tuple[str, ...]) -> Iterator[dict[str, tuple[int, int]]]:
     if "DOCKER_HOST" not in os.environ or "DS01_TESTBED_DIR" not in os.environ:
         pytest.fail("run the end-to-end tests with `make e2e` (it starts the testbed)")
     made = []
-    moved: dict[str, str] = {}
     homes = REPO / "build/e2e-home"
     try:
         for u in names:
@@ -89,11 +88,8 @@ def unix_users(names: tuple[str, ...]) -> Iterator[dict[str, tuple[int, int]]]:
                 run("useradd", "--no-create-home", "--no-user-group", "--shell",
                     "/usr/sbin/nologin", "--home-dir", str(homes / u), u)
                 made.append(u)
-                continue
-            theirs = run("getent", "passwd", u).stdout.split(":")[5]
-            if theirs != str(homes / u):  # left by a run in another checkout that died: its
-                moved[u] = theirs         # home is there; borrow the user (the testbed lock is
-                run("usermod", "--home", str(homes / u), u)  # ours) and give it back after
+            else:  # left over from an interrupted run: their home is ours for this run
+                run("usermod", "--home", str(homes / u), u)
         ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout))
                for u in names}
         for u, (uid, gid) in ids.items():  # real homes: the users' own (ds01d works there as them)
@@ -103,8 +99,6 @@ def unix_users(names: tuple[str, ...]) -> Iterator[dict[str, tuple[int, int]]]:
             home.chmod(0o750)
         yield ids
     finally:
-        for u, theirs in moved.items():
-            run("usermod", "--home", theirs, u, check=False)
         for u in made:
             run("userdel", u, check=False)
             shutil.rmtree(homes / u, ignore_errors=True)

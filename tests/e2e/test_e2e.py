@@ -147,3 +147,38 @@ def test_journal_entries_per_user(lab: Lab) -> None:
     create = next(e for e in found if e["DS01_ACTION"] == "container.create")
     assert create["DS01_CONTAINER"] == "j" and create["DS01_DEVICE"] == MIG_A
     assert create["PRIORITY"] == "6" and len(create["MESSAGE_ID"]) == 32
+
+
+def test_a_workspace_link_is_refused_and_the_container_hardened(lab: Lab) -> None:
+    """~/workspace pointing into a folder of root's: ds01d, working as the user, cannot make
+    the workspace there, and says so; a normal workspace is the user's own, and the container
+    runs with no new privileges and no capabilities."""
+    uid, gid = lab.users["dscarol"]
+    home = Path(run("getent", "passwd", "dscarol").stdout.split(":")[5])
+    target = lab.root / "roots-folder"
+    target.mkdir()
+    link = home / "workspace"
+    if link.is_symlink() or link.exists():
+        run("rm", "-rf", str(link))
+    link.symlink_to(target)
+    import os
+
+    os.lchown(link, uid, gid)
+    try:
+        lab.want("dscarol", "t")
+        failed = wait_for("a clear failure", lambda: lab.status("dscarol", "t").get("phase")
+                          == "Failed" and lab.status("dscarol", "t"))
+        assert "Permission denied" in failed["reason"], failed
+        assert list(target.iterdir()) == [] and not lab.inspect("dscarol", "t")
+    finally:
+        link.unlink()
+    lab.want("dsalice", "ok")
+    wait_for("running", lambda: lab.running("dsalice", "ok"))
+    info = lab.inspect("dsalice", "ok")
+    assert info["HostConfig"]["SecurityOpt"] == ["no-new-privileges:true"]
+    assert info["HostConfig"]["CapDrop"] == ["ALL"]
+    mount = next(m for m in info["Mounts"] if m["Destination"] == "/workspace")
+    uid_a = lab.users["dsalice"][0]
+    assert Path(mount["Source"]).stat().st_uid == uid_a and mount["Type"] == "bind"
+    status = docker("exec", info["Id"], "cat", "/proc/1/status")
+    assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000000" in status

@@ -84,8 +84,16 @@ def test_a_snapshot_others_may_write_is_ignored(root: Paths) -> None:
 
 def test_users_with_equal_limits_share_one_body(root: Paths) -> None:
     effective_of(root, "zoe", NOW)
-    body = json.loads((Path(root.top) / snapshot.RELATIVE).read_text())
-    assert len(body["bodies"]) < len(body["users"]) + 1
+    lines = (Path(root.top) / snapshot.RELATIVE).read_text().splitlines()
+    bodies = [x for x in lines if x.startswith("B ")]
+    users = [x for x in lines if x.startswith("U ")]
+    assert len(bodies) < len(users) + 1
+
+
+@pytest.mark.parametrize("name", ["zoe\nB 0", "zoe 0", "../zoe", "", "zo e"])
+def test_names_that_are_not_user_names_are_not_looked_up(root: Paths, name: str) -> None:
+    effective_of(root, "zoe", NOW)
+    assert lookup(root, name) is None
 
 
 def test_an_edit_during_the_load_leaves_it_stale_not_wrong(
@@ -105,3 +113,31 @@ def test_an_edit_during_the_load_leaves_it_stale_not_wrong(
     monkeypatch.setattr(common, "load", real_load)
     assert lookup(root, "zoe") is None  # stale: the old answer is never served
     assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0
+
+
+def test_every_named_user_gets_their_own_limits(root: Paths) -> None:
+    """Bodies are shared by users whose limits come out the same (computed once per group,
+    override, lifted limits and notes); every user's answer is still theirs exactly."""
+    config = load_config(root.etc)
+    effective_of(root, "zoe", NOW)  # writes the snapshot
+    named = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
+    named |= {e.username for e in config.exemptions}
+    assert len(named) >= 5
+    for user in [*sorted(named), "nobody-listed", "zoe"]:
+        expected = effective_json(resolve(config, user, now=NOW, nss=FakeNss()))
+        assert lookup(root, user) == json.loads(json.dumps(expected)), user
+
+
+def test_users_alike_but_for_an_override_or_an_exemption(make_root: MakeRoot) -> None:
+    root = Paths(make_root({
+        "resource-limits.yaml": "version: 1\ndefault_group: s\ngroups:\n  s:\n    members: "
+                                "[ann, ben, cat, dan]\n    max_cpus: 4\n",
+        "user-overrides.yaml": "ben: {max_cpus: 16, reason: thesis}\n",
+        "lifecycle-exemptions.yaml": "exemptions:\n- {username: cat, exempt_from: "
+                                     "[idle_timeout_h], reason: r, approved_by: e}\n"}))
+    config = load_config(root.etc)
+    effective_of(root, "ann", NOW)
+    for user in ("ann", "ben", "cat", "dan", "eve"):
+        expected = effective_json(resolve(config, user, now=NOW, nss=FakeNss()))
+        assert lookup(root, user) == json.loads(json.dumps(expected)), user
+    assert lookup(root, "ben")["limits"]["max_cpus"] == 16  # type: ignore[index]
