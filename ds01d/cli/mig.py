@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ds01d.cli.common import load, now, paths
@@ -30,6 +31,8 @@ def run_mig(args: argparse.Namespace) -> int:
     if command == "import":
         return _import(args)
     p = paths(args)
+    if command == "plan" and not p.is_simulated() and os.geteuid() != 0:
+        raise InvalidInput("ds01 mig plan names the users a change affects: it is for root")
     config = None if command == "export" else load(p)
     observed = _observe(p, containers=command == "plan")
     if config is None:

@@ -182,3 +182,14 @@ def test_the_drain_start_is_carried_even_in_a_stale_state() -> None:
     assert (back.mig_drain_since, back.idle_since) == ({"GPU-x": t}, {})
     assert Carry.from_json({**saved, "mig_drain_since": {"GPU-y": "soon"}},
                            fresh=True).mig_drain_since == {}
+
+
+def test_mig_plan_names_users_for_root_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real"
+    (real / "etc/ds01").mkdir(parents=True)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    code, _, err = ds01(real, capsys, "mig", "plan")
+    assert (code, err) == (1, "ds01: ds01 mig plan names the users a change affects: it is "
+                           "for root\n")
