@@ -353,5 +353,19 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return found
 
 
-def _search(pattern: str, value: str) -> bool:
+def pattern_matches(pattern: str, value: str) -> bool:
+    """``pattern`` (JSON Schema: ECMA-262) found in ``value``. A ``$`` at its end is the end of
+    the text, as ECMA-262 says, never before a final newline (``re``'s own ``$``): ``ds01 want
+    container $'t\\n'`` must not pass where a file ``t\\n.yaml`` would not. The patterns a
+    want is judged by are matched without ``re`` (``ds01d/patterns.py``)."""
+    from ds01d.patterns import CHECKS
+
+    check = CHECKS.get(pattern)
+    if check is not None:
+        return check(value)
+    if pattern.endswith("$") and value.endswith("\n"):
+        return False
     return _compiled(pattern).search(value) is not None
+
+
+_search = pattern_matches

@@ -61,9 +61,31 @@ def read_statuses(status_dir: str, user: str | None = None) -> list[dict[str, An
                 body = loads(raw) if raw is not None else None
             except ValueError:
                 continue
-            if isinstance(body, dict):
-                out.append(body)
+            row = _row(body, folder, name[:-5])
+            if row is not None:
+                out.append(row)
     return out
+
+
+_KINDS = {"reason": (str,), "gpu_equivalents": (int, float), "since": (str, type(None)),
+          "stops_at": (str, type(None)), "idle_since": (str, type(None)),
+          "queue_position": (int, type(None)), "container": (str, type(None))}
+PHASES = ("Pending", "Running", "Stopped", "Failed")
+
+
+def _row(body: object, user: str, name: str) -> dict[str, Any] | None:
+    """A status as ds01d writes it, or ``None``: a user's folder is theirs, and what they put
+    there must not pass for anything else (the user is the folder's, the name the file's)."""
+    if not isinstance(body, dict) or body.get("name") != name or \
+            body.get("phase") not in PHASES:
+        return None
+    devices = body.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        return None
+    for key, kinds in _KINDS.items():
+        if key in body and (not isinstance(body[key], kinds) or isinstance(body[key], bool)):
+            return None
+    return {**body, "user": user, "devices": devices}
 
 
 def read_user_events(status_dir: str, user: str) -> list[dict[str, Any]]:

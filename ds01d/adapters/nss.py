@@ -46,6 +46,15 @@ def account(user: str) -> Account | None:
     return Account(p.pw_uid, p.pw_gid, p.pw_dir)
 
 
+def ids_of(user: str) -> tuple[int, int] | None:
+    """uid and primary gid of a user, or ``None`` (without the model: for the commands)."""
+    try:
+        p = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return p.pw_uid, p.pw_gid
+
+
 def uid_of(user: str) -> int | None:
     found = account(user)
     return None if found is None else found.uid
