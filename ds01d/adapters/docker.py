@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,12 @@ class DockerAdapter:
         self._client = client
         self.cpu = cpu or CpuMeter()
         self.inspected: dict[tuple[str, str], dict[str, Any]] = {}
+        """Inspections by (id, state), kept while nothing happened to the container: a
+        container event (from :meth:`wait_for_events`) or a change of state drops its own."""
+        self.changed: set[str] = set()
+        """Containers something happened to since the last look (filled by the events
+        thread: a start, a stop, Docker's own restart...)."""
+        self._lock = threading.Lock()
 
     @property
     def api(self) -> Any:
@@ -135,12 +142,23 @@ class DockerAdapter:
     def list_containers(self) -> list[Container]:
         try:
             summaries = self.api.containers(all=True)
+            self._forget_changed(summaries)
             out = [self._observe(s) for s in summaries]
         except (APIError, DockerException, OSError) as e:
             raise _error(e, "listing containers") from None
         live = {s["Id"] for s in summaries}
         self.inspected = {k: v for k, v in self.inspected.items() if k[0] in live}
         return [c for c in out if c is not None]
+
+    def _forget_changed(self, summaries: list[dict[str, Any]]) -> None:
+        """Drop the inspections of containers that changed: an event said so, or their state
+        is not the one inspected (running -> exited -> running between two looks is caught by
+        the events; without them, a state change still is)."""
+        with self._lock:
+            changed, self.changed = self.changed, set()
+        states = {s["Id"]: s.get("State", "") for s in summaries}
+        self.inspected = {k: v for k, v in self.inspected.items()
+                          if k[0] not in changed and states.get(k[0]) == k[1]}
 
     def _inspect(self, summary: dict[str, Any]) -> dict[str, Any] | None:
         key = (summary["Id"], summary.get("State", ""))
@@ -251,7 +269,10 @@ class DockerAdapter:
         """Wake the loop on every container event, until ``stop`` is set; reconnects."""
         while not stop.is_set():
             try:
-                for _ in self.api.events(decode=True, filters={"type": "container"}):
+                for ev in self.api.events(decode=True, filters={"type": "container"}):
+                    if isinstance(ev, dict) and isinstance(ev.get("id"), str):
+                        with self._lock:
+                            self.changed.add(ev["id"])
                     wake.set()
                     if stop.is_set():
                         return

@@ -38,10 +38,27 @@ def track_idle(previous: Mapping[str, datetime], observed: Observed,
     mig_busy = frozenset(p.device_uuid for p in observed.processes
                          if p.device_uuid in mig and p.used_memory_mib > 0)
     for c in observed.containers:
+        if c.state == "restarting" and c.id in previous:
+            out[c.id] = previous[c.id]  # Docker restarting it: as idle as it was
+            continue
         if c.state != "running":
             continue
         eff = effective.get(c.owner or "")
         policy = eff.policies if eff is not None else DEFAULT_POLICY
         if not is_active(c, policy, util=util, mig_busy=mig_busy):
             out[c.id] = previous.get(c.id, now)
+    return out
+
+
+def track_started(previous: Mapping[str, datetime], observed: Observed
+                  ) -> dict[str, datetime]:
+    """Container id -> when ds01d counts it started: kept from the last pass while it is
+    active (Docker restarting it moves its ``StartedAt``, not this); Docker's ``StartedAt``
+    for one seen active without a record (ds01d restarted, its memory lost)."""
+    out: dict[str, datetime] = {}
+    for c in observed.containers:
+        if not c.active:
+            continue
+        known = previous.get(c.id)
+        out[c.id] = known if known is not None else (c.started_at or c.created_at)
     return out

@@ -105,7 +105,7 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
     """Runtime first (it cannot be kept alive), then idle."""
     user, name = _label(c)
     now = observed.now
-    started = c.started_at or c.created_at
+    started = observed.started.get(c.id) or c.started_at or c.created_at
     if timers.max_runtime_h is not None:
         limit = timedelta(hours=timers.max_runtime_h)
         out.stops_at[c.id] = started + limit

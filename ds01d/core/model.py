@@ -158,6 +158,9 @@ class Observed:
     owners: Mapping[int, ProcOwner]
     idle_since: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when it was first seen idle (absent: active at the last sample)."""
+    started: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when ds01d started it (its runtime counts from then: Docker's own
+    restarts of it, which move ``StartedAt``, do not start the count again)."""
     reported: frozenset[str] = frozenset()
     """Keys of warnings and flags already given while their condition lasts."""
     previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)

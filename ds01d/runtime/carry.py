@@ -49,6 +49,8 @@ class Carry:
     """Report key of a GPU-use flag -> its user (for the event when it ends)."""
     asks: Mapping[Key, Ask] = field(default_factory=dict)
     """(user, name) -> the want version ds01d saw, and when."""
+    started: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when ds01d started it (its runtime limit counts from then)."""
     mig_drain_since: Mapping[str, datetime] = field(default_factory=dict)
     """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
 
@@ -59,6 +61,7 @@ class Carry:
                 "reasons": [[u, n, r] for (u, n), r in sorted(self.reasons.items())],
                 "flagged": dict(sorted(self.flagged.items())),
                 "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
+                "started": {k: iso(v) for k, v in sorted(self.started.items())},
                 "mig_drain_since": {k: iso(v) for k, v in sorted(self.mig_drain_since.items())}}
 
     @classmethod
@@ -71,7 +74,7 @@ class Carry:
                 asks[(str(row[0]), str(row[1]))] = ask
         reasons = {(str(u), str(n)): str(r) for u, n, r in _rows(body.get("reasons"), 3)}
         flagged = body.get("flagged")
-        out = cls(reasons=reasons, asks=asks,
+        out = cls(reasons=reasons, asks=asks, started=_times(body.get("started")),
                   flagged={str(k): None if v is None else str(v)
                            for k, v in (flagged.items() if isinstance(flagged, dict) else ())},
                   mig_drain_since=_times(body.get("mig_drain_since")))
@@ -80,11 +83,12 @@ class Carry:
         reported = body.get("reported")
         return cls(_times(body.get("idle_since")),
                    frozenset(str(r) for r in reported) if isinstance(reported, list)
-                   else frozenset(), out.reasons, out.flagged, out.asks, out.mig_drain_since)
+                   else frozenset(), out.reasons, out.flagged, out.asks, out.started,
+                   out.mig_drain_since)
 
 
 def _times(raw: object) -> dict[str, datetime]:
-    """A saved ``{key: time}`` mapping; damaged entries are left out."""
+    """``{key: ISO time}`` as saved; damaged entries left out."""
     out = {}
     for k, v in (raw.items() if isinstance(raw, dict) else ()):
         try:
