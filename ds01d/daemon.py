@@ -199,7 +199,7 @@ class Daemon:
             if self.carry.asks.get(key) != ask:
                 self.accounts.pop(key[0], None)
         self.carry = replace(self.carry, asks=asks)
-        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        owners = {c.owner for c in observed.containers if c.owner}  # socket-made too
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
                         nss=self.nss(), account=self.account, now=observed.now,
                         cache=self.limits_cache)

@@ -16,11 +16,16 @@ trap '"$tb" stop >/dev/null 2>&1 || true' EXIT
 "$tb" start >/dev/null && "$tb" dockerd >/dev/null && "$tb" image >/dev/null
 eval "$("$tb" env)"
 export DS01_TESTBED_DIR="$here/build/tb"
-# the benchmark's user must exist; made and removed here like the e2e tests do
+# the benchmarks' users must exist; made and removed here like the e2e tests do
 made=""
 if ! id dsalice >/dev/null 2>&1; then
   useradd --no-create-home --no-user-group --shell /usr/sbin/nologin \
-    --home-dir "$here/build/e2e-home/dsalice" dsalice && made=1
+    --home-dir "$here/build/e2e-home/dsalice" dsalice && made="$made dsalice"
 fi
-trap '"$tb" stop >/dev/null 2>&1 || true; [ -n "$made" ] && userdel dsalice; rm -rf "$here/build/e2e-home"' EXIT
+if ! id dssann >/dev/null 2>&1; then  # the Docker socket's benchmark: a user with a home
+  mkdir -p "$here/build/e2e-sock-home" && chmod 755 "$here/build/e2e-sock-home"
+  useradd --create-home --home-dir "$here/build/e2e-sock-home/dssann" --shell /bin/sh dssann \
+    && made="$made dssann"
+fi
+trap '"$tb" stop >/dev/null 2>&1 || true; for u in $made; do userdel "$u"; done; rm -rf "$here/build/e2e-home" "$here/build/e2e-sock-home"' EXIT
 LD_LIBRARY_PATH="$here/build/fakenvml" "$here/.venv/bin/python" "$here/bench/testbed.py"

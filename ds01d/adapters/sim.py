@@ -238,7 +238,8 @@ class SimDocker:
             "state": "created", "devices": list(spec.devices), "created_at": self.host.now,
             "started_at": None, "finished_at": None, "cpu_percent": 0.0, "gpu_util": 0.0,
             "cgroup_parent": spec.cgroup_parent, "exit_code": None}
-        self.start(cid)
+        if spec.settings is None or spec.settings.start == "ds01d":
+            self.start(cid)
         return cid
 
     def start(self, container_id: str) -> None:

@@ -342,6 +342,7 @@ def load_config(etc: Path) -> DesiredConfig:
         container_types=_container_types(files, doc),
         mig_layout=_mig_layout(files, mig_doc),
         warnings=tuple(sorted(files.warnings)),
+        socket_admins=tuple((doc.data.get("docker_socket") or {}).get("admin_groups") or ()),
     )
     if files.errors:
         raise ConfigError(sorted(files.errors))

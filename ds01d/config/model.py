@@ -116,6 +116,8 @@ class DesiredConfig:
     container_types: Mapping[str, Mapping[str, Value]]
     mig_layout: MigLayout | None
     warnings: tuple[Diagnostic, ...] = ()
+    socket_admins: tuple[str, ...] = ()
+    """Unix groups whose members pass through the Docker socket (``docker_socket``)."""
 
     @cached_property
     def member_index(self) -> Mapping[str, tuple[tuple[str, str], ...]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ds01d.config.settings import ContainerSettings
+
 
 class _OnSlice:
     """Actions on a slice: keyed ``slice/<name>``."""
@@ -70,9 +72,13 @@ class ContainerSpec:
     workspace: str
     """Host folder bind-mounted at ``/workspace``: ``<home>/workspace/<name>``."""
     home: str = ""
-    """The owner's home: the workspace is made and checked from there as the owner."""
+    """The owner's home: the workspace is made and checked from there as the owner; every
+    bind source of ``settings`` lies under it."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
+    settings: ContainerSettings | None = None
+    """What its owner asked for beyond image and resources (command, environment, mounts,
+    ports...); ``None``: a plain ds01 container (``command``, the workspace at /workspace)."""
 
 
 @dataclass(frozen=True)

@@ -46,3 +46,21 @@ def docker_name(user: str, name: str) -> str:
         return f"ds01-{local}-{name}"
     digest = hashlib.sha256(user.encode()).hexdigest()[:6]
     return f"ds01-{_UNSAFE.sub('_', local)[:MAX_PART]}_{digest}-{name}"
+
+
+def docker_volume(user: str, name: str) -> str:
+    """The Docker name of a user's named volume: ``ds01-<user>-<name>`` (two users may both
+    have ``data``)."""
+    return docker_name(user, name)
+
+
+def user_prefix(user: str) -> str:
+    """What ds01 puts before the names a user gives (containers and volumes)."""
+    return docker_name(user, "")
+
+
+def shown_name(docker: str, user: str) -> str:
+    """The name the user gave: ``ds01-alice-train`` -> ``train`` (others unchanged)."""
+    prefix = user_prefix(user)
+    return docker[len(prefix):] if docker.startswith(prefix) and len(docker) > len(prefix) \
+        else docker

@@ -102,7 +102,7 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
             if (notice := recreated_notice(c, devices)) is not None:
                 out.report_keys.add(notice.report_key)
                 out.actions.append(notice)
-        elif c.managed:
+        elif c.managed or c.made_for_user:
             check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
     check_drains(mig, observed, grace_s=desired.config.policies.sigterm_grace_s, out=out)
     return out

@@ -34,6 +34,18 @@ from ds01d.units import iso
 Key = tuple[str, str]
 
 
+def settings_problems(want: Want, desired: Desired) -> list[str]:
+    """The container settings a want carries, against the one rule set (config/settings)."""
+    if want.settings is None:
+        return []
+    from ds01d.config.settings import problems
+
+    acct = desired.accounts.get(want.user)
+    if acct is None:
+        return [f"{want.user} is not a user on this host"]
+    return problems(want.settings, home=acct.home)
+
+
 @dataclass
 class _Pass:
     """Bookkeeping while one pass serves the queue."""
@@ -133,6 +145,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             releasing.add(extra.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
+                        others=tuple(c for c in observed.containers if c.made_for_user),
                         mig=mig)
     waiting: list[Want] = []
     offer = Offer.of(devices, mig)
@@ -186,13 +199,17 @@ def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | Non
 
 def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 groups: Mapping[Key, list[Container]], releasing: set[str],
-                mig: MigPlan) -> _Pass:
+                others: tuple[Container, ...] = (), mig: MigPlan | None = None) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
     held = {u: len(ds) for u, ds in hold.by_user.items()}
     count: dict[str, int] = {}
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
+    for c in others:  # made through the Docker socket: they count too
+        if c.owner and c.id not in releasing:
+            count[c.owner] = count.get(c.owner, 0) + 1
+    mig = mig or MigPlan()
     free = [d for d in devices if d.uuid not in hold.by_device and d.uuid not in mig.going]
     return _Pass(now, free, usage, held, count, mig)
 
@@ -206,6 +223,13 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
         state.statuses[key] = _stopped(want, c, stop.reason, observed.now, eff)
+        return True
+    if c is not None and c.state == "created" and _client_starts(want):
+        # made for a Docker client that starts it itself (docker run, devcontainer up); it
+        # holds its devices meanwhile and is removed after created_container_timeout_m
+        state.statuses[key] = WantStatus(want.user, want.name, "Pending",
+                                         "created: waiting for your Docker client to start it",
+                                         c.devices, want.gpu_equivalents, None, c.created_at)
         return True
     if c is not None and c.state == "created":
         # created but never started: a creation cut short (ds01d killed between Docker's
@@ -223,12 +247,17 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
-    problems = limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
+    problems = (limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
+                + settings_problems(want, desired))
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
                                          (), want.gpu_equivalents, None, want.requested_at)
         return True
     return False
+
+
+def _client_starts(want: Want) -> bool:
+    return want.settings is not None and want.settings.start == "client"
 
 
 def _exit_reason(c: Container) -> str:
@@ -302,7 +331,7 @@ def _queued(want: Want, state: _Pass) -> str:
 
 
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get("ds01.spec") != spec_hash(want) or set(c.devices) & state.mig.going:
+    if c.labels.get(m.LABEL_SPEC) != spec_hash(want) or set(c.devices) & state.mig.going:
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -337,7 +366,9 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
               m.LABEL_REQUESTED: iso(want.requested_at),
-              "ds01.spec": spec_hash(want)}
+              m.LABEL_SPEC: spec_hash(want)}
+    if want.settings is not None:
+        labels[m.LABEL_TYPE] = want.settings.kind
     if recreated_from:
         labels[m.LABEL_RECREATED] = ",".join(recreated_from)
     return ContainerSpec(
@@ -347,4 +378,5 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
         nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
-        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home)
+        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home,
+        settings=want.settings)
