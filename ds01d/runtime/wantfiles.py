@@ -119,6 +119,27 @@ class WantSource:
     foreign_dir: Path | None = None
     cache: dict[Key, tuple[Stamp, Want | str]] = field(default_factory=dict)
     listings: dict[str, tuple[Stamp, tuple[list[str], list[str]]]] = field(default_factory=dict)
+    saved: Path | None = None
+    """Where the parsed wants are kept across restarts (root's file), so that a new ds01d
+    parses only the files that changed meanwhile; ``None``: not kept."""
+    saved_cache: dict[Key, tuple[Stamp, Want | str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.saved is not None:
+            self.cache = load_cache(self.saved)
+            self.saved_cache = dict(self.cache)
+
+    def save(self) -> None:
+        """Keep the parsed wants for the next ds01d, when they changed (errors are said)."""
+        if self.saved is None or self.cache == self.saved_cache:
+            return
+        try:
+            save_cache(self.saved, self.cache)
+            self.saved_cache = dict(self.cache)
+        except OSError as e:
+            import logging
+
+            logging.getLogger("ds01d").warning("want cache not saved: %s", e.strerror or e)
 
     def load(self) -> WantsRead:
         acc = _Acc()
@@ -383,3 +404,62 @@ def _names(fd: int) -> Iterator[str]:
         for entry in it:
             yield entry.name
 
+
+
+CACHE_VERSION = 1
+
+
+def _cache_tag() -> str:
+    """What a saved cache must have been made by: this ds01, these schemas and this code
+    that judges want files (any change to them and every file is read again)."""
+    import hashlib
+
+    import ds01d
+    from ds01d import __version__
+
+    top = os.path.dirname(os.path.abspath(ds01d.__file__))
+    judges = [os.path.join(top, "schemas", n) for n in sorted(os.listdir(
+        os.path.join(top, "schemas")))]
+    judges += [os.path.join(top, *m.split("/")) for m in (
+        "config/want.py", "config/settings.py", "yamlsrc.py", "schema.py", "patterns.py",
+        "units.py", "names.py", "runtime/wantfiles.py")]
+    digest = hashlib.sha256()
+    for path in judges:
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        except OSError:
+            digest.update(path.encode())
+    return f"{CACHE_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
+
+
+def load_cache(path: Path) -> dict[Key, tuple[Stamp, Want | str]]:
+    """The parsed wants a previous ds01d kept (root's own file, made by this version of ds01
+    with these schemas; anything else is ignored and the files are parsed again)."""
+    import pickle
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return {}
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            tag, cache = pickle.load(f)
+    except Exception:  # a damaged cache only costs parsing the files again
+        return {}
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return cache if tag == _cache_tag() and isinstance(cache, dict) else {}
+
+
+def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]]) -> None:
+    import pickle
+
+    from ds01d.fsutil import write_bytes_atomic
+
+    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache), protocol=5), mode=0o600)
