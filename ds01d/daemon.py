@@ -324,13 +324,15 @@ class Daemon:
             return PassResult(None, observed)
         idle = track_idle(self.carry.idle_since, observed, desired.effective, now)
         started = track_started(self.carry.started, observed)
-        self.carry = replace(self.carry, idle_since=idle, started=started)
+        expected = carry.pending(self.carry.expected, {c.id for c in observed.containers}, now)
+        self.carry = replace(self.carry, idle_since=idle, started=started, expected=expected)
         x = self.executor
         reported = frozenset(x.reported) if x else self.carry.reported
         reasons = dict(x.reasons) if x else dict(self.carry.reasons)
         warned = dict(x.warned) if x else dict(self.carry.warned)
-        observed = replace(observed, idle_since=idle, started=started, reported=reported,
-                           previous_reasons=reasons, warned=warned)
+        observed = replace(observed, idle_since=idle, started=started, expected=expected,
+                           reported=reported, previous_reasons=reasons,
+                           drain_since=self.carry.mig_drain_since, warned=warned)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -381,6 +383,7 @@ class Daemon:
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_gone(result.plan, result.observed)
             self.executor.forget_reports(result.plan.report_keys, now)
+            self.carry = replace(self.carry, mig_drain_since=dict(result.plan.drain_since))
             if not blocking(result.observed.adapter_errors):
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()
                 self.executor.write_statuses(result.plan.statuses, keep=keep)
@@ -425,11 +428,9 @@ class Daemon:
     def _report_drift(self, result: PassResult) -> None:
         """``mig.drift`` when GPUs start to differ from mig-layout.yaml (an admin alert), and
         ``mig.converged`` when they all match again."""
-        if result.desired is None:
+        if result.plan is None:
             return
-        from ds01d.runtime.metrics import mig_drift
-
-        now = tuple(mig_drift(result.desired, result.observed))
+        now = tuple(sorted(c.gpu.index for c in result.plan.mig.changes))
         if now == self.drifted:
             return
         if now:
@@ -449,8 +450,9 @@ class Daemon:
             self.carry = replace(self.carry, reported=frozenset(x.reported),
                                  reasons=dict(x.reasons), flagged=dict(x.flagged),
                                  warned=dict(x.warned),
-                                 started={**self.carry.started, **x.started})
-            x.started = {}
+                                 started={**self.carry.started, **x.started},
+                                 expected={**self.carry.expected, **x.expected})
+            x.started, x.expected = {}, {}
         try:
             self.saver.save(self.carry)
         except OSError as e:

@@ -266,21 +266,27 @@ def run_plan(args: argparse.Namespace) -> int:
     plan: Plan = result.plan
     down = result.observed.adapter_errors
     shown = safe_actions(plan, down)
+    waits = _mig_waits(plan)
     if args.json:
         import json
 
         print(json.dumps([{"action": type(a).__name__, "key": a.key, "detail": _detail(a)}
-                          for a in shown], indent=2))
+                          for a in shown]
+                         + [{"action": "MigLayout", "key": k, "waits": w} for k, w in waits],
+                         indent=2))
         return 0
     for name, why in sorted(down.items()):
         print(f"could not read {name}: {why}; what depends on it is left out, as ds01d would")
-    if not shown:
+    if not shown and not waits:
         print("nothing to do: the machine matches the desired state" if not down
               else "nothing ds01d could do with what it can read")
     for a in shown:
         detail = _detail(a)
         print(f"{type(a).__name__:<20} {a.key}" + (f"  ({detail})" if detail else ""))
-    for line in _mig_drift(result):
+    for key, why in waits:
+        print(f"{'MigLayout':<20} {key} waits: {why} (ds01 mig plan)")
+    waiting = {k for k, _ in waits}
+    for line in _mig_drift(plan, skip=waiting):
         print(line)
     return 0
 
@@ -293,33 +299,42 @@ def _detail(a: Any) -> str:
         return f"devices {','.join(a.spec.devices) or 'none'}"
     if isinstance(a, x.StopContainer | x.RemoveContainer):
         return str(a.reason)
-    if isinstance(a, x.Warn | x.Alert):
+    if isinstance(a, x.Warn | x.Alert | x.MigEvent):
         return str(a.message)
     if isinstance(a, x.FlagUntracked):
         return f"pid {a.pid} of {a.user or 'unknown'} on GPU {a.gpu_index}"
     return ""
 
 
-def _mig_drift(result: Any) -> list[str]:
-    """GPUs whose MIG layout differs from mig-layout.yaml: what is there, what is wanted."""
-    from collections import Counter
-
-    from ds01d.runtime.metrics import mig_drift
-
-    if result.desired is None:
-        return []
-    layout = result.desired.config.mig_layout
+def _mig_waits(plan: Any) -> list[tuple[str, str]]:
+    """GPUs whose MIG layout differs but gets no step this pass, and why."""
     out = []
-    for index in mig_drift(result.desired, result.observed):
-        gpu = next(g for g in result.observed.gpus if g.index == index)
-        want = layout.for_gpu(index) if layout is not None else None
-
-        def shown(mig: bool, devices: Counter[str] | dict[str, int]) -> str:
-            return ", ".join(f"{p} x{n}" for p, n in sorted(devices.items())) if mig \
-                else "MIG off"
-
-        have = shown(gpu.mig_enabled, Counter(i.profile for i in gpu.instances))
-        wanted = "-" if want is None else shown(want.mig_enabled, dict(want.devices))
-        out.append(f"MIG layout drift: GPU {index} has {have}; mig-layout.yaml wants "
-                   f"{wanted}")
+    for c in plan.mig.changes:
+        if c.problem is not None:
+            out.append((f"mig/{c.gpu.index}", c.problem))
+        elif plan.mig.blocked(c):
+            out.append((f"mig/{c.gpu.index}", "its instances that go are in use"))
     return out
+
+
+def _mig_drift(plan: Any, *, skip: set[str]) -> list[str]:
+    """GPUs whose MIG layout differs from mig-layout.yaml: what is there, what is wanted
+    (those in ``skip`` are said already: they wait)."""
+    from ds01d.core.mig import describe
+
+    out = []
+    for c in plan.mig.changes:
+        if f"mig/{c.gpu.index}" in skip:
+            continue
+        have = ", ".join(f"{p} x{n}" for p, n in sorted(_counts(c.gpu).items()))
+        have = f"MIG {have}" if c.gpu.mig_enabled else "whole (MIG off)"
+        out.append(f"MIG layout drift: GPU {c.gpu.index} has {have}; mig-layout.yaml wants "
+                   f"{describe(c.layout)}")
+    return out
+
+
+def _counts(gpu: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for i in gpu.instances:
+        counts[i.profile] = counts.get(i.profile, 0) + 1
+    return counts

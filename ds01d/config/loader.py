@@ -252,6 +252,8 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
     if doc is None:
         return None
     gpus = {}
+    schema = js.load_schema("mig-layout.schema.json")
+    default = doc.data.get("drain_deadline_h", schema["properties"]["drain_deadline_h"]["default"])
     for gpu, raw in doc.data["gpus"].items():
         devices = dict(raw.get("mig-devices") or {})
         path = ("gpus", gpu)
@@ -263,8 +265,21 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
         if slices > units.COMPUTE_SLICES_PER_GPU:
             files.error(doc, (*path, "mig-devices"), f"needs {slices} compute slices; a GPU has "
                         f"{units.COMPUTE_SLICES_PER_GPU}")
-        gpus[gpu] = GpuLayout(bool(raw["mig-enabled"]), devices)
+        deadline = raw.get("drain_deadline_h", default)
+        gpus[gpu] = GpuLayout(bool(raw["mig-enabled"]), devices,
+                              None if deadline is None else float(deadline))
     return MigLayout(gpus)
+
+
+def check_mig_layout(doc: Document) -> list[Diagnostic]:
+    """Every error in one ``mig-layout.yaml`` document (schema, then sense), as ``load_config``
+    would report them (``ds01 mig import`` checks what it writes with it)."""
+    files = _Files(Path())
+    for err in js.validate("mig-layout.schema.json", doc.data):
+        files.error(doc, err.path, err.message)
+    if not files.errors:
+        _mig_layout(files, doc)
+    return sorted(files.errors)
 
 
 def _ignored_sections(files: _Files, doc: Document) -> None:

@@ -28,7 +28,8 @@ POLICY_KEYS: tuple[str, ...] = ("gpu_idle_threshold", "cpu_idle_threshold",
 EXEMPTIBLE: tuple[str, ...] = ("idle_timeout_h", "max_runtime_h")
 CONTAINER_TYPES: tuple[str, ...] = ("devcontainer", "compose", "docker", "api", "unknown")
 DEFAULT_ALERTS: tuple[str, ...] = ("gpu.untracked", "quota.over", "slice.update", "mig.drift",
-                                   "config.invalid", "adapter.down", "reconcile.error")
+                                   "mig.layout_invalid", "config.invalid", "adapter.down",
+                                   "reconcile.error")
 """What an admin is alerted to unless ``alerts.events`` says otherwise: GPU use nobody was
 allocated, a user over quota, drift set back (slices) or found (MIG layout), errors."""
 
@@ -82,6 +83,9 @@ class GpuLayout:
     mig_enabled: bool
     devices: Mapping[str, int]
     """MIG profile -> instance count (empty when MIG is off)."""
+    drain_deadline_h: float | None = 24.0
+    """Hours its holders keep a GPU that must change to this layout (``None``: until they
+    stop); the GPU's own ``drain_deadline_h``, else the file's."""
 
 
 @dataclass(frozen=True)

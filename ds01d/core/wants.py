@@ -27,6 +27,7 @@ from ds01d.core.actions import (
 from ds01d.core.asks import respecified, spec_of
 from ds01d.core.devices import Holding, choose, holding, tracked, user_of_process
 from ds01d.core.lifecycle import LifecycleResult, asked_again
+from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
@@ -56,6 +57,7 @@ class _Pass:
     usage: dict[str, float]
     held: dict[str, int]
     containers: dict[str, int]
+    mig: MigPlan = field(default_factory=MigPlan)
     releasing: frozenset[str] = frozenset()
     """Containers stopped or removed in this pass (their devices are free)."""
     replacing: frozenset[str] = frozenset()
@@ -89,15 +91,20 @@ def _retire(c: Container, reason: str, grace: float, actions: list[Action]) -> N
 
 @dataclass(frozen=True)
 class Offer:
-    """What this server has: its MIG profiles and its whole GPUs."""
+    """What this server has: its MIG profiles and its whole GPUs (once the MIG layout changes
+    under way are done)."""
 
     profiles: tuple[str, ...]
     whole: int
 
     @classmethod
-    def of(cls, devices: tuple[Device, ...]) -> Offer:
-        return cls(tuple(sorted({d.profile for d in devices if d.profile})),
-                   sum(1 for d in devices if d.profile is None))
+    def of(cls, devices: tuple[Device, ...], mig: MigPlan | None = None) -> Offer:
+        mig = mig or MigPlan()
+        staying = [d for d in devices if d.uuid not in mig.going]
+        coming = [c.future for c in mig.changes if c.problem is None]
+        profiles = {d.profile for d in staying if d.profile} | {p for f in coming for p in f if p}
+        return cls(tuple(sorted(profiles)), sum(1 for d in staying if d.profile is None)
+                   + sum(f[""] for f in coming))
 
 
 def host_problems(want: Want, offer: Offer) -> list[str]:
@@ -122,8 +129,11 @@ def queue_order(wants: list[Want], desired: Desired, usage: Mapping[str, float])
 
 
 def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
-               devices: tuple[Device, ...]) -> tuple[list[Action], list[WantStatus]]:
-    """Create, start, replace or retire containers so that each want is served or queued."""
+               devices: tuple[Device, ...], mig: MigPlan | None = None
+               ) -> tuple[list[Action], list[WantStatus]]:
+    """Create, start, replace or retire containers so that each want is served or queued.
+    ``mig``: layout changes under way (their devices that go are handed to no one)."""
+    mig = mig or MigPlan()
     groups = by_want(observed)
     wants = {(w.user, w.name): w for w in desired.wants}
     actions: list[Action] = []
@@ -145,12 +155,15 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
         releasing.add(old.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
-                        others=tuple(c for c in observed.containers if c.made_for_user))
+                        others=tuple(c for c in observed.containers if c.made_for_user),
+                        mig=mig)
     state.replacing = frozenset(old.id for old in replacing)
     waiting: list[Want] = []
-    offer = Offer.of(devices)
+    offer = Offer.of(devices, mig)
     for key, want in sorted(wants.items()):
         c = _primary(groups, key)
+        if c is None and _expected(want, observed, state):
+            continue
         if not _settled(want, c, desired=desired, observed=observed, life=life, offer=offer,
                         state=state):
             waiting.append(want)
@@ -170,6 +183,24 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
                 want.requested_at, spec=spec_of(want))
     return actions + state.actions, list(state.statuses.values())
+
+
+def _expected(want: Want, observed: Observed, state: _Pass) -> bool:
+    """A container ds01d made for ``want`` that the listing does not show yet: it is never
+    made twice, and its devices are nobody else's meanwhile."""
+    made = observed.expected.get((want.user, want.name))
+    if made is None:
+        return False
+    taken = set(made.devices)
+    if any(d.uuid in taken for d in state.free):
+        state.free = [d for d in state.free if d.uuid not in taken]
+        state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
+        state.held[want.user] = state.held.get(want.user, 0) + len(made.devices)
+    state.containers[want.user] = state.containers.get(want.user, 0) + 1
+    state.statuses[(want.user, want.name)] = WantStatus(
+        want.user, want.name, "Running", "starting", made.devices, want.gpu_equivalents, None,
+        made.at)
+    return True
 
 
 def _held_statuses(desired: Desired, groups: Mapping[Key, list[Container]],
@@ -245,7 +276,7 @@ def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | Non
 
 def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 groups: Mapping[Key, list[Container]], releasing: set[str],
-                others: tuple[Container, ...] = ()) -> _Pass:
+                others: tuple[Container, ...] = (), mig: MigPlan | None = None) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
     held = {u: len(ds) for u, ds in hold.by_user.items()}
@@ -255,8 +286,9 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
     for c in others:  # made through the Docker socket: they count too
         if c.owner and c.id not in releasing:
             count[c.owner] = count.get(c.owner, 0) + 1
-    free = [d for d in devices if d.uuid not in hold.by_device]
-    return _Pass(now, free, usage, held, count, frozenset(releasing), groups=groups,
+    mig = mig or MigPlan()
+    free = [d for d in devices if d.uuid not in hold.by_device and d.uuid not in mig.going]
+    return _Pass(now, free, usage, held, count, mig, frozenset(releasing), groups=groups,
                  holding_ids=frozenset(hold.by_device.values()))
 
 
@@ -323,8 +355,9 @@ def _exit_reason(c: Container) -> str:
 
 def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult) -> WantStatus:
     gpueq = want.gpu_equivalents
-    return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
-                      c.started_at or c.created_at, observed.idle_since.get(c.id),
+    return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
+                      c.devices, gpueq, None, c.started_at or c.created_at,
+                      observed.idle_since.get(c.id),
                       life.stops_at.get(c.id), c.name, spec_of(want))
 
 
@@ -367,19 +400,30 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         return f"waiting for your other containers: {gpu_limit} devices held (gpu_limit)"
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
     if want.device_count and picked is None:
-        what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
-        return f"queued for {what}"
+        return _queued(want, state)
     if c is not None:
         state.actions.append(RemoveContainer(c.id, want.user, want.name, "replaced"))
     uuids = tuple(d.uuid for d in picked or ())
-    state.actions.append(CreateContainer(container_spec(want, eff, desired, uuids),
+    gone = stale(c, state.mig) if c is not None else ()
+    state.actions.append(CreateContainer(container_spec(want, eff, desired, uuids,
+                                                        recreated_from=gone),
                                          want.gpu_equivalents))
     _take(state, want, uuids, counted=False, new=c is None)
     return None
 
 
+def _queued(want: Want, state: _Pass) -> str:
+    """Why a want waits for a device: none free, or a GPU's new layout will bring one."""
+    change = state.mig.provider(want.mig)
+    if change is not None:
+        due = state.mig.due(change, state.now)
+        return f"waiting for GPU {change.gpu.index}'s new layout ({due})"
+    what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
+    return f"queued for {what}"
+
+
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get(m.LABEL_SPEC) != spec_of(want):
+    if c.labels.get(m.LABEL_SPEC) != spec_of(want) or set(c.devices) & state.mig.going:
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -403,8 +447,10 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,
-                   devices: tuple[str, ...]) -> ContainerSpec:
-    """How a want's container is made: exactly its devices, its limits, as its owner."""
+                   devices: tuple[str, ...], *, recreated_from: tuple[str, ...] = ()
+                   ) -> ContainerSpec:
+    """How a want's container is made: exactly its devices, its limits, as its owner;
+    ``recreated_from``: the devices of the container it replaces that no longer exist."""
     full = with_defaults(want, eff.limits)
     acct = desired.accounts[want.user]  # _serve never creates for an unknown account
     swap = eff.limits.memory_swap
@@ -417,6 +463,8 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_SPEC: spec_of(want)}
     if want.settings is not None:
         labels[m.LABEL_TYPE] = want.settings.kind
+    if recreated_from:
+        labels[m.LABEL_RECREATED] = ",".join(recreated_from)
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,

@@ -9,6 +9,8 @@ root's, 0600) and read back whole at start.
   keepalive caps; see :mod:`ds01d.core.asks`). Always trusted: a time seen stays seen.
 - ``reasons``: why ds01d stopped each stopped container (shown while it stays stopped).
 - ``flagged``: GPU use nobody was allocated that was reported, and whose it was.
+- ``mig_drain_since``: when each GPU's MIG layout drain began (the deadline its holders were
+  told counts from then). Always trusted: the change was seen then, whatever came after.
 - ``idle_since``, ``reported`` (warnings given) and ``warned`` (when each coming stop was
   first told): trusted only when the state is fresh (at
   most ``max_age_s`` old: three resync periods on a real host), since what happened while no
@@ -28,11 +30,14 @@ from typing import Any
 
 from ds01d.core.asks import Ask
 from ds01d.core.asks import from_json as ask_from_json
+from ds01d.core.model import Expected
 from ds01d.fsutil import write_atomic
 from ds01d.units import iso, parse_when
 
 Key = tuple[str, str]
 FILE = "ds01d-state.json"
+EXPECT_S = 60.0
+"""How long a created container ds01d does not see listed still counts as made."""
 VERSION = 1
 
 
@@ -50,6 +55,11 @@ class Carry:
     """(user, name) -> the want version ds01d saw, and when."""
     started: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when ds01d started it (its runtime limit counts from then)."""
+    expected: Mapping[Key, Expected] = field(default_factory=dict)
+    """(user, name) -> a container ds01d created and has not seen listed yet (kept at most
+    :data:`EXPECT_S`: never made twice meanwhile)."""
+    mig_drain_since: Mapping[str, datetime] = field(default_factory=dict)
+    """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
     warned: Mapping[str, datetime] = field(default_factory=dict)
     """A coming stop -> when its owner was first told (the stop waits ``stop_notice_m``)."""
 
@@ -61,6 +71,9 @@ class Carry:
                 "flagged": dict(sorted(self.flagged.items())),
                 "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
                 "started": {k: iso(v) for k, v in sorted(self.started.items())},
+                "expected": [[u, n, e.container_id, list(e.devices), iso(e.at)]
+                             for (u, n), e in sorted(self.expected.items())],
+                "mig_drain_since": {k: iso(v) for k, v in sorted(self.mig_drain_since.items())},
                 "warned": {k: iso(v) for k, v in sorted(self.warned.items())}}
 
     @classmethod
@@ -73,16 +86,25 @@ class Carry:
                 asks[(str(row[0]), str(row[1]))] = ask
         reasons = {(str(u), str(n)): str(r) for u, n, r in _rows(body.get("reasons"), 3)}
         flagged = body.get("flagged")
+        expected = {}
+        for u, n, cid, devices, at in _rows(body.get("expected"), 5):
+            try:
+                expected[(str(u), str(n))] = Expected(str(cid), tuple(map(str, devices)),
+                                                      parse_when(str(at)))
+            except (ValueError, TypeError):
+                continue
         out = cls(reasons=reasons, asks=asks, started=_times(body.get("started")),
+                  expected=expected,
                   flagged={str(k): None if v is None else str(v)
-                           for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
+                           for k, v in (flagged.items() if isinstance(flagged, dict) else ())},
+                  mig_drain_since=_times(body.get("mig_drain_since")))
         if not fresh:
             return out
         reported = body.get("reported")
         return cls(_times(body.get("idle_since")),
                    frozenset(str(r) for r in reported) if isinstance(reported, list)
                    else frozenset(), out.reasons, out.flagged, out.asks, out.started,
-                   _times(body.get("warned")))
+                   out.expected, out.mig_drain_since, warned=_times(body.get("warned")))
 
 
 def _times(raw: object) -> dict[str, datetime]:
@@ -155,3 +177,10 @@ class Saver:
         self.last, self.at = carry, now
         return True
 
+
+
+def pending(expected: Mapping[Key, Expected], seen: set[str], now: datetime
+            ) -> dict[Key, Expected]:
+    """The creations still to be seen: not listed yet, and recent."""
+    return {k: e for k, e in expected.items()
+            if e.container_id not in seen and (now - e.at).total_seconds() < EXPECT_S}

@@ -17,7 +17,8 @@ from typing import Any
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
 from ds01d.core.lifecycle import span
-from ds01d.core.model import Observed
+from ds01d.core.mig import RELAYOUT
+from ds01d.core.model import Expected, Observed
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
@@ -35,8 +36,8 @@ WAITED_S = 60.0
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
-               a.RemoveWant, a.Warn),
-    "nvml": (a.CreateContainer, a.StartContainer, a.FlagUntracked),
+               a.RemoveWant, a.Warn, *a.MIG_STEPS),
+    "nvml": (a.CreateContainer, a.StartContainer, a.FlagUntracked, *a.MIG_STEPS),
     "systemd": (a.EnsureSlice, a.SetSliceProperties, a.StopSlice, a.CreateContainer,
                 a.StartContainer),
 }
@@ -78,6 +79,8 @@ class Executor:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     started: dict[str, datetime] = field(default_factory=dict)
     """Containers this executor started this pass (their runtime counts from now)."""
+    expected: dict[tuple[str, str], Expected] = field(default_factory=dict)
+    """Containers this executor created this pass (not made twice while not yet listed)."""
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
     totals: Totals = field(default_factory=Totals)
     flagged: dict[str, str | None] = field(default_factory=dict)
@@ -171,6 +174,7 @@ class Executor:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
         self.started[cid] = now
+        self.expected[(s.user, s.want_name)] = Expected(cid, tuple(s.devices), now)
         asked = s.labels.get("ds01.requested_at")
         served = self._served(s.user, s.want_name, s.devices, now, kind="container.create",
                               asked=parse_when(asked) if asked else None)
@@ -236,6 +240,26 @@ class Executor:
 
     def _do_Alert(self, x: a.Alert, now: datetime) -> None:
         self.events.emit(event(x.event_type, when=now, user=x.user,
+                               details={**x.details, "message": x.message}), x.message)
+        self.reported.add(x.report_key)
+
+    def _do_SetMigMode(self, x: a.SetMigMode, now: datetime) -> None:
+        self.adapters.nvml.set_mig_mode(x.gpu_uuid, x.enabled)
+        self._emit("mig.mode", now, None, gpu=x.gpu_index, uuid=x.gpu_uuid,
+                   enabled=x.enabled)
+
+    def _do_DestroyMigInstance(self, x: a.DestroyMigInstance, now: datetime) -> None:
+        self.adapters.nvml.destroy_instance(x.gpu_uuid, x.gpu_instance_id)
+        self._emit("mig.destroy", now, None, gpu=x.gpu_index, gpu_instance=x.gpu_instance_id,
+                   profile=x.profile, device=x.uuid or None)
+
+    def _do_CreateMigInstance(self, x: a.CreateMigInstance, now: datetime) -> None:
+        uuid = self.adapters.nvml.create_instance(x.gpu_uuid, x.profile_id, x.start)
+        self._emit("mig.create", now, None, gpu=x.gpu_index, profile=x.profile,
+                   placement=[x.start, x.size], device=uuid)
+
+    def _do_MigEvent(self, x: a.MigEvent, now: datetime) -> None:
+        self.events.emit(event(x.event_type, when=now, user=None,
                                details={**x.details, "message": x.message}), x.message)
         self.reported.add(x.report_key)
 
@@ -317,6 +341,9 @@ def stopped_why(x: a.StopContainer) -> str | None:
     if x.reason == "replaced":
         return (f"{x.name} was stopped to be made anew with the settings you asked for; "
                 "/workspace is kept")
+    if x.reason == RELAYOUT:
+        return (f"{x.name} was stopped and removed: its GPU's MIG layout changes. It is made "
+                "again on the new layout when a device is free; /workspace is kept")
     why = _STOPPED.get(x.reason, x.reason)
     if x.reason == "idle" and x.idle_for_s:
         why += f" for {span(x.idle_for_s)}"

@@ -209,6 +209,8 @@ class WantSource:
             return
         if not stat.S_ISDIR(st.st_mode):
             raise _Refused(f"wants/{user} is not a folder")
+        if self._unchanged(spool, user, st, uid, acc):
+            return
         try:
             fd = os.open(user, _DIR, dir_fd=spool)
         except OSError as e:
@@ -221,6 +223,30 @@ class WantSource:
             self._wants(fd, user, uid, _stamp(here), acc)
         finally:
             os.close(fd)
+
+    def _unchanged(self, spool: int, user: str, st: os.stat_result, uid: int, acc: _Acc
+                   ) -> bool:
+        """Nothing in the folder changed since it was last read through a descriptor: the
+        folder's stamp, and each want file's, as then (``lstat`` by name, no open). A name that
+        now leads elsewhere (the folder swapped for a link) gives another file's stamp, never
+        the one kept (the inode, link count and times are in it): then the folder is read
+        through a descriptor as always."""
+        known = self.listings.get(user)
+        if known is None or known[0] != _stamp(st):
+            return False
+        stats = {}
+        for name in known[1][0][:MAX_WANTS]:
+            cached = self.cache.get((user, name[:-5]))
+            try:
+                here = os.stat(f"{user}/{name}", dir_fd=spool, follow_symlinks=False)
+            except OSError:
+                return False
+            if cached is None or cached[0] != _stamp(here):
+                return False
+            stats[name] = here
+        acc.folders.append(user)
+        self._wants(-1, user, uid, known[0], acc, stats=stats)
+        return True
 
     def _listing(self, fd: int, user: str, stamp: Stamp) -> tuple[list[str], list[str]]:
         """(want names to read, file names ds01 cannot use), cached by the folder's stamp."""
@@ -240,7 +266,9 @@ class WantSource:
         self.listings[user] = (stamp, result)
         return result
 
-    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc) -> None:
+    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc, *,
+               stats: dict[str, os.stat_result] | None = None) -> None:
+        """Every want file of the folder ``fd`` (``stats``: their stamps, already taken)."""
         good, bad = self._listing(fd, user, stamp)
         if bad:
             shown = ", ".join(printable(b, 40) for b in bad[:3]) + (" ..." * (len(bad) > 3))
@@ -254,13 +282,15 @@ class WantSource:
                 acc.fail(key, f"more than {MAX_WANTS} want files: this one is not read "
                          "(ds01 drop container the ones you no longer need)")
                 continue
-            budget = self._one(fd, name, key, acc, uid=uid, budget=budget)
+            budget = self._one(fd, name, key, acc, uid=uid, budget=budget,
+                               st=None if stats is None else stats[name])
 
-    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int]
-             ) -> list[int]:
+    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int],
+             st: os.stat_result | None = None) -> list[int]:
         """Read one want file (if changed and within the budget: bytes, files); what is left."""
         try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if st is None:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return budget  # dropped meanwhile
         stamp = _stamp(st)

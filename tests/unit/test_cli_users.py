@@ -209,7 +209,8 @@ def test_plan_shows_mig_drift(lab: Lab) -> None:
         "version: 1\ngpus:\n  all: {mig-enabled: false}\n  '2': {mig-enabled: true, "
         "mig-devices: {1g.5gb: 7}}\n  '3': {mig-enabled: true, mig-devices: {2g.10gb: 3}}\n")
     out = lab.ds01("plan")
-    assert "MIG layout drift: GPU 2 has 3g.20gb x2; mig-layout.yaml wants 1g.5gb x7" in out
+    assert "MIG layout drift: GPU 2 has MIG 3g.20gb x2; mig-layout.yaml wants MIG 1g.5gb x7" \
+        in out
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="ds01 plan on a real host is for root")

@@ -488,5 +488,5 @@ def test_alerts_default_to_what_an_admin_needs(tmp_path: Path) -> None:
         "version: 1\nalerts: {webhook_url_file: /etc/ds01/hook.url}\n")
     alerts = load_config(tmp_path).alerts
     assert alerts == Alerts(None, "/etc/ds01/hook.url", (
-        "gpu.untracked", "quota.over", "slice.update", "mig.drift", "config.invalid",
-        "adapter.down", "reconcile.error"), 5.0, 3)
+        "gpu.untracked", "quota.over", "slice.update", "mig.drift", "mig.layout_invalid",
+        "config.invalid", "adapter.down", "reconcile.error"), 5.0, 3)

@@ -7,6 +7,7 @@ idle exempt; dave faculty; erin admin).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from ds01d.adapters.sim import SimHost, sim_gpu
 from ds01d.core import actions as a
 from ds01d.core.plan import plan
-from tests.harness import Lab, config_from
+from tests.harness import Lab, config_from, example_config
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def lab(tmp_path: Path) -> Lab:
 
 
 def test_mig_want_gets_an_instance_best_fit(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]))
+    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]),
+              config=replace(example_config(), mig_layout=None))
     lab.want("alice", "a", mig="2g.10gb")
     assert lab.record() == [f"create alice/a {lab.uuid(0, 0)}"]
     lab.apply()
@@ -397,6 +399,48 @@ def test_a_creation_cut_short_is_finished(lab: Lab) -> None:
     assert lab.record() == []
 
 
+def test_a_creation_not_listed_yet_is_never_made_twice(lab: Lab) -> None:
+    """Docker's listing may lag a create: the next pass must neither create the want again
+    nor give its device to someone else (controllers call these expectations)."""
+    from dataclasses import replace
+
+    from ds01d.core import actions as a
+    from ds01d.core.model import Expected
+
+    lab.want("carol", "big", gpus=1)
+    lab.want("dave", "other", gpus=1)
+    first = lab.plan()
+    (made,) = [x for x in first.actions if isinstance(x, a.CreateContainer)
+               and x.spec.user == "carol"]
+    observed = lab.observed()  # nothing created: as if the listing did not show it yet
+    expecting = replace(observed, expected={("carol", "big"): Expected(
+        "c" * 64, made.spec.devices, lab.now)})
+    again = plan(lab.desired(observed), expecting, lab.now)
+    creates = [x.spec for x in again.actions if isinstance(x, a.CreateContainer)]
+    assert [(s.user, s.devices) for s in creates if s.user == "carol"] == []
+    assert all(set(s.devices).isdisjoint(made.spec.devices) for s in creates)
+    status = next(s for s in again.statuses if s.user == "carol")
+    assert (status.phase, status.reason, status.devices) == ("Running", "starting",
+                                                            made.spec.devices)
+
+
+def test_a_container_removed_after_its_hold_frees_its_place_in_the_same_pass(lab: Lab) -> None:
+    """frank (two containers at most): both idle-stopped; a third want waits for a place; when
+    the first two are removed after the hold, the third is made in that same pass."""
+    for name in ("a", "b"):
+        start_idle(lab, "frank", name)
+    lab.advance(hours=3)
+    lab.apply()  # both told: stopped stop_notice_m (10 minutes) later
+    lab.advance(minutes=10)
+    lab.apply()  # both idle-stopped
+    assert [lab.status("frank", n)["reason"] for n in ("a", "b")] == ["idle", "idle"]
+    lab.want("frank", "c")
+    lab.apply()
+    assert lab.status("frank", "c")["phase"] == "Pending"
+    lab.advance(hours=25)
+    assert sorted(lab.record()) == ["create frank/c ",
+                                    "remove frank/a held_expired", "remove frank/b held_expired",
+                                    "remove-want frank/a", "remove-want frank/b"]
 def test_a_runtime_stop_seen_late_is_warned_first(tmp_path: Path) -> None:
     lab = Lab(tmp_path, config=config_from("defaults: {max_runtime_h: 1, idle_timeout_h: null}\n"))
     lab.want("amy", "t")
