@@ -413,8 +413,10 @@ class Daemon:
             return
         from ds01d.core.gpus import summary
         from ds01d.fsutil import write_atomic
+        from ds01d.snapshot import layout_stamp
 
         body = summary(result.plan, result.observed, result.desired)
+        body["layout"] = layout_stamp(str(self.paths.etc))
         if body == self.gpus_shown:
             return
         try:

@@ -36,12 +36,19 @@ def read_gpus(p: Paths) -> dict[str, Any] | None:
 
 
 def host_offer(p: Paths) -> tuple[list[str], int] | None:
-    """The MIG profiles this host has and its count of whole GPUs (``None``: unknown)."""
+    """The MIG profiles this host has or a layout change under way makes, and its count of
+    whole GPUs (``None``: unknown, or ``mig-layout.yaml`` changed since ds01d last said)."""
+    from ds01d.snapshot import layout_stamp
+
     body = read_gpus(p)
-    if body is None or body.get("unreadable"):
-        return None
+    if body is None or body.get("unreadable") or \
+            body.get("layout") != layout_stamp(p.under("etc/ds01")):
+        return None  # unknown, or the MIG layout changed since: ds01d judges
     profiles = body["profiles"]
-    return sorted(k for k in profiles if k != WHOLE), int(profiles.get(WHOLE, {}).get("total", 0))
+    whole = profiles.get(WHOLE, {})
+    return (sorted(k for k, row in profiles.items() if k != WHOLE
+                   and (row.get("total") or row.get("coming"))),
+            int(whole.get("total", 0)) + int(whole.get("coming", 0)))
 
 
 def _admin(args: argparse.Namespace, p: Paths) -> bool:
@@ -122,8 +129,9 @@ def table(body: dict[str, Any], owners: dict[str, str] | None) -> str:
     lines.append("profiles on this host (free of total, wants queued):")
     for name, row in body["profiles"].items():
         shown = "whole GPU" if name == WHOLE else name
+        soon = f", {row['coming']} coming (a MIG layout change)" if row.get("coming") else ""
         lines.append(f"  {shown:<10} {row['free']} of {row['total']} free, {row['queued']} "
-                     f"queued ({row['gpu_equivalents']:g} GPU-equivalents each)")
+                     f"queued{soon} ({row['gpu_equivalents']:g} GPU-equivalents each)")
     lines.append("FREE BY: when an in-use device is freed at the latest (its holder's idle or "
                  "runtime stop, if it stays idle), or a held one is released")
     return "\n".join(lines)

@@ -89,7 +89,7 @@ def summary(plan: Plan, observed: Observed, desired: Desired) -> dict[str, Any]:
         gpus.append({"index": g.index, "model": g.model, "memory_mib": g.memory_mib,
                      "mig": g.mig_enabled, "devices": [_device(d, states) for d in mine]})
     return {"version": VERSION, "gpus": gpus,
-            "profiles": profiles(devices, states, queued(plan, desired)),
+            "profiles": profiles(devices, states, queued(plan, desired), coming(plan)),
             "unreadable": sorted(k for k in observed.adapter_errors if k.startswith("nvml"))}
 
 
@@ -99,15 +99,45 @@ def _device(d: Device, states: dict[str, tuple[str, str | None]]) -> dict[str, A
             "gpu_equivalents": round(d.gpu_equivalents, 4), "state": state, "free_at": free_at}
 
 
+def coming(plan: Plan) -> dict[str, int]:
+    """Profile (or ``gpu``) -> devices a MIG layout change under way will make."""
+    out: dict[str, int] = {}
+    for change in plan.mig.changes:
+        if change.problem is not None:
+            continue
+        gpu = change.gpu
+        staying: dict[str, int] = {}
+        if not gpu.mig_enabled and gpu.uuid not in change.going:
+            staying[""] = 1
+        for i in gpu.instances:
+            if i.uuid not in change.going:
+                staying[i.profile] = staying.get(i.profile, 0) + 1
+        for profile, n in change.future.items():
+            if n > staying.get(profile, 0):
+                key = profile or WHOLE
+                out[key] = out.get(key, 0) + n - staying.get(profile, 0)
+    return out
+
+
 def profiles(devices: Iterable[Device], states: dict[str, tuple[str, str | None]],
-             waiting: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """Profile -> how many this host has, how many are free, how many wants wait."""
+             waiting: dict[str, int], made: dict[str, int] | None = None
+             ) -> dict[str, dict[str, Any]]:
+    """Profile -> how many this host has, how many are free, how many wants wait, and how
+    many a MIG layout change under way makes (``coming``)."""
+    from ds01d.units import mig_gpu_equivalents
+
     out: dict[str, dict[str, Any]] = {}
+
+    def row(key: str, gpueq: float) -> dict[str, Any]:
+        return out.setdefault(key, {"total": 0, "free": 0, "queued": 0, "coming": 0,
+                                    "gpu_equivalents": round(gpueq, 4)})
+
     for d in devices:
-        row = out.setdefault(profile_of(d), {"total": 0, "free": 0, "queued": 0,
-                                             "gpu_equivalents": round(d.gpu_equivalents, 4)})
-        row["total"] += 1
-        row["free"] += states[d.uuid][0] == FREE
+        r = row(profile_of(d), d.gpu_equivalents)
+        r["total"] += 1
+        r["free"] += states[d.uuid][0] == FREE
+    for key, n in (made or {}).items():
+        row(key, 1.0 if key == WHOLE else mig_gpu_equivalents(key))["coming"] = n
     for key, n in waiting.items():
         if key in out:
             out[key]["queued"] = n

@@ -92,7 +92,7 @@ def test_gpus_shows_free_and_in_use_naming_nobody_and_the_users_room(lab: Lab) -
 
     mine = json.loads(lab.ds01("--as", "alice", "gpus", "--json"))
     assert "holders" not in mine and mine["you"]["fits"] == ["2g.10gb", "3g.20gb"]
-    assert mine["profiles"]["3g.20gb"] == {"total": 2, "free": 0, "queued": 1,
+    assert mine["profiles"]["3g.20gb"] == {"total": 2, "free": 0, "queued": 1, "coming": 0,
                                            "gpu_equivalents": 0.4286}
     admin = json.loads(lab.ds01("gpus", "--json"))  # root (a simulated root, no --as)
     assert set(admin["holders"].values()) == {"bob/x", "carol/big", "dave/q"}
@@ -202,6 +202,34 @@ def test_events_since_counts_from_now(lab: Lab) -> None:
     assert lab.ds01("--as", "alice", "events", "--since", "1h")
     lab.ds01("sim", "advance", "2h")
     assert lab.ds01("--as", "alice", "events", "--since", "1h") == ""
+
+
+def test_profiles_a_layout_change_brings_can_be_asked_for(lab: Lab) -> None:
+    lab.ds01("--as", "bob", "want", "container", "x", "--mig", "3g.20gb")
+    lab.ds01d()
+    (lab.root / "etc/ds01/mig-layout.yaml").write_text(
+        "version: 1\ndrain_deadline_h: 2\ngpus:\n  all: {mig-enabled: false}\n  '2': "
+        "{mig-enabled: true, mig-devices: {1g.5gb: 7}}\n  '3': {mig-enabled: "
+        "true, mig-devices: {2g.10gb: 3}}\n")
+    lab.ds01d()  # GPU 2 drains: bob's 3g.20gb goes at the deadline
+    assert "1g.5gb     0 of 0 free, 0 queued, 7 coming" in lab.ds01("--as", "alice", "gpus")
+    body = json.loads(lab.ds01("--as", "alice", "gpus", "--json"))
+    assert (body["profiles"]["2g.10gb"]["coming"], body["profiles"]["3g.20gb"]["coming"]) == \
+        (0, 0)
+    out = lab.ds01("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
+    assert out.startswith("wanted container 't'")
+    err = lab.refused("--as", "alice", "want", "container", "u", "--mig", "4g.20gb")
+    assert "(it has: 1g.5gb, 2g.10gb, 3g.20gb)" in err
+
+
+def test_a_layout_ds01d_has_not_read_yet_is_left_to_ds01d(lab: Lab) -> None:
+    lab.ds01d()
+    assert lab.refused("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
+    (lab.root / "etc/ds01/mig-layout.yaml").write_text(
+        "version: 1\ngpus:\n  all: {mig-enabled: false}\n  '2': {mig-enabled: true, "
+        "mig-devices: {1g.5gb: 7}}\n  '3': {mig-enabled: true, mig-devices: {2g.10gb: 3}}\n")
+    out = lab.ds01("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
+    assert out.startswith("wanted container 't'")
 
 
 def test_plan_shows_mig_drift(lab: Lab) -> None:
