@@ -17,6 +17,7 @@ _PATTERNS = {
     "duration": r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$",
     "part": r"([0-9]+(?:\.[0-9]+)?)([smhdw])",
     "percent": r"^([0-9]+(?:\.[0-9]+)?)%$",
+    "rate": r"^([0-9]+(?:\.[0-9]+)?)([kKmMgG]?)/s$",
     # NVIDIA MIG profile names: <compute slices>g.<memory>gb, optional +me/+gfx suffix
     # (A100: 1g.5gb ... 7g.40gb; A100 80GB/H100: 1g.10gb ... 7g.80gb, 1g.20gb, 1g.10gb+me).
     "mig": r"^([1-7])g\.([0-9]+)gb(\+me|\+gfx|\+me\.all)?$",
@@ -29,7 +30,8 @@ def _re(name: str) -> re.Pattern[str]:
     return re.compile(_PATTERNS[name])
 
 
-SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high"})
+SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high",
+                       "storage_tmp"})
 """Settings that are sizes (bytes)."""
 
 
@@ -43,6 +45,10 @@ def show_value(value: int | float | bool | None, key: str) -> str:
         return format_size(value)
     if key == "cpu_quota":
         return f'"{value:g}%"'
+    if key == "network_idle_threshold":
+        return format_rate(float(value))
+    if key == "idle_detection_window":
+        return format_duration(float(value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -90,6 +96,36 @@ def parse_duration_s(value: str) -> float:
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1h40m or 7d)")
     return sum(float(n) * _DURATION_H[u] for n, u in parts) * 3600.0
+
+
+def parse_rate(value: str) -> float:
+    """Bytes per second from ``1k/s``, ``512/s``, ``2.5M/s`` (powers of 1024)."""
+    m = _re("rate").match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a rate (use 1k/s)")
+    return float(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+
+
+def round_rate(bps: float) -> float:
+    """A rate rounded the way :func:`format_rate` writes it (whole bytes from 10/s on)."""
+    return float(round(bps)) if bps >= 10 else float(f"{bps:.3g}")
+
+
+def format_rate(bps: float) -> str:
+    """A rate as it is written: 1024.0 -> ``1K/s``, 291.27 -> ``291/s``."""
+    for suffix, mult in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if bps >= mult and (bps / mult).is_integer():
+            return f"{int(bps // mult)}{suffix}/s"
+    return f"{bps:.0f}/s" if bps >= 10 else f"{bps:.3g}/s"
+
+
+def format_duration(h: float) -> str:
+    """A duration string as a config file takes it: 0.5 -> ``30m``, 3 -> ``3h``, 0.01 -> ``36s``."""
+    for unit, per_h in (("h", 1.0), ("m", 60.0), ("s", 3600.0)):
+        n = h * per_h
+        if abs(n - round(n)) < 1e-9 and round(n) > 0:
+            return f"{round(n)}{unit}"
+    return f"{h:g}h"
 
 
 def format_hours(h: float) -> str:

@@ -64,7 +64,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _check_args(p: _Parser) -> None:
-    del p
+    p.add_argument("--migrate", nargs="?", const="resource-limits.yaml", metavar="FILE",
+                   help="print FILE (default resource-limits.yaml) written in today's keys, "
+                   "comments kept; older keys renamed with their values in today's units, keys "
+                   "ds01 ignores commented out. The file itself is not changed.")
 
 
 def _limits_args(p: _Parser) -> None:

@@ -27,3 +27,5 @@ class Limits:
     gpu_hold_after_stop_h: float | None
     container_hold_after_stop_h: float | None
     max_tasks: int | None
+    storage_tmp: int | None = None
+    """Bytes of the tmpfs at ``/tmp`` in each container (``None``: no tmpfs)."""

@@ -47,7 +47,6 @@ class _Pass:
     now: datetime
     free: list[Device]
     usage: dict[str, float]
-    held: dict[str, int]
     containers: dict[str, int]
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
@@ -95,8 +94,15 @@ def host_problems(want: Want, offer: Offer) -> list[str]:
     return []
 
 
+def gpu_quotas(eff: Effective) -> list[tuple[str, float]]:
+    """The caps on a user's GPU-equivalents held at once, with the key setting each."""
+    caps = (("max_gpu_equivalents", eff.limits.max_gpu_equivalents),
+            ("aggregate.gpu_limit", eff.aggregate.gpu_limit))
+    return [(key, cap) for key, cap in caps if cap is not None]
+
+
 def share(user: str, eff: Effective, usage: Mapping[str, float]) -> float:
-    quota = eff.limits.max_gpu_equivalents
+    quota = min((cap for _, cap in gpu_quotas(eff)), default=None)
     used = usage.get(user, 0.0)
     if quota is None:
         return 0.0
@@ -155,12 +161,11 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 groups: Mapping[Key, list[Container]], releasing: set[str]) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
-    held = {u: len(ds) for u, ds in hold.by_user.items()}
     count: dict[str, int] = {}
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
     free = [d for d in devices if d.uuid not in hold.by_device]
-    return _Pass(now, free, usage, held, count)
+    return _Pass(now, free, usage, count)
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -189,12 +194,24 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         reason = observed.previous_reasons.get(key) or _exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
+    if eff.archived:
+        state.statuses[key] = WantStatus(want.user, want.name, "Failed", ARCHIVED_REASON, (),
+                                         want.gpu_equivalents, None, want.requested_at)
+        return True
     problems = limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
+    cap = eff.aggregate.gpu_limit
+    if cap is not None and want.gpu_equivalents > cap + 1e-9:
+        problems.append(f"asking for {want.gpu_equivalents:.3g} GPU-equivalents is over your "
+                        f"limit of {cap:g} (aggregate.gpu_limit)")
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
                                          (), want.gpu_equivalents, None, want.requested_at)
         return True
     return False
+
+
+ARCHIVED_REASON = ("your access has ended (groups/archived.members): ask the lab's admins "
+                   "to restore it")
 
 
 def _exit_reason(c: Container) -> str:
@@ -233,14 +250,11 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         counted = any(hold.by_device.get(d) == c.id for d in c.devices)
         _take(state, want, c.devices, counted=counted, new=False)
         return None
-    quota = lim.max_gpu_equivalents
     used = state.usage.get(want.user, 0.0)
-    if quota is not None and used + want.gpu_equivalents > quota + 1e-9:
-        return (f"waiting for your other containers: {used:.3g} of {quota:g} GPU-equivalents "
-                "in use (max_gpu_equivalents)")
-    gpu_limit = eff.aggregate.gpu_limit
-    if gpu_limit is not None and state.held.get(want.user, 0) + want.device_count > gpu_limit:
-        return f"waiting for your other containers: {gpu_limit} devices held (gpu_limit)"
+    for key, quota in gpu_quotas(eff):
+        if used + want.gpu_equivalents > quota + 1e-9:
+            return (f"waiting for your other containers: {used:.3g} of {quota:g} "
+                    f"GPU-equivalents in use ({key})")
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
     if want.device_count and picked is None:
         what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
@@ -268,7 +282,6 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
     state.free = [d for d in state.free if d.uuid not in taken]
     if not counted:
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
-        state.held[want.user] = state.held.get(want.user, 0) + len(uuids)
     if new:
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
