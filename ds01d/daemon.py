@@ -1,19 +1,17 @@
 """``ds01d``: converge the machine onto desired state, pass after pass.
 
 Level-triggered: file changes (inotify, through watchdog) and a periodic resync only *wake*
-the loop; every pass observes the machine and plans from scratch. The only memory kept
-between passes is when each container went idle and which warnings were given. It is saved to
-``run/ds01/memory.json`` after each pass and read back at start only when fresh (at most three
-resync periods old on a real host), so a restart neither resets idle timers nor trusts stale
-ones; without it (or with it stale) the timers start again, which can delay a stop but never
-cause one.
+the loop; every pass observes the machine and plans from scratch. What a pass carries to the
+next is one small value, :class:`~ds01d.runtime.carry.Carry` (when wants were first seen, when
+containers went idle, which warnings were given, why ds01d stopped what it stopped), saved
+after each pass and read back whole at start. Everything else the daemon holds is a cache of
+what it can read again.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -30,26 +28,28 @@ from ds01d import __version__
 from ds01d.adapters import notify
 from ds01d.adapters.nss import account as nss_account
 from ds01d.adapters.nss import uid_of
+from ds01d.adapters.nss import user_name as nss_user_name
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
+from ds01d.core.asks import settle
 from ds01d.core.idle import track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
+from ds01d.core.wants import by_want
+from ds01d.names import printable
 from ds01d.paths import Paths
+from ds01d.runtime import carry
+from ds01d.runtime.carry import Carry, Saver
 from ds01d.runtime.dcgm import job_map, write_job_map
-from ds01d.runtime.desired import (
-    ConfigSource,
-    EffectiveCache,
-    WantSource,
-    assemble,
-)
+from ds01d.runtime.desired import ConfigSource, EffectiveCache, assemble
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.executor import Executor, blocking, safe_actions
 from ds01d.runtime.metrics import Collector, Snapshot, Totals
 from ds01d.runtime.metrics import build as build_metrics
 from ds01d.runtime.observe import Adapters, observe
 from ds01d.runtime.simroot import sim_account
-from ds01d.statusfiles import read_statuses
+from ds01d.runtime.userfiles import UserFiles
+from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
@@ -70,49 +70,62 @@ class Daemon:
     simulate: bool
     interval: float = 10.0
     read_memory: bool = True
+    """Read the carried state saved by an earlier ds01d (tests turn it off)."""
     host: Any = None
     """An in-memory simulated host to drive instead of the one under ``--root`` (benchmarks)."""
     job_map_dir: Path = field(default=Path())
     """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
+
+    carry: Carry = field(default_factory=Carry)
+    """What this pass carries to the next and across restarts: the daemon's only memory."""
+
+    # Caches, rebuilt after a restart from the files and the machine:
     config: ConfigSource = field(init=False)
     want_files: WantSource = field(init=False)
     limits_cache: EffectiveCache = field(init=False)
-    saved_memory: str | None = None
-    """The memory last written (rewritten only when it changed, or a resync period on)."""
-    saved_at: float = 0.0
-    restored: frozenset[str] = frozenset()
-    """Reports given before a restart (from the saved memory): not given again."""
-    events: EventLog = field(init=False)
+    files: UserFiles = field(init=False)
+    saver: Saver = field(init=False)
     executor: Executor | None = None
-    idle: dict[str, datetime] = field(default_factory=dict)
-    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
-    snapshot_of: DesiredConfig | None = None
     real: Adapters | None = None
-    down: dict[str, str] = field(default_factory=dict)
-    last: tuple[Plan, Observed, Desired, bool, float] | None = None
+    snapshot_of: DesiredConfig | None = None
+    snapshot_until: datetime | None = None
     job_map: dict[str, str] | None = None
+    sim_host: Any = None
+    """The simulated host, while a pass holds it."""
+
+    # What the daemon says about itself (journal, events, metrics, systemctl status):
+    events: EventLog = field(init=False)
+    down: dict[str, str] = field(default_factory=dict)
+    shown_errors: tuple[str, ...] = ()
+    config_valid: bool | None = None
+    last: tuple[Plan, Observed, Desired, bool, float] | None = None
     _metrics: Snapshot | None = None
     totals: Totals = field(default_factory=Totals)
     passes: int = 0
     last_pass_at: float = 0.0
     last_pass_ms: float = 0.0
-    snapshot_until: datetime | None = None
-    shown_errors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.job_map_dir == Path():
             self.job_map_dir = self.paths.run / "dcgm-job-map"
         self.config = ConfigSource(self.paths.etc)
-        self.want_files = WantSource(self.paths.wants, uid_of=None if self.simulate else uid_of)
+        self.want_files = WantSource(
+            self.paths.wants, user_name=None if self.simulate else nss_user_name,
+            uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign")
         self.limits_cache = EffectiveCache()
-        self.events = EventLog(self.paths.events)
-        for s in read_statuses(str(self.paths.status)):
-            if s.get("phase") == "Stopped":
-                self.reasons[(str(s.get("user")), str(s.get("name")))] = str(s.get("reason"))
+        self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
+        self.events = EventLog(self.paths.events, user_copy=self.files.append_event)
+        self.saver = Saver(self.paths.state, refresh_s=self.interval)
+        try:
+            fixed = ensure_spool(self.paths.wants)
+            if fixed:
+                log.warning("want spool set right: %s", fixed)
+        except OSError as e:
+            log.error("cannot set up the want spool %s: %s", self.paths.wants, e.strerror or e)
         if self.read_memory:
-            self.idle, self.restored = load_memory(self.paths, max_age_s=None if self.simulate
-                                                   else 3 * self.interval)
+            self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
+                                    else 3 * self.interval)
 
     def real_adapters(self) -> Adapters:
         """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
@@ -141,7 +154,11 @@ class Daemon:
             return
         with locked(self.paths.sim) as host:
             adapters, clock = sim_adapters(host)
-            yield adapters, clock.now(), host
+            self.sim_host = host
+            try:
+                yield adapters, clock.now(), host
+            finally:
+                self.sim_host = None
 
     def desired(self, observed: Observed, host: Any) -> Desired | None:
         config = self.config.load()
@@ -151,20 +168,40 @@ class Daemon:
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
         if config is not self.snapshot_of or stale:
             self._write_snapshot(config, observed.now)
-        wants, invalid = self.want_files.load()
+        read = self.want_files.load()
+        self._report_foreign(read, observed.now)
+        containers = {k: cs[0] for k, cs in by_want(observed).items()}
+        wants, asks = settle(read.wants, self.carry.asks, now=observed.now,
+                             containers=containers,
+                             keepalive_max_h=config.policies.keepalive_max_duration_h,
+                             keep=read.held)
+        self.carry = replace(self.carry, asks=asks)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        return assemble(config, replace(read, wants=tuple(wants)), users=owners,
+                        nss=self.nss(), account=self.account, now=observed.now,
+                        cache=self.limits_cache)
 
-        def account(user: str) -> Account | None:
-            if user not in self.accounts:
-                found = (sim_account(self.paths, host, user) if self.simulate
-                         else nss_account(user))
-                if found is None:
-                    return None
-                self.accounts[user] = found
-            return self.accounts[user]
+    def account(self, user: str) -> Account | None:
+        """uid, gid and home of ``user`` (the simulated host's, or NSS's); cached."""
+        if user not in self.accounts:
+            if self.simulate:
+                host = self.sim_host or self.host
+                if host is None:
+                    return Account(None, None, str(self.paths.root / "home" / user))
+                found: Account | None = sim_account(self.paths, host, user)
+            else:
+                found = nss_account(user)
+            if found is None:
+                return None
+            self.accounts[user] = found
+        return self.accounts[user]
 
-        return assemble(config, wants, invalid, users=owners, nss=self.nss(), account=account,
-                        now=observed.now, cache=self.limits_cache)
+    def _report_foreign(self, read: WantsRead, now: datetime) -> None:
+        for f in read.foreign:
+            self.events.emit(event("spool.foreign", when=now, user=f.owner, details={
+                "entry": printable(f.name), "owner_uid": f.owner_uid, "moved_to": f.moved_to}),
+                f"wants/{printable(f.name)} is owned by uid {f.owner_uid} ({f.owner}), not by "
+                f"the user it names: moved to {f.moved_to or '(could not move)'}")
 
     def nss(self) -> Nss:
         """No Unix groups on the simulated host; the system's (looked up afresh each pass,
@@ -202,14 +239,20 @@ class Daemon:
             self.snapshot_until = None if until is None else parse_when(until)
 
     def _report_config(self, now: datetime) -> None:
+        """``config.invalid`` when an edit breaks the configuration (once per set of errors),
+        ``config.valid`` when it is fixed."""
         shown = tuple(str(e) for e in self.config.errors)
         if shown and shown != self.shown_errors:
             kept = "keeping the last valid one" if self.config.last else "nothing to keep"
             self.events.emit(event("config.invalid", when=now, user=None,
                                    details={"errors": list(shown[:20]),
                                             "kept_last": bool(self.config.last)}),
-                             f"desired state invalid ({kept}): {'; '.join(shown)}")
+                             f"desired state invalid ({kept}): {'; '.join(shown[:20])}")
+        if not shown and self.config_valid is False:
+            self.events.emit(event("config.valid", when=now, user=None, details={}),
+                             "desired state valid again")
         self.shown_errors = shown
+        self.config_valid = not shown
 
     def plan_once(self, adapters: Adapters, now: datetime, host: Any) -> PassResult:
         """Observe and plan, without executing (``ds01 plan``, and the first half of a pass)."""
@@ -217,10 +260,12 @@ class Daemon:
         desired = self.desired(observed, host)
         if desired is None:
             return PassResult(None, observed)
-        self.idle = track_idle(self.idle, observed, desired.effective, now)
-        reported = frozenset(self.executor.reported) if self.executor else self.restored
-        observed = replace(observed, idle_since=dict(self.idle), reported=reported,
-                           previous_reasons=dict(self.reasons))
+        idle = track_idle(self.carry.idle_since, observed, desired.effective, now)
+        self.carry = replace(self.carry, idle_since=idle)
+        reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
+        reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
+        observed = replace(observed, idle_since=idle, reported=reported,
+                           previous_reasons=reasons)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -253,9 +298,10 @@ class Daemon:
     def _pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
             if self.executor is None:
-                self.executor = Executor(adapters, self.paths, self.events,
-                                         reported=set(self.restored), reasons=self.reasons,
-                                         totals=self.totals)
+                self.executor = Executor(adapters, self.paths, self.events, files=self.files,
+                                         reported=set(self.carry.reported),
+                                         reasons=dict(self.carry.reasons),
+                                         flagged=dict(self.carry.flagged), totals=self.totals)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             self._report_adapters(result.observed)
@@ -265,41 +311,34 @@ class Daemon:
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_reports(result.plan.report_keys, now)
             if not blocking(result.observed.adapter_errors):
-                self.executor.write_statuses(result.plan.statuses)
-                mapping = job_map(result.observed, result.plan.statuses)
-                if mapping != self.job_map:
-                    write_job_map(self.job_map_dir, mapping)
-                    self.job_map = mapping
-            self._write_memory()
+                keep = frozenset(result.desired.held_users) if result.desired else frozenset()
+                self.executor.write_statuses(result.plan.statuses, keep=keep)
+                self._write_job_map(result)
+            self._save_carry()
             return result
 
-    def _write_memory(self) -> None:
-        """``run/ds01/memory.json``: idle timers and reports given (see the module docstring)."""
-        from ds01d.fsutil import write_atomic
-
-        memory = {"idle_since": {k: v.isoformat() for k, v in self.idle.items()},
-                  "reported": sorted(self.executor.reported if self.executor else ())}
-        text = json.dumps(memory, sort_keys=True)
-        if text == self.saved_memory and time.time() - self.saved_at < self.interval:
+    def _write_job_map(self, result: PassResult) -> None:
+        if result.plan is None:
             return
-        self.paths.run.mkdir(parents=True, exist_ok=True)
-        self.saved_at = time.time()
-        write_atomic(self.paths.run / "memory.json",
-                     json.dumps({"saved_at": self.saved_at, **memory}, indent=1))
-        self.saved_memory = text
+        mapping = job_map(result.observed, result.plan.statuses)
+        if mapping != self.job_map:
+            try:
+                write_job_map(self.job_map_dir, mapping)
+            except OSError as e:
+                log.warning("dcgm job map not written: %s", e.strerror or e)
+                return
+            self.job_map = mapping
 
-
-def load_memory(paths: Paths, *, max_age_s: float | None
-                ) -> tuple[dict[str, datetime], frozenset[str]]:
-    """The idle timers and given reports saved by the last pass, if fresh enough."""
-    try:
-        body = json.loads((paths.run / "memory.json").read_text())
-        if max_age_s is not None and time.time() - float(body["saved_at"]) > max_age_s:
-            return {}, frozenset()
-        idle = {str(k): datetime.fromisoformat(v) for k, v in body["idle_since"].items()}
-        return idle, frozenset(str(k) for k in body["reported"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}, frozenset()
+    def _save_carry(self) -> None:
+        """The carried state: what the executor remembers, with the idle timers and asks."""
+        x = self.executor
+        if x is not None:
+            self.carry = replace(self.carry, reported=frozenset(x.reported),
+                                 reasons=dict(x.reasons), flagged=dict(x.flagged))
+        try:
+            self.saver.save(self.carry)
+        except OSError as e:
+            log.error("carried state not saved in %s: %s", self.paths.state, e.strerror or e)
 
 
 def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
@@ -321,8 +360,9 @@ def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
     return observer
 
 
-def serve_metrics(d: Daemon, port: int) -> None:
-    """``/metrics`` on ``port`` (0: none), built from the last pass at each scrape."""
+def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1") -> None:
+    """``/metrics`` on ``address:port`` (port 0: none), built from the last pass at each
+    scrape. Local by default: the metrics name users and their containers."""
     if not port:
         return
     from prometheus_client import CollectorRegistry, start_http_server
@@ -330,17 +370,19 @@ def serve_metrics(d: Daemon, port: int) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(d))
     try:
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=address, registry=registry)
     except OSError as e:  # a busy port must not keep ds01d from its work
-        log.error("no metrics: cannot listen on port %d (%s); use --metrics-port", port, e)
+        log.error("no metrics: cannot listen on %s:%d (%s); use --metrics-port", address, port,
+                  e)
         return
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", address, port)
 
 
-def serve(d: Daemon, *, interval: float, metrics_port: int = 0) -> int:
+def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
+          metrics_address: str = "127.0.0.1") -> int:
     """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
     wake, stop = threading.Event(), threading.Event()
-    serve_metrics(d, metrics_port)
+    serve_metrics(d, metrics_port, metrics_address)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after this pass", signum)
@@ -408,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--hpc-job-mapping-dir files (default: run/ds01/dcgm-job-map under --root)")
     p.add_argument("--metrics-port", type=int, default=9101, metavar="PORT",
                    help="serve Prometheus metrics on PORT (default %(default)s; 0: off)")
+    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics listen on (default %(default)s: this host only, "
+                   "since metrics name users; 0.0.0.0 for a Prometheus elsewhere)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -427,4 +472,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0
-    return serve(d, interval=args.interval, metrics_port=args.metrics_port)
+    return serve(d, interval=args.interval, metrics_port=args.metrics_port,
+                 metrics_address=args.metrics_address)

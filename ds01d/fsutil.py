@@ -1,33 +1,60 @@
-"""Small file-system helpers: atomic writes, safe folder creation."""
+"""Small file-system helpers: atomic writes that never follow a link.
+
+ds01d runs as root and writes into folders users can see and, for their status folder, own;
+so every write here creates a fresh file with ``O_EXCL | O_NOFOLLOW`` (a name planted in
+advance cannot redirect it), sets its owner and mode through the descriptor, and renames it
+into place (a rename replaces a planted symlink; it never writes through it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 
 
-def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` atomically: temp file in the same folder, fsync, rename.
+def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
+                 durable: bool = True, dir_fd: int | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``text`` atomically: a new temp file in the same folder, then a
+    rename. A reader sees the old file or the new one, never a half-written one.
 
-    A reader sees the old file or the new one, never a half-written one; a crash leaves at
-    most a ``.tmp`` file behind, which nothing reads.
+    ``durable``: fsync the file and its folder (for what cannot be rebuilt); files ds01d
+    derives again on every pass skip it. ``dir_fd``: ``path`` is a name in that open folder.
+    ``owner``: (uid, gid) given to the file before it appears.
     """
     path = os.fspath(path)
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    if dir_fd is not None and folder:
+        raise ValueError("with dir_fd, path is a name in that folder")
+    tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(os.path.join(folder, tmp) if dir_fd is None else tmp,
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                 dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), mode)
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if durable:
+                os.fsync(f.fileno())
+        if dir_fd is None:
+            os.replace(os.path.join(folder, tmp), path)
+        else:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(os.path.join(folder, tmp) if dir_fd is None else tmp, dir_fd=dir_fd)
         raise
-    dir_fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    if durable:
+        _fsync_dir(folder or ".", dir_fd)
+
+
+def _fsync_dir(folder: str, dir_fd: int | None) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY) if dir_fd is None else os.dup(dir_fd)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)

@@ -12,6 +12,7 @@ uses a keyword outside :data:`SUPPORTED`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -84,9 +85,17 @@ def load_schema(name: str) -> Schema:
     return data
 
 
-def validate(name: str, instance: Any) -> list[SchemaError]:
-    """Every error of ``instance`` against the schema file ``name`` (empty: valid)."""
-    return list(_Run(name).check(load_schema(name), instance, ()))
+MAX_ERRORS = 50
+"""Errors reported per file at most: a file with thousands of wrong keys costs a bounded
+time to judge (the rest are not even looked for)."""
+
+
+def validate(name: str, instance: Any, *, limit: int = MAX_ERRORS) -> list[SchemaError]:
+    """The errors of ``instance`` against the schema file ``name``, the first ``limit`` of
+    them (empty: valid)."""
+    from itertools import islice
+
+    return list(islice(_Run(name).check(load_schema(name), instance, ()), limit))
 
 
 def empty_sections(name: str, instance: Any) -> Any:
@@ -251,6 +260,9 @@ class _Run:
             yield from self._string(schema, value, path)
 
     def _number(self, schema: Schema, value: float, path: KeyPath) -> Iterator[SchemaError]:
+        if not math.isfinite(value):
+            yield SchemaError(path, f"{show(value)} is not a finite number")
+            return
         if "minimum" in schema and value < schema["minimum"]:
             yield SchemaError(path, f"{show(value)} is below the minimum {schema['minimum']}")
         if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:

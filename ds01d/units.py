@@ -33,6 +33,19 @@ def _re(name: str) -> re.Pattern[str]:
 SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high",
                        "storage_tmp"})
 """Settings that are sizes (bytes)."""
+MAX_SIZE = 1 << 50
+"""The largest size ds01 reads anywhere: 1 PiB (far below what Docker's and systemd's 64-bit
+fields hold)."""
+MIN_SIZE = {"memory": 6 << 20, "memory_swap": 6 << 20, "memory_max": 6 << 20,
+            "memory_high": 6 << 20, "shm_size": 1 << 20, "shm": 1 << 20,
+            "storage_tmp": 1 << 20}
+"""The smallest value of each size setting: 6 MiB is the least memory Docker accepts, and 0
+would mean "no limit" to Docker and systemd (``null`` is how ds01 says unlimited)."""
+MAX_PERCENT = 100_000.0
+"""The largest CPU quota read: 1,000 CPUs."""
+MAX_DURATION_H = 87_600.0
+"""The longest duration ds01 reads anywhere: ten years (times stay far from the calendar's
+end, so every sum of a time and a duration can be computed)."""
 
 
 def show_value(value: int | float | bool | None, key: str) -> str:
@@ -61,13 +74,26 @@ def parse_size(value: int | str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{value} is not a size (must be >= 0)")
-        return value
-    m = _re("size").match(value.strip())
-    if not m:
-        raise ValueError(f"{value!r} is not a size (use 32g or 32G)")
-    return int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
+        n = value
+    else:
+        m = _re("size").match(value.strip()) if len(value) <= 32 else None
+        if not m:
+            raise ValueError(f"{value[:32]!r} is not a size (use 32g or 32G)")
+        n = int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
+    if n < 0:
+        raise ValueError(f"{value} is not a size (must be >= 0)")
+    if n > MAX_SIZE:
+        raise ValueError(f"{value} is more than 1P (the largest size ds01 reads)")
+    return n
+
+
+def check_size(key: str, n: int) -> int:
+    """``n`` bytes, or ``ValueError`` when below the smallest value of setting ``key``."""
+    least = MIN_SIZE.get(key, 0)
+    if n < least:
+        raise ValueError(f"{format_size(n)} is too small for {key}: the smallest is "
+                         f"{format_size(least)} (null means no limit)")
+    return n
 
 
 def format_size(n: int) -> str:
@@ -80,30 +106,39 @@ def format_size(n: int) -> str:
 
 def parse_duration_h(value: str) -> float:
     """Hours from a legacy duration string: ``48h``, ``0.5h``, ``30m``, ``2d``, ``90s``."""
-    m = _re("duration").match(value.strip())
+    m = _re("duration").match(value.strip()) if len(value) <= 32 else None
     if not m:
-        raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1.5h or 7d)")
-    return float(m.group(1)) * _DURATION_H[m.group(2)]
+        raise ValueError(f"{value[:32]!r} is not a duration (use 30m, 2h, 1.5h or 7d)")
+    hours = float(m.group(1)) * _DURATION_H[m.group(2)]
+    if hours > MAX_DURATION_H:
+        raise ValueError(f"{value!r} is longer than ten years (the longest ds01 reads)")
+    return hours
 
 
 def parse_duration_s(value: str) -> float:
     """Seconds from a duration typed on the command line: ``4h``, ``90m``, ``1h40m``, ``2d``.
 
-    Raises ``ValueError`` with a message for people.
+    Raises ``ValueError`` with a message for people (also beyond :data:`MAX_DURATION_H`).
     """
     text = value.strip().replace(" ", "")
-    parts = _re("part").findall(text)
+    parts = _re("part").findall(text) if len(text) <= 64 else []
     if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r} is not a duration (use 30m, 2h, 1h40m or 7d)")
-    return sum(float(n) * _DURATION_H[u] for n, u in parts) * 3600.0
+        raise ValueError(f"{value[:64]!r} is not a duration (use 30m, 2h, 1h40m or 7d)")
+    hours = sum(float(n) * _DURATION_H[u] for n, u in parts)
+    if hours > MAX_DURATION_H:
+        raise ValueError(f"{value!r} is longer than ten years")
+    return hours * 3600.0
 
 
 def parse_rate(value: str) -> float:
     """Bytes per second from ``1k/s``, ``512/s``, ``2.5M/s`` (powers of 1024)."""
-    m = _re("rate").match(value.strip())
+    m = _re("rate").match(value.strip()) if len(value) <= 32 else None
     if not m:
-        raise ValueError(f"{value!r} is not a rate (use 1k/s)")
-    return float(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+        raise ValueError(f"{value[:32]!r} is not a rate (use 1k/s)")
+    bps = float(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+    if bps > MAX_SIZE:
+        raise ValueError(f"{value!r} is more than 1P/s (the most ds01 reads)")
+    return bps
 
 
 def round_rate(bps: float) -> float:
@@ -140,11 +175,15 @@ def parse_percent(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a percentage")
     if isinstance(value, int | float):
-        return float(value)
-    m = _re("percent").match(value.strip())
-    if not m:
-        raise ValueError(f"{value!r} is not a percentage (use 800% for 8 CPUs)")
-    return float(m.group(1))
+        pct = float(value)
+    else:
+        m = _re("percent").match(value.strip()) if len(value) <= 32 else None
+        if not m:
+            raise ValueError(f"{value[:32]!r} is not a percentage (use 800% for 8 CPUs)")
+        pct = float(m.group(1))
+    if not 0 < pct <= MAX_PERCENT:
+        raise ValueError(f"{value} is not a CPU quota between 0% and {MAX_PERCENT:g}%")
+    return pct
 
 
 def mig_compute_slices(profile: str) -> int:
@@ -170,10 +209,19 @@ def iso(when: datetime) -> str:
 
 
 def parse_when(text: str) -> datetime:
-    """An ISO 8601 date or date-time as aware UTC; a bare date means the end of that day."""
+    """An ISO 8601 date or date-time as aware UTC; a bare date means the end of that day.
+
+    Raises ``ValueError`` for anything else, a time outside the calendar included. The last
+    day of the calendar (``9999-12-31``, "forever") ends at its last second.
+    """
     value = text.strip().replace(" ", "T", 1)
-    if "T" not in value:
-        day = datetime.fromisoformat(value).date()
-        return datetime.combine(day + timedelta(days=1), time(), UTC)
-    when = datetime.fromisoformat(value)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        if "T" not in value:
+            day = datetime.fromisoformat(value).date()
+            if day == datetime.max.date():
+                return datetime.max.replace(microsecond=0, tzinfo=UTC)
+            return datetime.combine(day + timedelta(days=1), time(), UTC)
+        when = datetime.fromisoformat(value)
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the calendar") from None

@@ -22,6 +22,8 @@ from ds01d.runtime.events import EventLog
 from ds01d.runtime.executor import Executor
 from ds01d.runtime.observe import observe
 from ds01d.runtime.simroot import EXAMPLE, sim_adapters
+from ds01d.runtime.userfiles import UserFiles
+from ds01d.runtime.wantfiles import WantsRead
 
 
 def example_config() -> DesiredConfig:
@@ -89,8 +91,9 @@ class Lab:
     def desired(self, observed: Observed | None = None) -> Desired:
         observed = observed or observe(sim_adapters(self.host)[0], self.now)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
-        return assemble(self.config, list(self.wants.values()), {}, users=owners, nss=NoNss(),
-                        account=lambda u: Account(1000, 1000, f"/home/{u}"), now=self.now)
+        return assemble(self.config, WantsRead(tuple(self.wants.values())), users=owners,
+                        nss=NoNss(), account=lambda u: Account(1000, 1000, f"/home/{u}"),
+                        now=self.now)
 
     def observed(self) -> Observed:
         observed = observe(sim_adapters(self.host)[0], self.now)
@@ -114,7 +117,11 @@ class Lab:
         """One full pass: plan, execute on the fake host, remember like ds01d does."""
         if self.executor is None:
             paths = Paths(self.root)
-            self.executor = Executor(sim_adapters(self.host)[0], paths, EventLog(paths.events))
+            files = UserFiles(paths.status, account=lambda u: Account(None, None, "/"),
+                              owned=False)
+            self.executor = Executor(sim_adapters(self.host)[0], paths,
+                                     EventLog(paths.events, user_copy=files.append_event),
+                                     files=files)
         p = self.plan()
         self.executor.apply(list(p.actions), self.now)
         self.executor.forget_reports(p.report_keys)

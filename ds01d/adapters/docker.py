@@ -2,8 +2,9 @@
 
 A ds01 container is created with ``cgroup_parent`` = its owner's slice, the ``ds01.*`` labels,
 a device request for exactly its allocated GPU/MIG UUIDs (never ``all``, never privileged),
-NanoCpus, Memory, MemorySwap, ShmSize, PidsLimit, the owner's uid:gid and their workspace at
-``/workspace``. Devices are read back from ``HostConfig.DeviceRequests``; a container ds01 did
+NanoCpus, Memory, MemorySwap, ShmSize, PidsLimit, the owner's uid:gid, no new privileges, no
+capabilities, and their workspace at ``/workspace`` (made as the owner, see ``asuser``).
+Devices are read back from ``HostConfig.DeviceRequests``; a container ds01 did
 not create with ``--privileged`` or ``NVIDIA_VISIBLE_DEVICES=all`` can use every GPU.
 CPU use comes from the container's cgroup (cpuacct v1 or cpu.stat v2), as a rate between two
 looks. ref: Docker Engine API v1.41 (ContainerCreate, ContainerInspect, ContainerList).
@@ -19,13 +20,33 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
+from ds01d.adapters.asuser import make_dirs, owned_dir
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
 from ds01d.core.model import Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+SECURITY_OPT = ("no-new-privileges:true",)
+"""No process in a ds01 container gains privileges (setuid binaries, file capabilities).
+ref: docker run --security-opt, Linux no_new_privs."""
+CAP_DROP = ("ALL",)
+"""Every capability dropped, none kept: the container runs as its owner's uid, which holds
+none, and nothing ds01 starts in it needs one (ref: capabilities(7))."""
+
+
+def workspace(spec: ContainerSpec) -> str:
+    """The bind source of ``/workspace``: made as the owner, then checked as it is (every part
+    under the home a folder of the owner's, no link), named by its real path. Docker is given
+    a bind mount (``Mounts``), which never creates a missing source as root."""
+    if spec.uid is None or spec.gid is None or not spec.home:
+        raise PermanentError(f"{spec.user} has no known uid and home: no workspace")
+    rel = os.path.relpath(spec.workspace, spec.home)
+    if rel.startswith("..") or os.path.isabs(rel):
+        raise PermanentError(f"the workspace {spec.workspace} is not under {spec.home}")
+    make_dirs(spec.uid, spec.gid, spec.workspace)
+    return owned_dir(spec.home, rel.split("/"), spec.uid)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -147,7 +168,7 @@ class DockerAdapter:
             exit_code=None if running else state.get("ExitCode"))
 
     def create_and_start(self, spec: ContainerSpec) -> str:
-        self._workspace(spec)
+        source = workspace(spec)
         requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.devices),
                                   capabilities=[["gpu"]])] if spec.devices else None
         try:
@@ -155,7 +176,8 @@ class DockerAdapter:
                 cgroup_parent=spec.cgroup_parent, device_requests=requests,
                 nano_cpus=spec.nano_cpus, mem_limit=spec.memory, memswap_limit=spec.memory_swap,
                 shm_size=spec.shm_size, pids_limit=spec.pids_limit, privileged=False,
-                binds={spec.workspace: {"bind": "/workspace", "mode": "rw"}},
+                mounts=[Mount(target="/workspace", source=source, type="bind")],
+                security_opt=list(SECURITY_OPT), cap_drop=list(CAP_DROP),
                 # back after a restart of Docker itself; never after ds01 stopped it
                 restart_policy={"Name": "unless-stopped"})
             user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
@@ -167,16 +189,6 @@ class DockerAdapter:
         cid = str(created["Id"])
         self.start(cid)
         return cid
-
-    @staticmethod
-    def _workspace(spec: ContainerSpec) -> None:
-        """The owner's workspace folder, made (as theirs) when missing: Docker would make it
-        root's."""
-        if os.path.isdir(spec.workspace):
-            return
-        os.makedirs(spec.workspace, mode=0o750, exist_ok=True)
-        if spec.uid is not None and spec.gid is not None:
-            os.chown(spec.workspace, spec.uid, spec.gid)
 
     def start(self, container_id: str) -> None:
         try:

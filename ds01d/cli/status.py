@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 
-from ds01d.cli.common import caller, paths
+from ds01d.cli.common import caller, now, paths
 from ds01d.errors import InvalidInput
 from ds01d.paths import Paths
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
+    from datetime import datetime
     from typing import Any
 
 
@@ -33,21 +34,34 @@ def status_rows(p: Paths, user: str | None, name: str | None) -> list[dict[str, 
     return [r for r in rows if name is None or r.get("name") == name]
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _idle_h(idle_since: object, now: datetime) -> float | None:
+    from ds01d.units import parse_when
+
+    try:
+        return (now - parse_when(str(idle_since))).total_seconds() / 3600
+    except ValueError:
+        return None
+
+
+def _table(rows: list[dict[str, Any]], now: datetime) -> str:
+    from ds01d.names import printable
+
     head = ("USER", "NAME", "PHASE", "DEVICES", "GPUEQ", "QUEUE", "SINCE", "REASON")
-    lines = [head]
+    lines: list[tuple[str, ...]] = [head]
     for r in rows:
         devices = ",".join(d[:12] for d in r.get("devices") or []) or "-"
         queue = str(r["queue_position"]) if r.get("queue_position") else "-"
         reason = str(r.get("reason") or "")
-        if r.get("idle_for_s"):
-            reason += f" (idle {r['idle_for_s'] / 3600:.1f}h)"
+        idle = _idle_h(r["idle_since"], now) if r.get("idle_since") else None
+        if idle is not None:
+            reason += f" (idle {idle:.1f}h)"
         if r.get("stops_at"):
             verb = "removed" if r.get("phase") == "Stopped" else "stops"
             reason += f"; {verb} at {_when(r['stops_at'])}"
         lines.append((str(r.get("user")), str(r.get("name")), str(r.get("phase")), devices,
                       f"{r.get('gpu_equivalents', 0):.2f}", queue, _when(r.get("since")),
                       reason))
+    lines = [tuple(printable(c, 300) for c in row) for row in lines]
     widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  "
                      + row[-1] for row in lines)
@@ -65,7 +79,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        print(_table(rows))
+        print(_table(rows, now(p)))
     else:
         print("no wanted containers (ds01 want container NAME ...)")
     return 0
@@ -74,17 +88,15 @@ def run_status(args: argparse.Namespace) -> int:
 def run_events(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from ds01d.runtime.events import EventLog
+    from ds01d.names import printable
     from ds01d.units import iso, parse_duration_s, parse_when
 
     p = paths(args)
-    evs = EventLog(p.events).read()
     me = caller(args, p)
     if args.user and args.user != me and not _may_see_all(p):
         raise InvalidInput("you can see only your own events")
     want_user = args.user or (None if _may_see_all(p) else me)
-    if want_user is not None:
-        evs = [e for e in evs if e.get("user") == want_user]
+    evs = _events(p, want_user)
     if args.since:
         last = max((str(e.get("timestamp", "")) for e in evs), default="")
         if last:
@@ -97,10 +109,24 @@ def run_events(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(e, sort_keys=True))
         else:
-            details = " ".join(f"{k}={v}" for k, v in sorted(e.get("details", {}).items()))
-            print(f"{e.get('timestamp')}  {e.get('event_type'):<26} {e.get('user') or '-':<10} "
-                  f"{details}")
+            raw = e.get("details")
+            details = " ".join(f"{k}={v}" for k, v in sorted(raw.items())) \
+                if isinstance(raw, dict) else ""
+            print(printable(f"{e.get('timestamp')}  {e.get('event_type'):<26} "
+                            f"{e.get('user') or '-':<10} {details}", 2000))
     return 0
+
+
+def _events(p: Paths, user: str | None) -> list[dict[str, Any]]:
+    """Root reads the event log; a user reads the copy ds01d keeps in their own folder."""
+    if _may_see_all(p):
+        from ds01d.runtime.events import EventLog
+
+        evs = EventLog(p.events).read()
+        return evs if user is None else [e for e in evs if e.get("user") == user]
+    from ds01d.statusfiles import read_user_events
+
+    return read_user_events(p.under("var/lib/ds01/status"), str(user))
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ds01d import schema as js
 from ds01d.cli.common import caller, load, now, paths
-from ds01d.config.want import WANT_SCHEMA, Want, limit_problems, to_yaml
+from ds01d.config.want import Want, limit_problems, to_yaml
 from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
@@ -17,51 +16,98 @@ _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
 
 
 def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
-    """The want as typed, validated against the want schema (messages name the flag)."""
+    """The want as typed, judged by the same rules ds01d reads want files with (messages
+    name the flag)."""
+    from ds01d.config.want import from_data
+    from ds01d.errors import ConfigError
+    from ds01d.units import iso
+
     raw = {"version": 1, "kind": "container", "name": args.name, "image": args.image,
-           "requested_at": "2000-01-01T00:00:00Z"}
+           "requested_at": iso(now(p))}
     raw |= {k: getattr(args, k) for k in ("gpus", "mig", "cpus", "memory", "shm")
             if getattr(args, k) is not None}
-    errors = js.validate(WANT_SCHEMA, raw)
-    if errors:
-        e = errors[0]
-        flag = _FLAG.get(str(e.path[0]), "") if e.path else ""
-        raise InvalidInput(f"{flag}: {e.message}" if flag else e.message)
-    from ds01d.units import parse_size
-
-    return Want(user=user, name=args.name, image=args.image, requested_at=now(p),
-                gpus=args.gpus or None, mig=args.mig, cpus=args.cpus,
-                memory=None if args.memory is None else parse_size(args.memory),
-                shm=None if args.shm is None else parse_size(args.shm))
+    try:
+        return from_data(raw, user=user, file="command line")
+    except ConfigError as e:
+        first = e.errors[0]
+        flag = _FLAG.get(first.key.split(".", 1)[0], "")
+        raise InvalidInput(f"{flag}: {first.message}" if flag else first.message) from None
 
 
-def _user_folder(p: Paths, user: str) -> str:
-    """``wants/<user>/``, created for the caller; refused when someone else owns it."""
-    import stat
-
-    if "/" in user or user.startswith("."):
-        raise InvalidInput(f"{user!r} cannot be used as a folder name")
-    folder = p.under("var/lib/ds01/wants", user)
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    st = os.lstat(folder)
-    uid = os.geteuid()
-    if stat.S_ISLNK(st.st_mode) or uid not in (0, st.st_uid):
-        raise InvalidInput(f"{folder} is not yours (owner uid {st.st_uid}): ask an admin to "
-                           "remove it")
-    return folder
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _give_to(path: str, user: str, p: Paths) -> None:
-    """Root writing for a user (``--as``) hands the file and folder to that user."""
+def _owner(p: Paths, user: str) -> tuple[int, int] | None:
+    """Root writing for a user (``--as`` on a real root) hands files to that user."""
     if os.geteuid() != 0 or p.is_simulated():
-        return
+        return None
     from ds01d.adapters.nss import account
 
     found = account(user)
     if found is None or found.uid is None or found.gid is None:
         raise InvalidInput(f"no such user: {user}")
-    for target in (os.path.dirname(path), path):
-        os.chown(target, found.uid, found.gid, follow_symlinks=False)
+    return found.uid, found.gid
+
+
+def open_folder(p: Paths, user: str, *, create: bool) -> int:
+    """The caller's ``wants/<user>/``, opened without following links (made when ``create``);
+    refused when it is not theirs. The caller closes the descriptor."""
+    from ds01d.names import is_user_name
+
+    if not is_user_name(user):
+        raise InvalidInput(f"{user!r} cannot be used as a want folder name")
+    spool = p.under("var/lib/ds01/wants")
+    if create and not os.path.isdir(spool) and (os.geteuid() == 0 or p.is_simulated()):
+        from pathlib import Path
+
+        from ds01d.runtime.wantfiles import ensure_spool
+
+        ensure_spool(Path(spool))
+    try:
+        top = os.open(spool, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InvalidInput(f"cannot open {spool} ({e.strerror}): is ds01 set up on this "
+                           "machine (ds01d running)?") from None
+    try:
+        if create:
+            try:
+                os.mkdir(user, 0o700, dir_fd=top)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise InvalidInput(f"cannot make {spool}/{user}: {e.strerror}") from None
+        try:
+            fd = os.open(user, _DIR, dir_fd=top)
+        except FileNotFoundError:
+            raise InvalidInput("you have no wanted containers (see ds01 status)") from None
+        except OSError:
+            raise InvalidInput(f"{spool}/{user} is not your folder: ask an admin to remove "
+                               "it") from None
+    finally:
+        os.close(top)
+    _check_folder(fd, p, user, spool)
+    return fd
+
+
+def _check_folder(fd: int, p: Paths, user: str, spool: str) -> None:
+    st = os.fstat(fd)
+    me = os.geteuid()
+    owner = _owner(p, user)
+    if me == 0 and owner is not None and st.st_uid == 0:
+        os.fchown(fd, *owner)  # root made it for the user (--as): theirs now
+    elif me not in (0, st.st_uid) or (owner is not None and st.st_uid != owner[0]):
+        os.close(fd)
+        raise InvalidInput(f"{spool}/{user} is not yours (owner uid {st.st_uid}): ds01d moves "
+                           "it aside within a pass; if not, ask an admin to remove it")
+
+
+def _valid_name(name: str) -> str:
+    from ds01d.names import is_want_name, printable
+
+    if not is_want_name(name):
+        raise InvalidInput(f"{printable(name, 80)!r} is not a container name (a-z, 0-9, . _ -; "
+                           "at most 63 characters)")
+    return name
 
 
 def run_want(args: argparse.Namespace) -> int:
@@ -77,17 +123,20 @@ def run_want(args: argparse.Namespace) -> int:
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")
-    folder = _user_folder(p, user)
-    others = [n for n in os.listdir(folder) if n.endswith(".yaml") and not n.startswith(".")
-              and n != f"{want.name}.yaml"]
-    cap = limits.max_containers_per_user
-    if cap is not None and len(others) >= cap:
-        raise InvalidInput(f"you already want {len(others)} containers, your limit "
-                           f"(max_containers_per_user is {cap}): ds01 drop container one first")
-    target = os.path.join(folder, f"{want.name}.yaml")
-    again = os.path.exists(target)
-    write_atomic(target, to_yaml(want))
-    _give_to(target, user, p)
+    fd = open_folder(p, user, create=True)
+    try:
+        names = os.listdir(fd)
+        others = [n for n in names if n.endswith(".yaml") and not n.startswith(".")
+                  and n != f"{want.name}.yaml"]
+        cap = limits.max_containers_per_user
+        if cap is not None and len(others) >= cap:
+            raise InvalidInput(f"you already want {len(others)} containers, your limit "
+                               f"(max_containers_per_user is {cap}): ds01 drop container one "
+                               "first")
+        again = f"{want.name}.yaml" in names
+        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd, owner=_owner(p, user))
+    finally:
+        os.close(fd)
     devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
                else "no GPU")
     verb = "asked again for" if again else "wanted"
@@ -99,12 +148,16 @@ def run_want(args: argparse.Namespace) -> int:
 def run_drop(args: argparse.Namespace) -> int:
     p = paths(args)
     user = caller(args, p)
-    target = p.want_file(user, args.name)
-    if not target.is_file() or target.is_symlink():
-        raise InvalidInput(f"you have no wanted container named {args.name!r} "
-                           "(see ds01 status)")
-    target.unlink()
-    print(f"dropped container {args.name!r}: ds01d stops and removes it and frees its devices")
+    name = _valid_name(args.name)
+    fd = open_folder(p, user, create=False)
+    try:
+        os.unlink(f"{name}.yaml", dir_fd=fd)
+    except FileNotFoundError:
+        raise InvalidInput(f"you have no wanted container named {name!r} "
+                           "(see ds01 status)") from None
+    finally:
+        os.close(fd)
+    print(f"dropped container {name!r}: ds01d stops and removes it and frees its devices")
     return 0
 
 
@@ -116,28 +169,37 @@ def run_keepalive(args: argparse.Namespace) -> int:
     from ds01d.config.want import from_yaml
     from ds01d.errors import ConfigError
     from ds01d.units import format_hours, parse_duration_s
-    from ds01d.yamlsrc import read_text
+    from ds01d.yamlsrc import USER, read_fd
 
     p = paths(args)
     user = caller(args, p)
-    target = p.want_file(user, args.name)
-    if not target.is_file() or target.is_symlink():
-        raise InvalidInput(f"you have no wanted container named {args.name!r}")
+    name = _valid_name(args.name)
     try:
         hours = parse_duration_s(args.duration) / 3600
     except ValueError as e:
         raise InvalidInput(f"--for: {e}") from None
     cap = load(p).policies.keepalive_max_duration_h
     capped = min(hours, cap)
+    fd = open_folder(p, user, create=False)
     try:
-        want = from_yaml(read_text(target, display=target.name, follow_symlinks=False),
-                         user=user, file=target.name)
-    except ConfigError as e:
-        raise InvalidInput(str(e.errors[0])) from None
-    until = now(p) + timedelta(hours=capped)
-    write_atomic(target, to_yaml(replace(want, keepalive_until=until)))
+        try:
+            ffd = os.open(f"{name}.yaml", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                          dir_fd=fd)
+        except OSError:
+            raise InvalidInput(f"you have no wanted container named {name!r}") from None
+        try:
+            want = from_yaml(read_fd(ffd, display=f"{name}.yaml", bounds=USER), user=user,
+                             file=f"{name}.yaml")
+        except ConfigError as e:
+            raise InvalidInput(str(e.errors[0])) from None
+        finally:
+            os.close(ffd)
+        until = now(p) + timedelta(hours=capped)
+        write_atomic(f"{name}.yaml", to_yaml(replace(want, keepalive_until=until)), dir_fd=fd,
+                     owner=_owner(p, user))
+    finally:
+        os.close(fd)
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
-    print(f"{args.name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
+    print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")
     return 0
-

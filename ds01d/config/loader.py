@@ -56,11 +56,16 @@ _SLOT_COUNTS = frozenset({"max_mig_instances", "max_gpu_slots"})
 
 
 def convert(key: str, value: Any) -> Value:
-    """A validated raw value as ds01 uses it: bytes, hours, bytes/s, percent, int, float, bool."""
+    """A validated raw value as ds01 uses it: bytes, hours, bytes/s, percent, int, float, bool.
+
+    Raises ``ValueError`` (with a message for people) for a value out of the range the rest
+    of ds01 computes with: a size over 1P or under the setting's least, a duration over ten
+    years, a quota over 1,000 CPUs.
+    """
     if value is None or isinstance(value, bool):
         return value
     if key in units.SIZE_KEYS:
-        return units.parse_size(value)
+        return units.check_size(key, units.parse_size(value))
     if key == "cpu_quota":
         return units.parse_percent(value)
     if key == "network_idle_threshold" and isinstance(value, str):
@@ -68,14 +73,6 @@ def convert(key: str, value: Any) -> Value:
     if isinstance(value, str):
         return units.parse_duration_h(value)
     return int(value) if key in _INT_KEYS else float(value)
-
-
-def _value(key: str, raw: Any) -> tuple[bool, Value]:
-    """``raw`` converted, or ``(False, None)`` when it is not valid (the schema said why)."""
-    try:
-        return True, convert(key, raw)
-    except (ValueError, TypeError, AttributeError):
-        return False, None
 
 
 def _defs() -> Mapping[str, Any]:
@@ -149,6 +146,19 @@ class _Files:
     def error(self, doc: Document, path: KeyPath, message: str) -> None:
         self.errors.append(Diagnostic(doc.file, doc.line_of(path), _dotted(path), message))
 
+    def value(self, doc: Document, path: KeyPath, key: str, raw: Any) -> tuple[bool, Value]:
+        """``raw`` converted; ``(False, None)`` when it is not valid: out of range is an error
+        at ``path`` (unless the schema reported one there already)."""
+        try:
+            return True, convert(key, raw)
+        except ValueError as e:
+            where = (doc.file, _dotted(path))
+            if not any((d.file, d.key) == where for d in self.errors):
+                self.error(doc, path, str(e))
+        except (TypeError, AttributeError):
+            pass  # not even the right type: the schema said so
+        return False, None
+
     def warn(self, doc: Document, path: KeyPath, message: str) -> None:
         self.warnings.append(Diagnostic(doc.file, doc.line_of(path), _dotted(path), message))
 
@@ -198,7 +208,7 @@ def _limits(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPath
         if key in ignored:
             files.ignore(doc, (*path, key), ignored[key])
         elif key in LIMIT_KEYS:
-            ok, value = _value(key, raw_value)
+            ok, value = files.value(doc, (*path, key), key, raw_value)
             if ok:
                 limits[key] = value
         elif key in aliases:
@@ -212,7 +222,7 @@ def _alias(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPath, 
     if canon in raw:
         files.error(doc, path, f"both {key} and {canon} are set: keep only {canon}")
         return
-    ok, value = _value(canon, raw[key])
+    ok, value = files.value(doc, path, canon, raw[key])
     if not ok:
         return
     value, why = _legacy_meaning(files, key, value)
@@ -239,7 +249,7 @@ def _aggregate(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPa
                ) -> dict[str, Value]:
     out: dict[str, Value] = {}
     for key, raw_value in raw.items():
-        ok, value = _value(key, raw_value)
+        ok, value = files.value(doc, (*path, key), key, raw_value)
         if not ok:
             continue
         per_gpu = files.slots_per_gpu
@@ -257,7 +267,7 @@ def _policies(files: _Files, doc: Document, raw: Mapping[str, Any], path: KeyPat
     for key, raw_value in raw.items():
         if key not in POLICY_KEYS:
             continue
-        ok, value = _value(key, raw_value)
+        ok, value = files.value(doc, (*path, key), key, raw_value)
         if not ok:
             continue
         if key == "network_idle_threshold" and not isinstance(raw_value, str):
@@ -504,13 +514,13 @@ def _container_types(files: _Files, doc: Document) -> dict[str, dict[str, Value]
             path = ("container_types", name, key)
             if canon == "default_mig_count":
                 continue
-            ok, value = _value(canon, raw_value)
+            if canon != key and canon in raw:
+                files.error(doc, path, f"both {key} and {canon} are set: keep only {canon}")
+                continue
+            ok, value = files.value(doc, path, canon, raw_value)
             if not ok:
                 continue
             if canon != key:
-                if canon in raw:
-                    files.error(doc, path, f"both {key} and {canon} are set: keep only {canon}")
-                    continue
                 files.rename(doc, path, canon, value)
             settings[canon] = value
         out[name] = settings
@@ -550,7 +560,7 @@ def _policy_alias(files: _Files, doc: Document, raw: Mapping[str, Any], path: Ke
     if canon in raw or (canon == "gpu_hold_after_stop_h" and canon in limits):
         files.error(doc, path, f"both {key} and {canon} are set: keep only {canon}")
         return
-    ok, value = _value(canon, raw[key])
+    ok, value = files.value(doc, path, canon, raw[key])
     if not ok or value is None:
         return
     hours = float(value) if isinstance(raw[key], str) else None

@@ -16,6 +16,8 @@ TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is m
 if TYPE_CHECKING:
     from typing import Any
 
+    from ds01d.yamlsrc import Document
+
 WANT_SCHEMA = "want.schema.json"
 
 
@@ -49,6 +51,26 @@ class Want:
         return 1 if self.mig is not None else (self.gpus or 0)
 
 
+def spec_hash(want: Want) -> str:
+    """What the container was made from: asking again with other options replaces it."""
+    import hashlib
+
+    text = f"{want.image}|{want.gpus}|{want.mig}|{want.cpus}|{want.memory}|{want.shm}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _yaml_value(value: object) -> str:
+    """A value as YAML 1.1 (PyYAML) reads it back unchanged: JSON, except that a float keeps
+    a decimal point before any exponent (``1e-10`` would be read as a string)."""
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    return json.dumps(value)
+
+
 def to_yaml(want: Want) -> str:
     """The want file's text: stable key order, one ``key: value`` a line (valid YAML)."""
     fields: list[tuple[str, Any]] = [
@@ -60,37 +82,54 @@ def to_yaml(want: Want) -> str:
         ("keepalive_until", None if want.keepalive_until is None else iso(want.keepalive_until)),
     ]
     lines = ["# ds01 want: written by `ds01 want container`; edit with ds01, not by hand"]
-    lines += [f"{k}: {json.dumps(v)}" for k, v in fields if v is not None]
+    lines += [f"{k}: {_yaml_value(v)}" for k, v in fields if v is not None]
     return "\n".join(lines) + "\n"
 
 
-def from_yaml(text: str, *, user: str, file: str) -> Want:
-    """A :class:`Want` from a want file's text, or :class:`ConfigError` saying what is wrong."""
-    from ds01d import schema as js
-    from ds01d.yamlsrc import parse
+def from_data(data: Any, *, user: str, file: str, doc: Document | None = None) -> Want:
+    """The one judge of a want's values, for ``ds01 want`` and ds01d alike: the schema, then
+    what it cannot say (the least size, a real date). :class:`ConfigError` otherwise.
 
-    doc = parse(text, file)
-    data = doc.data
+    ``doc``: where the data came from, for line numbers.
+    """
+    from ds01d import schema as js
+
+    def line(path: tuple[str | int, ...]) -> int:
+        return doc.line_of(path) if doc is not None else 0
+
     errs = js.validate(WANT_SCHEMA, data)
     if errs:
-        raise ConfigError([Diagnostic(file, doc.line_of(e.path), ".".join(map(str, e.path)),
+        raise ConfigError([Diagnostic(file, line(e.path), ".".join(map(str, e.path)),
                                       e.message) for e in errs])
+    key = ""
     try:
-        return Want(
-            user=user,
-            name=data["name"],
-            image=data["image"],
-            requested_at=parse_when(data["requested_at"]),
-            gpus=data.get("gpus"),
-            mig=data.get("mig"),
-            cpus=None if data.get("cpus") is None else float(data["cpus"]),
-            memory=None if data.get("memory") is None else units.parse_size(data["memory"]),
-            shm=None if data.get("shm") is None else units.parse_size(data["shm"]),
-            keepalive_until=(None if data.get("keepalive_until") is None
-                             else parse_when(data["keepalive_until"])),
-        )
+        key = "requested_at"
+        requested_at = parse_when(data["requested_at"])
+        key = "keepalive_until"
+        keep = data.get("keepalive_until")
+        keepalive_until = None if keep is None else parse_when(keep)
+        sizes = {}
+        for key in ("memory", "shm"):
+            raw = data.get(key)
+            sizes[key] = None if raw is None else units.check_size(key, units.parse_size(raw))
     except ValueError as e:
-        raise ConfigError([Diagnostic(file, 0, "", str(e))]) from None
+        raise ConfigError([Diagnostic(file, line((key,)), key, str(e))]) from None
+    cpus = data.get("cpus")
+    return Want(user=user, name=data["name"], image=data["image"], requested_at=requested_at,
+                gpus=data.get("gpus") or None, mig=data.get("mig"),
+                cpus=None if cpus is None else float(cpus), memory=sizes["memory"],
+                shm=sizes["shm"], keepalive_until=keepalive_until)
+
+
+def from_yaml(text: str, *, user: str, file: str) -> Want:
+    """A :class:`Want` from a want file's text, or :class:`ConfigError` saying what is wrong.
+
+    The file is read within the bounds of files users write (``yamlsrc.USER``).
+    """
+    from ds01d.yamlsrc import USER, parse
+
+    doc = parse(text, file, bounds=USER)
+    return from_data(doc.data, user=user, file=file, doc=doc)
 
 
 def _over(what: str, asked: str, limit: str, key: str) -> str:

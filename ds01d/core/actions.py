@@ -68,7 +68,9 @@ class ContainerSpec:
     uid: int | None
     gid: int | None
     workspace: str
-    """Host folder bind-mounted at ``/workspace``."""
+    """Host folder bind-mounted at ``/workspace``: ``<home>/workspace/<name>``."""
+    home: str = ""
+    """The owner's home: the workspace is made and checked from there as the owner."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
 

@@ -150,6 +150,15 @@ class Desired:
     accounts: Mapping[str, Account]
     invalid_wants: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why the want file was refused (shown as Failed)."""
+    held: frozenset[tuple[str, str]] = frozenset()
+    """Wants whose file exists but could not be used this pass (invalid, unreadable, not read
+    yet): their containers are kept as they are, never retired as dropped."""
+    held_users: Mapping[str, str] = field(default_factory=dict)
+    """User -> why their want folder could not be read: all their containers are kept."""
+
+    def holds(self, user: str | None, name: str | None) -> bool:
+        """Whether the container of (user, name) must be kept though no valid want names it."""
+        return user in self.held_users or (str(user), str(name)) in self.held
 
 
 def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:

@@ -71,7 +71,7 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool) -> Lifec
         key = (c.owner or "", c.want_name or "")
         want = wants.get(key)
         eff = desired.effective.get(c.owner or "")
-        if c.managed and want is None:
+        if c.managed and want is None and not desired.holds(c.owner, c.want_name):
             continue  # dropped: the wants planner retires it
         if c.state == "running":
             check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
@@ -117,8 +117,5 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     keys = frozenset(life.report_keys | flag_keys)
     fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
                                         and a.report_key in observed.reported)]
-    failed = [WantStatus(u, n, "Failed", why, since=None)
-              for (u, n), why in sorted(desired.invalid_wants.items())]
     ordered = sorted(fresh, key=_order)
-    return Plan(tuple(ordered), tuple(sorted(statuses + failed, key=lambda s: (s.user, s.name))),
-                keys)
+    return Plan(tuple(ordered), tuple(sorted(statuses, key=lambda s: (s.user, s.name))), keys)

@@ -21,12 +21,14 @@ class WantStatus:
     gpu_equivalents: float = 0.0
     queue_position: int | None = None
     since: datetime | None = None
-    idle_for_s: float | None = None
+    idle_since: datetime | None = None
+    """When the container was first seen idle (a fact that changes with events: readers
+    compute "idle for" from it, so the file is not rewritten as time passes)."""
     stops_at: datetime | None = None
     container: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``status --json`` shape of DESIGN.md (plus idle_for_s, stops_at, container)."""
+        """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container)."""
         def when(t: datetime | None) -> str | None:
             return None if t is None else iso(t)
 
@@ -34,5 +36,5 @@ class WantStatus:
                 "reason": self.reason, "devices": list(self.devices),
                 "gpu_equivalents": round(self.gpu_equivalents, 4),
                 "queue_position": self.queue_position, "since": when(self.since),
-                "idle_for_s": None if self.idle_for_s is None else round(self.idle_for_s),
+                "idle_since": when(self.idle_since),
                 "stops_at": when(self.stops_at), "container": self.container}

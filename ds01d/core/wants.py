@@ -8,13 +8,12 @@ can be served with other devices.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, with_defaults
+from ds01d.config.want import Want, limit_problems, spec_hash, with_defaults
 from ds01d.core import model as m
 from ds01d.core.actions import (
     Action,
@@ -32,12 +31,6 @@ from ds01d.core.status import WantStatus
 from ds01d.units import iso
 
 Key = tuple[str, str]
-
-
-def spec_hash(want: Want) -> str:
-    """What the container was made from: asking again with other options replaces it."""
-    text = f"{want.image}|{want.gpus}|{want.mig}|{want.cpus}|{want.memory}|{want.shm}"
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -126,6 +119,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     releasing = set(life.stopping)
     grace = desired.config.policies.sigterm_grace_s
     for key, cs in sorted(groups.items()):
+        if key not in wants and desired.holds(*key):
+            continue  # its want could not be used this pass: kept exactly as it is
         keep = cs[:1] if key in wants else []
         for extra in cs[len(keep):]:
             if extra.id not in life.stopping:
@@ -140,6 +135,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
         if not _settled(want, c, desired=desired, observed=observed, life=life, offer=offer,
                         state=state):
             waiting.append(want)
+    _held_statuses(desired, groups, wants, state)
     position = 0
     for want in queue_order(waiting, desired, state.usage):
         c = _primary(groups, (want.user, want.name))
@@ -150,6 +146,31 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
                 want.requested_at)
     return actions + state.actions, list(state.statuses.values())
+
+
+def _held_statuses(desired: Desired, groups: Mapping[Key, list[Container]],
+                   wants: Mapping[Key, Want], state: _Pass) -> None:
+    """The status of each want that could not be used this pass, and of each container kept
+    because of it: its own phase, and why ds01d leaves it as it is."""
+    keys = {k for k in groups if k not in wants and desired.holds(*k)}
+    keys |= {k for k in desired.held if k not in wants}
+    keys |= {(u, "_invalid") for u in desired.held_users}
+    for key in sorted(keys):
+        why = desired.invalid_wants.get(key) or desired.held_users.get(key[0]) \
+            or "not read yet (many changes at once); read in a later pass"
+        c = _primary(groups, key)
+        if c is None:
+            phase = "Failed" if key in desired.invalid_wants or key[1] == "_invalid" \
+                else "Pending"
+            state.statuses[key] = WantStatus(*key, phase, why, since=None)
+            continue
+        kept = f"{why} (your container is kept as it is until this is fixed or you drop it)"
+        phase = "Running" if c.active else "Stopped"
+        state.statuses[key] = WantStatus(*key, phase, kept, c.devices if c.active else (),
+                                         0.0, None, c.started_at if c.active else c.finished_at,
+                                         container=c.name)
+    for key, why in desired.invalid_wants.items():
+        state.statuses.setdefault(key, WantStatus(*key, "Failed", why, since=None))
 
 
 def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | None:
@@ -219,11 +240,10 @@ def _exit_reason(c: Container) -> str:
 
 
 def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult) -> WantStatus:
-    since = observed.idle_since.get(c.id)
-    idle = None if since is None else (observed.now - since).total_seconds()
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
-                      c.started_at or c.created_at, idle, life.stops_at.get(c.id), c.name)
+                      c.started_at or c.created_at, observed.idle_since.get(c.id),
+                      life.stops_at.get(c.id), c.name)
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -240,6 +260,8 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     """Start, replace or create the container for ``want``; the reason it waits otherwise."""
     eff = desired.effective[want.user]
     lim = eff.limits
+    if want.user not in desired.accounts:
+        return "waiting: your account cannot be looked up (the name service did not answer)"
     others = state.containers.get(want.user, 0) - (1 if c is not None else 0)
     cap = lim.max_containers_per_user
     if cap is not None and others >= cap:
@@ -293,7 +315,7 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
                    devices: tuple[str, ...]) -> ContainerSpec:
     """How a want's container is made: exactly its devices, its limits, as its owner."""
     full = with_defaults(want, eff.limits)
-    acct = desired.accounts.get(want.user) or m.Account(None, None, f"/home/{want.user}")
+    acct = desired.accounts[want.user]  # _serve never creates for an unknown account
     swap = eff.limits.memory_swap
     if swap is not None and full.memory is not None:
         swap = max(swap, full.memory)
@@ -309,4 +331,4 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
         nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
-        workspace=f"{acct.home}/workspace/{want.name}")
+        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home)

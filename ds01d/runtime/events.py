@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,27 @@ def encode(ev: Mapping[str, Any]) -> bytes:
 log = logging.getLogger("ds01d")
 
 
+MODE = 0o640
+"""The event log is root's and the admins' (``adm``-style group) to read: users see their
+own events through ``ds01 events`` (their copy in ``status/<user>/events.jsonl``)."""
+
+
 class EventLog:
-    def __init__(self, path: Path) -> None:
+    """The event log, the journal and each user's own copy.
+
+    Writing an event never fails what it reports: a full disk or a read-only log costs the
+    line (counted in :attr:`lost` and said in the journal), not the action that happened.
+    """
+
+    def __init__(self, path: Path,
+                 user_copy: Callable[[str, bytes], None] | None = None) -> None:
         self.path = path
+        self.user_copy = user_copy
+        self.lost = 0
 
     def emit(self, ev: Mapping[str, Any], message: str | None = None) -> None:
-        """Record an event everywhere it belongs: the event log, and the journal with its
-        DS01_* fields (or, without journald, a log line at its severity)."""
+        """Record an event everywhere it belongs: the event log, the user's copy, and the
+        journal with its DS01_* fields (or, without journald, a log line at its severity)."""
         from ds01d.adapters import journal
 
         self.append(ev)
@@ -57,12 +71,24 @@ class EventLog:
             log.log(level, "%s", line)
 
     def append(self, ev: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        line = encode(ev)
         try:
-            os.write(fd, encode(ev))
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, MODE)
+            try:
+                if os.fstat(fd).st_mode & 0o777 != MODE:
+                    os.fchmod(fd, MODE)
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.lost += 1
+            log.error("event not recorded in %s (%s): %s", self.path, e.strerror or e,
+                      line.decode(errors="replace").strip())
+        user = ev.get("user")
+        if self.user_copy is not None and isinstance(user, str) and user:
+            self.user_copy(user, line)
 
     def read(self) -> list[dict[str, Any]]:
         """Every readable event (a damaged line is skipped, not fatal)."""

@@ -18,11 +18,11 @@ from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
-from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.metrics import Totals
 from ds01d.runtime.observe import Adapters
+from ds01d.runtime.userfiles import UserFiles, status_file
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
@@ -63,10 +63,10 @@ class Executor:
     adapters: Adapters
     paths: Paths
     events: EventLog
+    files: UserFiles | None = None
+    """Where statuses are written (``None``: nowhere, as in planner tests)."""
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
-    written: dict[tuple[str, str], tuple[WantStatus, str | None]] = field(default_factory=dict)
-    scanned: bool = False
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
     totals: Totals = field(default_factory=Totals)
@@ -166,7 +166,7 @@ class Executor:
                    reason=x.reason)
 
     def _do_RemoveWant(self, x: a.RemoveWant, now: datetime) -> None:
-        self.paths.want_file(x.user, x.name).unlink(missing_ok=True)
+        remove_want(self.paths, x.user, x.name)
         self._emit("want.expire", now, x.user, container=x.name)
 
     def _do_Warn(self, x: a.Warn, now: datetime) -> None:
@@ -192,34 +192,44 @@ class Executor:
                            pid=int(pid), device=device)
         self.reported &= set(current)
 
-    def write_statuses(self, statuses: tuple[WantStatus, ...]) -> None:
-        """``var/lib/ds01/status/<user>/<name>.json``, rewritten only when changed."""
+    def write_statuses(self, statuses: tuple[WantStatus, ...], *,
+                       keep: frozenset[str] = frozenset()) -> None:
+        """Every status file, rewritten when its content changes (see ``userfiles``); the
+        folders of users in ``keep`` (their wants unreadable this pass) lose nothing."""
+        if self.files is None:
+            return
         errors = {k.split("/", 1)[1]: b.message for k, b in self.backoff.items()
                   if b.permanent and k.startswith("container/")}
-        seen = set()
+        out: dict[str, dict[str, str]] = {}
         for s in statuses:
-            key = (s.user, s.name)
-            seen.add(key)
             error = errors.get(f"{s.user}/{s.name}") if s.phase in ("Running", "Pending") \
                 else None
-            if self.written.get(key) == (s, error):
-                continue
             body = s.to_json() | ({"phase": "Failed", "reason": error} if error else {})
-            path = self.paths.status / s.user / f"{s.name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(body, indent=1, sort_keys=True) + "\n")
-            self.written[key] = (s, error)
-        self._remove_stale(seen)
+            text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+            out.setdefault(s.user, {})[status_file(s.name)] = text
+        self.files.sync(out, keep=keep)
 
-    def _remove_stale(self, seen: set[tuple[str, str]]) -> None:
-        """Status files of wants that are gone: all on disk at the first pass, then those
-        this executor wrote."""
-        if not self.scanned and self.paths.status.is_dir():
-            stale = {(p.parent.name, p.stem) for p in self.paths.status.glob("*/*.json")}
-            self.scanned = True
-        else:
-            stale = set(self.written)
-        for user, name in stale - seen:
-            (self.paths.status / user / f"{name}.json").unlink(missing_ok=True)
-            self.written.pop((user, name), None)
 
+def remove_want(paths: Paths, user: str, name: str) -> None:
+    """Delete a want file as root without following anything its owner controls: the
+    user's folder is opened with ``O_NOFOLLOW`` and the file unlinked relative to it."""
+    import os
+
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        spool = os.open(paths.wants, flags)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            folder = os.open(user, flags, dir_fd=spool)
+        except FileNotFoundError:
+            return
+        try:
+            os.unlink(f"{name}.yaml", dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(folder)
+    finally:
+        os.close(spool)

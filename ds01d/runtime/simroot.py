@@ -17,6 +17,7 @@ from ds01d.adapters.sim import (
 from ds01d.core.model import Account
 from ds01d.paths import Paths
 from ds01d.runtime.observe import Adapters
+from ds01d.runtime.wantfiles import ensure_spool
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 TRIGGER = "changed"
@@ -27,9 +28,9 @@ def init_sim_root(paths: Paths, *, force: bool = False) -> list[str]:
     """Create the simulated host (and the example config where none is). What was done."""
     done = []
     paths.sim.mkdir(parents=True, exist_ok=True)
-    for folder in (paths.wants, paths.status, paths.events.parent, paths.run):
+    for folder in (paths.status, paths.events.parent, paths.run):
         folder.mkdir(parents=True, exist_ok=True)
-    paths.wants.chmod(0o1777)
+    ensure_spool(paths.wants)
     if force or not host_file(paths.sim).exists():
         host_file(paths.sim).write_text(SimHost().to_json())
         done.append(f"simulated host: 4x A100-PCIE-40GB in {paths.sim}")

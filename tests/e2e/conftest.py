@@ -86,7 +86,13 @@ def users() -> Iterator[dict[str, tuple[int, int]]]:
                 run("useradd", "--no-create-home", "--no-user-group", "--shell",
                     "/usr/sbin/nologin", "--home-dir", str(homes / u), u)
                 made.append(u)
-        yield {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout)) for u in USERS}
+        ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout)) for u in USERS}
+        for u, (uid, gid) in ids.items():  # real homes: the users' own (ds01d works there as them)
+            home = homes / u
+            home.mkdir(parents=True, exist_ok=True)
+            os.chown(home, uid, gid)
+            home.chmod(0o750)
+        yield ids
     finally:
         for u in made:
             run("userdel", u, check=False)

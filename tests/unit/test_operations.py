@@ -181,12 +181,16 @@ def test_mig_layout_drift_is_counted(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_users_see_only_their_own_events(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds01d.core.model import Account
     from ds01d.runtime.events import EventLog, event
+    from ds01d.runtime.userfiles import UserFiles
     from ds01d.units import parse_when
 
     root = tmp_path / "root"
     (root / "etc/ds01").mkdir(parents=True)
-    log = EventLog(root / "var/log/ds01/events.jsonl")
+    files = UserFiles(root / "var/lib/ds01/status", account=lambda u: Account(None, None, "/"),
+                      owned=False)
+    log = EventLog(root / "var/log/ds01/events.jsonl", user_copy=files.append_event)
     when = parse_when("2026-01-05T09:00:00Z")
     for user in ("alice", "bob", None):
         log.append(event("container.create", when=when, user=user, details={}))

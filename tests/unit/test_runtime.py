@@ -152,7 +152,7 @@ def test_the_daemon_wakes_on_a_new_want_and_stops_on_sigterm(tmp_path: Path) -> 
     proc = _ds01d(root, "--interval", "60")
     try:
         deadline = time.monotonic() + 20
-        while not (root / "run/ds01/memory.json").exists() and time.monotonic() < deadline:
+        while not (root / "var/lib/ds01/ds01d-state.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         _want(Paths(root), "alice", "a", "mig: 2g.10gb\n")
         status = root / "var/lib/ds01/status/alice/a.json"

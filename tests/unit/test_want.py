@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -9,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ds01d.config.model import Limits
-from ds01d.config.want import Want, from_yaml, limit_problems, to_yaml
+from ds01d.config.want import Want, from_data, from_yaml, limit_problems, to_yaml
+from ds01d.errors import ConfigError
+from ds01d.units import iso
 
 GiB = 1024**3
 LIMITS = Limits(max_gpu_equivalents=0.5, max_gpu_slots_per_container=1, allow_full_gpu=False,
@@ -37,7 +40,22 @@ wants = st.builds(
 
 @given(wants)
 def test_round_trip(want: Want) -> None:
+    """Every want ``ds01 want`` accepts is read back by ds01d as the same want."""
+    try:
+        from_data(json.loads(json.dumps(raw_of(want))), user="alice", file="cli")
+    except ConfigError:
+        return  # refused by both: see test_cli_and_daemon_agree
     assert from_yaml(to_yaml(want), user="alice", file="w.yaml") == want
+
+
+def raw_of(want: Want) -> dict[str, object]:
+    raw: dict[str, object] = {"version": 1, "kind": "container", "name": want.name,
+                              "image": want.image, "requested_at": iso(want.requested_at)}
+    for key in ("gpus", "mig", "cpus", "memory", "shm"):
+        value = getattr(want, key)
+        if value is not None:
+            raw[key] = value
+    return raw
 
 
 def test_limits_refuse_with_reasons() -> None:

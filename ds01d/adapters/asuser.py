@@ -1,0 +1,78 @@
+"""Work on a user's behalf in their home, done as them: never root following their links.
+
+A user's home is theirs to arrange: ``~/workspace`` may be a symlink to ``/etc`` or swapped for
+one between two system calls. So what ds01 makes there is made by a child process that runs
+with the user's uid and gid only (no supplementary groups, no capabilities): it can do exactly
+what the user could do by hand. What ds01 then hands to Docker is checked as it is: each
+component opened relative to the last with ``O_NOFOLLOW``, owned by the user, and named by
+the real path of the final descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+from ds01d.adapters.base import PermanentError, TemporaryError
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_TOOLS = "/usr/bin:/bin"
+TIMEOUT_S = 10.0
+
+
+def run_as(uid: int, gid: int, argv: list[str], *, stdin: bytes = b"") -> None:
+    """Run ``argv`` as uid:gid (from root; as oneself when already that uid); raise
+    :class:`PermanentError` with what it said when it fails."""
+    me = os.geteuid()
+    if me not in (0, uid):
+        raise PermanentError(f"cannot act as uid {uid} without root")
+    switch = {"user": uid, "group": gid, "extra_groups": []} if me == 0 else {}
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, timeout=TIMEOUT_S,
+                              env={"PATH": _TOOLS, "LC_ALL": "C"}, cwd="/", check=False,
+                              **switch)  # type: ignore[call-overload]
+    except subprocess.TimeoutExpired:
+        raise TemporaryError(f"{argv[0]} as uid {uid} took more than {TIMEOUT_S:g}s") from None
+    except OSError as e:
+        raise PermanentError(f"cannot run {argv[0]} as uid {uid}: {e.strerror}") from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise PermanentError(said[-1] if said else f"{argv[0]} failed as uid {uid}")
+
+
+def make_dirs(uid: int, gid: int, path: str, *, mode: int = 0o750) -> None:
+    """``mkdir -p`` as the user (their permissions, their links)."""
+    run_as(uid, gid, ["mkdir", "-p", "-m", f"{mode:o}", "--", path])
+
+
+def owned_dir(home: str, parts: list[str], uid: int) -> str:
+    """The real path of ``home/parts...`` when every part under ``home`` is a folder owned by
+    ``uid`` and no link (``home`` itself, named by the admin's user database, may be reached
+    through links and be root's); :class:`PermanentError` otherwise."""
+    fd = os.open(home, _DIR)
+    try:
+        _check(fd, home, uid, allow_root=True)
+        for i, part in enumerate(parts):
+            if not part or part in (".", "..") or "/" in part:
+                raise PermanentError(f"{part!r} cannot be a folder name")
+            try:
+                nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                where = os.path.join(home, *parts[: i + 1])
+                why = "a symlink" if e.errno in (40, 20) else e.strerror
+                raise PermanentError(f"{where} is {why}, not a folder of yours") from None
+            os.close(fd)
+            fd = nxt
+            _check(fd, os.path.join(home, *parts[: i + 1]), uid, allow_root=False)
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _check(fd: int, where: str, uid: int, *, allow_root: bool) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermanentError(f"{where} is not a folder")
+    if st.st_uid != uid and not (allow_root and st.st_uid == 0):
+        raise PermanentError(f"{where} is owned by uid {st.st_uid}, not by its user ({uid})")

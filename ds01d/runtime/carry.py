@@ -1,0 +1,124 @@
+"""What one pass of ds01d carries to the next, and across restarts: one value, saved whole.
+
+Everything else ds01d holds between passes is a cache, rebuilt from the machine and the files
+after a restart. This is not: it is what ds01d has *seen over time* and cannot read back from
+anywhere. It is saved after every pass that changed it (``var/lib/ds01/ds01d-state.json``,
+root's, 0600) and read back whole at start.
+
+- ``asks``: when ds01d first saw each want version and keepalive (queue order, "asked again",
+  keepalive caps; see :mod:`ds01d.core.asks`). Always trusted: a time seen stays seen.
+- ``reasons``: why ds01d stopped each stopped container (shown while it stays stopped).
+- ``flagged``: GPU use nobody was allocated that was reported, and whose it was.
+- ``idle_since`` and ``reported`` (warnings given): trusted only when the state is fresh (at
+  most ``max_age_s`` old: three resync periods on a real host), since what happened while no
+  ds01d watched is unknown; stale, they start again, which can delay a stop, never cause one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ds01d.core.asks import Ask
+from ds01d.core.asks import from_json as ask_from_json
+from ds01d.fsutil import write_atomic
+from ds01d.units import iso, parse_when
+
+Key = tuple[str, str]
+FILE = "ds01d-state.json"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Carry:
+    idle_since: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when it was first seen idle."""
+    reported: frozenset[str] = frozenset()
+    """Keys of warnings and flags given while their condition lasts."""
+    reasons: Mapping[Key, str] = field(default_factory=dict)
+    """(user, name) -> why ds01d stopped it."""
+    flagged: Mapping[str, str | None] = field(default_factory=dict)
+    """Report key of a GPU-use flag -> its user (for the event when it ends)."""
+    asks: Mapping[Key, Ask] = field(default_factory=dict)
+    """(user, name) -> the want version ds01d saw, and when."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": VERSION,
+                "idle_since": {k: iso(v) for k, v in sorted(self.idle_since.items())},
+                "reported": sorted(self.reported),
+                "reasons": [[u, n, r] for (u, n), r in sorted(self.reasons.items())],
+                "flagged": dict(sorted(self.flagged.items())),
+                "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())]}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
+        """The value saved by :meth:`to_json`; damaged entries are left out, one by one."""
+        asks = {}
+        for row in _rows(body.get("asks"), 6):
+            ask = ask_from_json(row[2:])
+            if ask is not None:
+                asks[(str(row[0]), str(row[1]))] = ask
+        reasons = {(str(u), str(n)): str(r) for u, n, r in _rows(body.get("reasons"), 3)}
+        flagged = body.get("flagged")
+        out = cls(reasons=reasons, asks=asks,
+                  flagged={str(k): None if v is None else str(v)
+                           for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
+        if not fresh:
+            return out
+        idle = {}
+        raw_idle = body.get("idle_since")
+        for k, v in (raw_idle.items() if isinstance(raw_idle, dict) else ()):
+            try:
+                idle[str(k)] = parse_when(str(v))
+            except ValueError:
+                continue
+        reported = body.get("reported")
+        return cls(idle, frozenset(str(r) for r in reported) if isinstance(reported, list)
+                   else frozenset(), out.reasons, out.flagged, out.asks)
+
+
+def _rows(raw: object, width: int) -> list[list[Any]]:
+    if not isinstance(raw, list):
+        return []
+    return [r for r in raw if isinstance(r, list) and len(r) == width]
+
+
+def load(folder: Path, *, max_age_s: float | None) -> Carry:
+    """The carried state saved in ``folder``, or an empty one (first start, or unreadable)."""
+    try:
+        body = json.loads((folder / FILE).read_text(encoding="utf-8"))
+        if not isinstance(body, dict) or body.get("version") != VERSION:
+            return Carry()
+        saved_at = float(body.get("saved_at", 0))
+    except (OSError, ValueError, TypeError):
+        return Carry()
+    fresh = max_age_s is None or time.time() - saved_at <= max_age_s
+    return Carry.from_json(body, fresh=fresh)
+
+
+@dataclass
+class Saver:
+    """Writes the carried state when it changed, or when it would otherwise go stale."""
+
+    folder: Path
+    refresh_s: float
+    """Rewritten at least this often while unchanged, so that its age says ds01d was alive."""
+    text: str | None = None
+    at: float = 0.0
+
+    def save(self, carry: Carry) -> bool:
+        text = json.dumps(carry.to_json(), sort_keys=True)
+        now = time.time()
+        if text == self.text and now - self.at < self.refresh_s:
+            return False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"saved_at": now, **carry.to_json()}, indent=1, sort_keys=True)
+        write_atomic(self.folder / FILE, body + "\n", mode=0o600, durable=True)
+        self.text, self.at = text, now
+        return True
+

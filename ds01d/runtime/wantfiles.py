@@ -1,0 +1,321 @@
+"""Users' want files (``var/lib/ds01/wants/<user>/<name>.yaml``), read as root, trusting nothing.
+
+Every name, folder and file here is written by a user who may be hostile. So:
+
+- The spool is opened once per pass; each user's folder is opened relative to it with
+  ``O_NOFOLLOW | O_DIRECTORY`` and checked with ``fstat``; every file is opened relative to
+  that folder with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` before it is read
+  (a regular file, one link, owned by the folder's user or root, small). A folder swapped for a
+  symlink mid-pass is refused, never followed.
+- A folder belongs to a user only when that user (or root) owns it. A folder named after a
+  user but owned by someone else is moved out of the spool (``var/lib/ds01/foreign``) with an
+  event naming its owner, and nothing is written for the user it names.
+- What one user's folder may cost a pass is bounded: :data:`MAX_ENTRIES` entries listed,
+  :data:`MAX_WANTS` want files considered, :data:`BYTES_PER_PASS` of changed files read (the
+  rest wait for the next pass), each file within ``yamlsrc.USER``. Files are parsed again only
+  when they change.
+- Whatever goes wrong with one user's files costs that user alone: their wants become Failed
+  or *held* (their containers kept exactly as they are), never a failed pass. Only a want file
+  that is gone (its owner dropped it) lets ds01d retire a container.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ds01d.config.want import Want, from_yaml
+from ds01d.errors import ConfigError
+from ds01d.names import INVALID, is_user_name, is_want_name, printable
+from ds01d.yamlsrc import USER, open_error, read_fd
+
+Key = tuple[str, str]
+Stamp = tuple[int, ...]
+
+MAX_ENTRIES = 1024
+"""Entries listed in one user's folder at most; beyond that the folder is not read at all."""
+MAX_WANTS = 64
+"""Want files read per user; the ones after (by name) are held, not dropped."""
+BYTES_PER_PASS = 256 << 10
+"""Bytes of changed want files read per user per pass; the rest are read in later passes."""
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A spool entry named after one user but owned by another (moved aside)."""
+
+    name: str
+    owner_uid: int
+    owner: str | None
+    moved_to: str | None
+
+
+@dataclass(frozen=True)
+class WantsRead:
+    """Every user's wants as read in one pass."""
+
+    wants: tuple[Want, ...] = ()
+    failed: Mapping[Key, str] = field(default_factory=dict)
+    """(user, name) -> why the file was refused (shown as Failed; its container is held)."""
+    held: frozenset[Key] = frozenset()
+    """Wants that exist but could not be used this pass: their containers stay as they are."""
+    held_users: Mapping[str, str] = field(default_factory=dict)
+    """User -> why their folder could not be read: all their containers stay as they are."""
+    foreign: tuple[Foreign, ...] = ()
+
+
+@dataclass
+class _Acc:
+    wants: list[Want] = field(default_factory=list)
+    failed: dict[Key, str] = field(default_factory=dict)
+    held: set[Key] = field(default_factory=set)
+    held_users: dict[str, str] = field(default_factory=dict)
+    foreign: list[Foreign] = field(default_factory=list)
+
+    def fail(self, key: Key, why: str) -> None:
+        self.failed[key] = why
+        self.held.add(key)
+
+
+class _Refused(Exception):
+    """One file or folder refused; the message is for its owner."""
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid,
+            st.st_mode, st.st_nlink)
+
+
+@dataclass
+class WantSource:
+    """Reads the spool; each file is parsed again only when its ``stat`` changed.
+
+    ``user_name``: uid -> user name through NSS, to check that a folder is owned by the user it
+    is named after; ``None`` on a simulated host (no ownership there: any name is a user).
+    ``uid_of``: user name -> uid, only needed for folders root made for a user.
+    """
+
+    wants_dir: Path
+    user_name: Callable[[int], str | None] | None = None
+    uid_of: Callable[[str], int | None] | None = None
+    foreign_dir: Path | None = None
+    cache: dict[Key, tuple[Stamp, Want | str]] = field(default_factory=dict)
+    listings: dict[str, tuple[Stamp, tuple[list[str], list[str]]]] = field(default_factory=dict)
+
+    def load(self) -> WantsRead:
+        acc = _Acc()
+        try:
+            spool = os.open(self.wants_dir, _DIR)
+        except OSError:
+            self.cache.clear()
+            return WantsRead()
+        try:
+            names = self._entries(spool)
+            owners: dict[int, str | None] = {}
+            for user in names:
+                self._user(spool, user, owners, acc)
+        finally:
+            os.close(spool)
+        users = set(names)
+        self.cache = {k: v for k, v in self.cache.items() if k[0] in users}
+        self.listings = {k: v for k, v in self.listings.items() if k in users}
+        return WantsRead(tuple(acc.wants), acc.failed, frozenset(acc.held), acc.held_users,
+                         tuple(acc.foreign))
+
+    @staticmethod
+    def _entries(spool: int) -> list[str]:
+        with os.scandir(spool) as it:
+            return sorted(e.name for e in it if not e.name.startswith("."))
+
+    def _user(self, spool: int, user: str, owners: dict[int, str | None], acc: _Acc) -> None:
+        """One user's folder; nothing that goes wrong here leaves this function."""
+        try:
+            self._folder(spool, user, owners, acc)
+        except _Refused as e:
+            acc.held_users[user] = str(e)
+        except Exception as e:
+            acc.held_users[user] = f"ds01d could not read your want folder ({type(e).__name__})"
+
+    def _owner_of(self, user: str, st: os.stat_result, owners: dict[int, str | None]
+                  ) -> int | None:
+        """The uid the folder's wants belong to; ``None``: not this user's (moved aside)."""
+        if self.user_name is None:
+            return st.st_uid
+        if st.st_uid == 0:
+            uid = self.uid_of(user) if self.uid_of is not None else None
+            if uid is None:
+                raise _Refused(f"{user} cannot be looked up (is the name service up?)")
+            return uid
+        if st.st_uid not in owners:
+            owners[st.st_uid] = self.user_name(st.st_uid)
+        owner = owners[st.st_uid]
+        if owner == user:
+            return st.st_uid
+        if owner is None:
+            raise _Refused(f"the owner of wants/{user} (uid {st.st_uid}) cannot be looked up")
+        return None
+
+    def _folder(self, spool: int, user: str, owners: dict[int, str | None], acc: _Acc) -> None:
+        if not is_user_name(user):
+            if self.user_name is not None:
+                self._move_aside(spool, user, os.stat(user, dir_fd=spool,
+                                                      follow_symlinks=False), owners, acc)
+            return
+        st = os.stat(user, dir_fd=spool, follow_symlinks=False)
+        uid = self._owner_of(user, st, owners)
+        if uid is None:
+            self._move_aside(spool, user, st, owners, acc)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise _Refused(f"wants/{user} is not a folder")
+        try:
+            fd = os.open(user, _DIR, dir_fd=spool)
+        except OSError as e:
+            raise _Refused(f"wants/{user}: {open_error(e, follow_symlinks=False)}") from None
+        try:
+            here = os.fstat(fd)
+            if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
+                raise _Refused(f"wants/{user} changed while it was read; read again next pass")
+            self._wants(fd, user, uid, _stamp(here), acc)
+        finally:
+            os.close(fd)
+
+    def _listing(self, fd: int, user: str, stamp: Stamp) -> tuple[list[str], list[str]]:
+        """(want names to read, file names ds01 cannot use), cached by the folder's stamp."""
+        known = self.listings.get(user)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        good: list[str] = []
+        bad: list[str] = []
+        for n, name in enumerate(_names(fd)):
+            if n >= MAX_ENTRIES:
+                raise _Refused(f"your want folder holds more than {MAX_ENTRIES} entries: "
+                               "remove some (ds01 drop container NAME)")
+            if name.startswith(".") or not name.endswith(".yaml"):
+                continue
+            (good if is_want_name(name[:-5]) else bad).append(name)
+        result = (sorted(good), sorted(bad))
+        self.listings[user] = (stamp, result)
+        return result
+
+    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc) -> None:
+        good, bad = self._listing(fd, user, stamp)
+        if bad:
+            shown = ", ".join(printable(b, 40) for b in bad[:3]) + (" ..." * (len(bad) > 3))
+            acc.failed[(user, INVALID)] = (
+                f"{len(bad)} want file(s) with names ds01 cannot use ({shown}): names are a-z, "
+                "0-9, . _ -, start with a letter or digit, at most 63 characters")
+        budget = BYTES_PER_PASS
+        for n, name in enumerate(good):
+            key = (user, name[:-5])
+            if n >= MAX_WANTS:
+                acc.fail(key, f"more than {MAX_WANTS} want files: this one is not read "
+                         "(ds01 drop container the ones you no longer need)")
+                continue
+            budget = self._one(fd, name, key, acc, uid=uid, budget=budget)
+
+    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: int) -> int:
+        """Read one want file (if changed and within the budget); the budget left."""
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return budget  # dropped meanwhile
+        stamp = _stamp(st)
+        cached = self.cache.get(key)
+        if cached is None or cached[0] != stamp:
+            if budget <= 0:
+                acc.held.add(key)  # read in a later pass; its container stays as it is
+                return budget
+            budget -= max(st.st_size, 1)
+            cached = (stamp, self._read(fd, name, key, uid))
+            self.cache[key] = cached
+        result = cached[1]
+        if isinstance(result, str):
+            acc.fail(key, result)
+        else:
+            acc.wants.append(result)
+        return budget
+
+    def _read(self, fd: int, name: str, key: Key, uid: int) -> Want | str:
+        display = f"{key[0]}/{printable(name)}"
+        try:
+            ffd = os.open(name, _FILE, dir_fd=fd)
+        except OSError as e:
+            return f"{display}: cannot read: {open_error(e, follow_symlinks=False)}"
+        try:
+            st = os.fstat(ffd)
+            if not stat.S_ISREG(st.st_mode):
+                return f"{display}: not a regular file"
+            if st.st_nlink != 1:
+                return f"{display}: has {st.st_nlink} hard links; a want file has one"
+            if self.user_name is not None and st.st_uid not in (uid, 0):
+                return f"{display}: owned by uid {st.st_uid}, not by {key[0]}"
+            want = from_yaml(read_fd(ffd, display=display, bounds=USER), user=key[0],
+                             file=display)
+        except ConfigError as e:
+            return str(e.errors[0])
+        except OSError as e:
+            return f"{display}: cannot read: {e.strerror or e}"
+        finally:
+            os.close(ffd)
+        if want.name != key[1]:
+            return f"{display}: name {want.name!r} differs from the file name"
+        return want
+
+    def _move_aside(self, spool: int, name: str, st: os.stat_result,
+                    owners: dict[int, str | None], acc: _Acc) -> None:
+        """A spool entry that is not its name's: moved out of the spool, never followed."""
+        if st.st_uid == 0:
+            return  # root's own entry: left as it is
+        owner = owners.get(st.st_uid) if st.st_uid in owners else None
+        moved = None
+        if self.foreign_dir is not None:
+            target = f"{st.st_uid}-{st.st_ino}-{printable(name, 64)}"
+            try:
+                self.foreign_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                dst = os.open(self.foreign_dir, _DIR)
+                try:
+                    os.rename(name, target, src_dir_fd=spool, dst_dir_fd=dst)
+                finally:
+                    os.close(dst)
+                moved = str(self.foreign_dir / target)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT,):
+                    moved = None
+        acc.foreign.append(Foreign(name, st.st_uid, owner, moved))
+
+
+SPOOL_MODE = 0o1733
+"""The spool ``wants/``: anyone may make their own folder in it (write + search), nobody but
+root may list it (no read), and only an entry's owner may rename or remove it (sticky)."""
+
+
+def ensure_spool(wants_dir: Path) -> str | None:
+    """Make the spool as ds01 needs it (root's, :data:`SPOOL_MODE`); what was fixed, if any."""
+    wants_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(wants_dir, _DIR)
+    try:
+        st = os.fstat(fd)
+        fixed = []
+        if stat.S_IMODE(st.st_mode) != SPOOL_MODE:
+            os.fchmod(fd, SPOOL_MODE)
+            fixed.append(f"mode {stat.S_IMODE(st.st_mode):o} -> {SPOOL_MODE:o}")
+        if os.geteuid() == 0 and st.st_uid != 0:
+            os.fchown(fd, 0, 0)
+            fixed.append(f"owner uid {st.st_uid} -> root")
+        return f"{wants_dir}: {', '.join(fixed)}" if fixed else None
+    finally:
+        os.close(fd)
+
+
+def _names(fd: int) -> Iterator[str]:
+    with os.scandir(fd) as it:
+        for entry in it:
+            yield entry.name
+
