@@ -32,7 +32,7 @@ from ds01d.adapters.nss import user_name as nss_user_name
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
-from ds01d.core.idle import track_idle
+from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.core.wants import by_want
@@ -88,6 +88,8 @@ class Daemon:
     executor: Executor | None = None
     accounts: dict[str, Account] = field(default_factory=dict)
     real: Adapters | None = None
+    dcgm_reader: tuple[Any, Any] | None = None
+    """The ``dcgm:`` settings in use, and their reader (made again when they change)."""
     snapshot_of: DesiredConfig | None = None
     snapshot_until: datetime | None = None
     job_map: dict[str, str] | None = None
@@ -254,18 +256,32 @@ class Daemon:
         self.shown_errors = shown
         self.config_valid = not shown
 
+    def with_dcgm(self, adapters: Adapters) -> Adapters:
+        """The adapters, with the DCGM reader the configuration names (``dcgm:``)."""
+        config = self.config.load()
+        wanted = None if config is None else config.dcgm
+        if wanted is None:
+            self.dcgm_reader = None
+        elif self.dcgm_reader is None or self.dcgm_reader[0] != wanted:
+            from ds01d.adapters.dcgm import DcgmExporter
+
+            self.dcgm_reader = (wanted, DcgmExporter(wanted.exporter_url,
+                                                     timeout_s=wanted.timeout_s))
+        return replace(adapters, dcgm=None if self.dcgm_reader is None else self.dcgm_reader[1])
+
     def plan_once(self, adapters: Adapters, now: datetime, host: Any) -> PassResult:
         """Observe and plan, without executing (``ds01 plan``, and the first half of a pass)."""
-        observed = observe(adapters, now)
+        observed = observe(self.with_dcgm(adapters), now)
         desired = self.desired(observed, host)
         if desired is None:
             return PassResult(None, observed)
-        idle = track_idle(self.carry.idle_since, observed, desired.effective, now)
+        busy = busy_signals(observed, desired.effective)
+        idle = track_idle(self.carry.idle_since, observed, desired.effective, now, busy=busy)
         self.carry = replace(self.carry, idle_since=idle)
         reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
         reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
         observed = replace(observed, idle_since=idle, reported=reported,
-                           previous_reasons=reasons)
+                           previous_reasons=reasons, busy=busy)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:

@@ -46,6 +46,8 @@ def summary(action: a.Action) -> str:
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
         return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
+    if isinstance(action, a.ReleaseDevices):
+        return f"release {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.EnsureSlice):
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ds01d.core.actions import ContainerSpec
-from ds01d.core.model import Container, Gpu, GpuProcess, ProcOwner, SliceState
+from ds01d.core.model import Container, Gpu, GpuProcess, MigReading, ProcOwner, SliceState
 
 
 class AdapterError(Exception):
@@ -65,6 +65,11 @@ class Nvml(Protocol):
 
     def processes(self) -> list[GpuProcess]:
         """Every compute process, per GPU or MIG instance."""
+
+
+class Dcgm(Protocol):
+    def mig_activity(self) -> list[MigReading]:
+        """Each MIG instance's activity (DCGM profiling metrics)."""
 
 
 class Procfs(Protocol):

@@ -140,6 +140,7 @@ def _sim_args(p: _Parser) -> None:
     s.add_argument("target", metavar="USER/NAME")
     s.add_argument("--gpu-util", type=float, metavar="PCT", help="GPU utilisation (percent)")
     s.add_argument("--cpu", type=float, metavar="PCT", help="CPU use (percent of one CPU)")
+    s.add_argument("--net", metavar="RATE", help="network traffic, e.g. 20k/s")
     s = sim.add_parser("host-process", help="start or end a GPU process outside containers")
     hp = s.add_subparsers(dest="action", metavar="add|remove", parser_class=_Parser,
                           required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 class _OnSlice:
@@ -71,6 +72,8 @@ class ContainerSpec:
     """Host folder bind-mounted at ``/workspace``: ``<home>/workspace/<name>``."""
     home: str = ""
     """The owner's home: the workspace is made and checked from there as the owner."""
+    tmp_size: int | None = None
+    """Bytes of a tmpfs at ``/tmp`` (``storage_tmp``; ``None``: none)."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
 
@@ -122,6 +125,19 @@ class RemoveContainer(_OnContainer):
 
 
 @dataclass(frozen=True)
+class ReleaseDevices(_OnContainer):
+    """Record that a ds01 container stopped without ds01 (it exited, or its owner stopped
+    it) and its devices went back: ``gpu.release`` at ``at``, so reports count right."""
+
+    container_id: str
+    user: str
+    name: str
+    devices: tuple[str, ...]
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class RemoveWant:
     """Delete a fulfilled want: its policy-stopped container was removed after the hold."""
 
@@ -167,7 +183,7 @@ class FlagUntracked:
 
 
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
-          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked)
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | ReleaseDevices)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,
             StopContainer, RemoveContainer, RemoveWant)
 """Actions that change the machine (the rest only report)."""

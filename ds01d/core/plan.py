@@ -16,14 +16,16 @@ from ds01d.core.actions import (
     CreateContainer,
     EnsureSlice,
     FlagUntracked,
+    ReleaseDevices,
     RemoveContainer,
     RemoveWant,
     SetSliceProperties,
     StartContainer,
+    StopContainer,
     StopSlice,
     Warn,
 )
-from ds01d.core.devices import Holding, holding
+from ds01d.core.devices import Holding, holding, on_taken_devices
 from ds01d.core.lifecycle import (
     LifecycleResult,
     check_running,
@@ -35,7 +37,7 @@ from ds01d.core.model import Desired, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
-from ds01d.core.wants import plan_wants
+from ds01d.core.wants import exit_reason, plan_wants
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,41 @@ def _order(a: Action) -> int:
     return 1
 
 
-def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool) -> LifecycleResult:
+DEVICES_TAKEN = "devices_taken"
+"""Why a ds01 container started outside ds01 on devices another container holds is stopped."""
+
+
+def plan_holders(desired: Desired, observed: Observed, start: Holding,
+                 out: LifecycleResult) -> None:
+    """A ds01 container running on devices that are no longer its own is stopped (its devices
+    stay with their holder); one that stopped without ds01 releases its devices."""
+    grace = desired.config.policies.sigterm_grace_s
+    for c in on_taken_devices(observed, start):
+        out.actions.append(StopContainer(c.id, c.owner, c.want_name or c.name, DEVICES_TAKEN,
+                                         grace))
+        out.stopping.add(c.id)
+    for c in observed.containers:
+        key = (c.owner or "", c.want_name or "")
+        if (c.managed and not c.active and c.devices and c.finished_at is not None
+                and key not in observed.previous_reasons):
+            out.actions.append(ReleaseDevices(c.id, key[0], key[1], c.devices,
+                                              exit_reason(c), c.finished_at))
+
+
+def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
+                   start: Holding) -> LifecycleResult:
     """Stops, removals and warnings for existing containers; ``busy``: high demand."""
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
+    plan_holders(desired, observed, start, out)
     for c in observed.containers:
         key = (c.owner or "", c.want_name or "")
         want = wants.get(key)
         eff = desired.effective.get(c.owner or "")
         if c.managed and want is None and not desired.holds(c.owner, c.want_name):
             continue  # dropped: the wants planner retires it
+        if c.id in out.stopping:
+            continue
         if c.state == "running":
             check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
                           config=desired.config, busy=busy, out=out)
@@ -101,11 +128,11 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     devices = devices_of(observed.gpus)
     start = holding(observed, devices, desired.effective, releasing=frozenset())
     busy = high_demand(desired.config, len(start.by_device), len(devices))
-    life = plan_lifecycle(desired, observed, busy=busy)
+    life = plan_lifecycle(desired, observed, busy=busy, start=start)
     want_actions, statuses = plan_wants(desired, observed, life, devices)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        life = plan_lifecycle(desired, observed, busy=True)
+        life = plan_lifecycle(desired, observed, busy=True, start=start)
         want_actions, statuses = plan_wants(desired, observed, life, devices)
     flags, flag_keys = plan_untracked(observed)
     removed = life.actions + want_actions

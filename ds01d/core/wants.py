@@ -41,6 +41,8 @@ class _Pass:
     free: list[Device]
     usage: dict[str, float]
     containers: dict[str, int]
+    gpus_unread: bool = False
+    """NVML could not be read this pass: no device is given (CPU-only wants go on)."""
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
 
@@ -128,6 +130,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             releasing.add(extra.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing)
+    state.gpus_unread = "nvml" in observed.adapter_errors
     waiting: list[Want] = []
     offer = Offer.of(devices)
     for key, want in sorted(wants.items()):
@@ -212,14 +215,16 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         state.statuses[key] = _running(want, c, observed, life)
         return True
     if c is not None and not asked_again(want, c):
-        reason = observed.previous_reasons.get(key) or _exit_reason(c)
+        reason = observed.previous_reasons.get(key) or exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
     if eff.archived:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", ARCHIVED_REASON, (),
                                          want.gpu_equivalents, None, want.requested_at)
         return True
-    problems = limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
+    problems = limit_problems(want, eff.limits, offer.profiles)
+    if "nvml" not in observed.adapter_errors:  # GPUs unseen: they are not missing, just unread
+        problems += host_problems(want, offer)
     cap = eff.aggregate.gpu_limit
     if cap is not None and want.gpu_equivalents > cap + 1e-9:
         problems.append(f"asking for {want.gpu_equivalents:.3g} GPU-equivalents is over your "
@@ -235,7 +240,7 @@ ARCHIVED_REASON = ("your access has ended (groups/archived.members): ask the lab
                    "to restore it")
 
 
-def _exit_reason(c: Container) -> str:
+def exit_reason(c: Container) -> str:
     return "exited" if c.exit_code is None else f"exited with code {c.exit_code}"
 
 
@@ -243,7 +248,7 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
                       c.started_at or c.created_at, observed.idle_since.get(c.id),
-                      life.stops_at.get(c.id), c.name)
+                      life.stops_at.get(c.id), c.name, observed.busy.get(c.id))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -277,6 +282,8 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         if used + want.gpu_equivalents > quota + 1e-9:
             return (f"waiting for your other containers: {used:.3g} of {quota:g} "
                     f"GPU-equivalents in use ({key})")
+    if want.device_count and state.gpus_unread:
+        return "waiting: the GPUs cannot be read right now (NVML); CPU-only containers go on"
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
     if want.device_count and picked is None:
         what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
@@ -331,4 +338,5 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
         nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
-        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home)
+        workspace=f"{acct.home}/workspace/{want.name}", home=acct.home,
+        tmp_size=eff.limits.storage_tmp)

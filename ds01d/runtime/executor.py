@@ -30,15 +30,26 @@ BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
-               a.RemoveWant, a.Warn),
-    "nvml": (a.CreateContainer, a.StartContainer, a.FlagUntracked),
+               a.RemoveWant, a.Warn, a.ReleaseDevices),
     "systemd": (a.EnsureSlice, a.SetSliceProperties, a.StopSlice, a.CreateContainer,
                 a.StartContainer),
 }
 
 
+def needs(x: a.Action) -> set[str]:
+    """The adapters an action depends on: NVML only for what involves devices (a CPU-only
+    container does not wait for a GPU driver to answer)."""
+    out = {name for name, kinds in _NEEDS.items() if isinstance(x, kinds)}
+    devices = (x.spec.devices if isinstance(x, a.CreateContainer)
+               else x.devices if isinstance(x, a.StartContainer) else ())
+    if devices or isinstance(x, a.FlagUntracked):
+        out.add("nvml")
+    return out
+
+
 def blocking(adapter_errors: Mapping[str, str]) -> bool:
-    """Whether an adapter ds01 depends on could not be read at all (one lost GPU does not)."""
+    """Whether an adapter statuses depend on could not be read at all: with Docker or systemd
+    unseen nothing can be said of a want (NVML unseen only makes GPU wants wait)."""
     return any(name in _NEEDS for name in adapter_errors)
 
 
@@ -46,8 +57,7 @@ def safe_actions(plan: Plan, adapter_errors: Mapping[str, str]) -> list[a.Action
     """Drop what depends on an adapter that could not be read this pass: with Docker unseen,
     every want would look container-less and be created twice; with NVML unseen, devices
     would look free."""
-    blocked = tuple(t for name in adapter_errors for t in _NEEDS.get(name, ()))
-    return [x for x in plan.actions if not isinstance(x, blocked)]
+    return [x for x in plan.actions if not needs(x) & adapter_errors.keys()]
 
 
 @dataclass
@@ -129,6 +139,7 @@ class Executor:
     def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
+        self.reasons.pop((s.user, s.want_name), None)
         asked = s.labels.get("ds01.requested_at")
         waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
@@ -140,6 +151,7 @@ class Executor:
 
     def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
         self.adapters.docker.start(x.container_id)
+        self.reasons.pop((x.user, x.name), None)  # a new run: how the last one ended is past
         self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12])
         if x.devices:
             self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices),
@@ -158,6 +170,12 @@ class Executor:
         if x.devices:
             self._emit("gpu.release", now, x.user, container=x.name, devices=list(x.devices),
                        reason=x.reason)
+
+    def _do_ReleaseDevices(self, x: a.ReleaseDevices, now: datetime) -> None:
+        """Stamped when it stopped (``x.at``): reports count the devices held until then."""
+        self.reasons[(x.user, x.name)] = x.reason
+        self._emit("gpu.release", x.at, x.user, container=x.name, devices=list(x.devices),
+                   reason="exited", how=x.reason, id=x.container_id[:12])
 
     def _do_RemoveContainer(self, x: a.RemoveContainer, now: datetime) -> None:
         self.adapters.docker.remove(x.container_id)

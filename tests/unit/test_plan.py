@@ -345,6 +345,8 @@ def test_a_container_that_exits_at_once_is_not_restarted_over_and_over(lab: Lab)
     lab.apply()
     (c,) = lab.host.containers.values()
     c.update(state="exited", finished_at=lab.host.now, exit_code=1)
+    assert lab.record() == ["release alice/t exited with code 1"]
+    lab.apply()
     assert lab.record() == []
     assert lab.status("alice", "t")["reason"] == "exited with code 1"
 
