@@ -6,13 +6,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ds01d.adapters.base import Dcgm
 from ds01d.adapters.sim import SimHost, set_activity
 from ds01d.config.effective import NoNss
 from ds01d.config.loader import load_config
 from ds01d.config.model import DesiredConfig
 from ds01d.config.want import Want
 from ds01d.core import actions as a
-from ds01d.core.idle import track_idle
+from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.naming import docker_name
 from ds01d.core.plan import Plan, plan
@@ -65,6 +66,8 @@ class Lab:
     wants: dict[tuple[str, str], Want] = field(default_factory=dict)
     idle: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
+    dcgm: Dcgm | None = None
+    """A DCGM reader (e.g. the real adapter against tests/fakedcgm.py); ``None``: none."""
 
     @property
     def now(self) -> datetime:
@@ -87,8 +90,8 @@ class Lab:
         self.host.now += timedelta(**delta).total_seconds()
 
     def activity(self, user: str, name: str, *, gpu: float | None = None,
-                 cpu: float | None = None) -> None:
-        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
+                 cpu: float | None = None, net: float | None = None) -> None:
+        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu, net=net)
 
     def desired(self, observed: Observed | None = None) -> Desired:
         observed = observed or observe(sim_adapters(self.host)[0], self.now)
@@ -98,13 +101,14 @@ class Lab:
                         now=self.now)
 
     def observed(self) -> Observed:
-        observed = observe(sim_adapters(self.host)[0], self.now)
+        observed = observe(replace(sim_adapters(self.host)[0], dcgm=self.dcgm), self.now)
         desired = self.desired(observed)
-        self.idle = track_idle(self.idle, observed, desired.effective, self.now)
+        busy = busy_signals(observed, desired.effective)
+        self.idle = track_idle(self.idle, observed, desired.effective, self.now, busy=busy)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons)
+                       previous_reasons=reasons, busy=busy)
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
