@@ -168,7 +168,9 @@ class Daemon:
         if config is None:
             return None
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
-        if config is not self.snapshot_of or stale:
+        nss = self.nss()
+        self.limits_cache.watch(config, nss)  # Unix group changes: seen in this pass
+        if config is not self.snapshot_of or stale or self.limits_cache.nss_changed:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
         self._report_foreign(read, observed.now)
@@ -180,7 +182,7 @@ class Daemon:
         self.carry = replace(self.carry, asks=asks)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
-                        nss=self.nss(), account=self.account, now=observed.now,
+                        nss=nss, account=self.account, now=observed.now,
                         cache=self.limits_cache)
 
     def account(self, user: str) -> Account | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 from functools import cache
 
@@ -29,6 +30,18 @@ class SystemNss:
             return grp.getgrgid(gid).gr_name
         except KeyError:
             return None
+
+    def state(self, groups: tuple[str, ...]) -> object:
+        """The members of ``groups`` (LDAP/SSSD answers too) and the local user and group
+        files as they are now: a change to either shows in the next pass."""
+        files = []
+        for path in ("/etc/group", "/etc/passwd"):
+            try:
+                st = os.stat(path)
+                files.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                files.append((path, 0, 0, 0))
+        return ([(g, sorted(self.unix_group_members(g) or ())) for g in groups], files)
 
 
 def account(user: str) -> Account | None:

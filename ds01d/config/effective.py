@@ -35,6 +35,10 @@ class Nss(Protocol):
     def primary_group(self, user: str) -> str | None:
         """The name of the user's primary Unix group; ``None``: unknown user."""
 
+    def state(self, groups: tuple[str, ...]) -> object:
+        """A value that changes whenever membership of ``groups`` or a user's primary group
+        may have changed (compared pass to pass: group changes are seen within a pass)."""
+
 
 class NoNss:
     """No Unix groups at all (the simulated host, and tests)."""
@@ -43,6 +47,9 @@ class NoNss:
         return None
 
     def primary_group(self, user: str) -> str | None:
+        return None
+
+    def state(self, groups: tuple[str, ...]) -> object:
         return None
 
 
@@ -58,6 +65,10 @@ class FakeNss:
 
     def primary_group(self, user: str) -> str | None:
         return self.primary.get(user)
+
+    def state(self, groups: tuple[str, ...]) -> object:
+        return (sorted((g, sorted(self.groups.get(g, ()))) for g in groups),
+                sorted(self.primary.items()))
 
 
 def local_part(name: str) -> str:
@@ -83,6 +94,11 @@ def same_user(entry: str, user: str, *, loose: bool = True) -> bool:
 
 def _named_in(entries: frozenset[str] | None, user: str, loose: bool) -> bool:
     return any(same_user(e, user, loose=loose) for e in entries or ())
+
+
+def unix_groups_named(config: DesiredConfig) -> tuple[str, ...]:
+    """Every Unix group some group's ``unix_groups`` names."""
+    return tuple(sorted({u for g in config.groups.values() for u in g.unix_groups}))
 
 
 def listed_as(config: DesiredConfig, user: str) -> dict[str, str]:

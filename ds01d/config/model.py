@@ -151,6 +151,18 @@ class DesiredConfig:
     rewrites: tuple[Rewrite, ...] = ()
 
     @cached_property
+    def short_names(self) -> Mapping[str, tuple[str, ...]]:
+        """The short slice-name form of every user name the files name -> those names."""
+        from ds01d.core.naming import short_part
+
+        names = {e for g in self.groups.values() for e in g.members} | set(self.overrides)
+        names |= {e.username for e in self.exemptions} | self.archived
+        index: dict[str, list[str]] = {}
+        for name in sorted(names):
+            index.setdefault(short_part(name), []).append(name)
+        return {k: tuple(v) for k, v in index.items()}
+
+    @cached_property
     def member_index(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
         """User name without ``@domain`` -> (entry as written, group): membership in O(1)."""
         index: dict[str, list[tuple[str, str]]] = {}

@@ -176,6 +176,8 @@ class Desired:
     yet): their containers are kept as they are, never retired as dropped."""
     held_users: Mapping[str, str] = field(default_factory=dict)
     """User -> why their want folder could not be read: all their containers are kept."""
+    slice_parts: Mapping[str, str] = field(default_factory=dict)
+    """User -> their part of ``ds01-<group>-<user>.slice`` (see ``naming.user_parts``)."""
 
     def holds(self, user: str | None, name: str | None) -> bool:
         """Whether the container of (user, name) must be kept though no valid want names it."""
