@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ class Daemon:
     """Read the carried state saved by an earlier ds01d (tests turn it off)."""
     host: Any = None
     """An in-memory simulated host to drive instead of the one under ``--root`` (benchmarks)."""
+    machine_of: tuple[Adapters, Callable[[], datetime]] | None = None
+    """Adapters and clock to use on a real root instead of systemd, Docker and NVML (tests of
+    the real-host path: real name service and file ownership, a fake machine)."""
     job_map_dir: Path = field(default=Path())
     """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
 
@@ -145,6 +148,9 @@ class Daemon:
     def machine(self) -> Iterator[tuple[Adapters, datetime, Any]]:
         """The adapters and the clock for one pass (the simulated host is locked meanwhile)."""
         if not self.simulate:
+            if self.machine_of is not None:
+                yield self.machine_of[0], self.machine_of[1](), None
+                return
             yield self.real_adapters(), datetime.now(UTC), None
             return
         from ds01d.adapters.sim import locked

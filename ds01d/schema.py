@@ -260,7 +260,7 @@ class _Run:
             yield from self._string(schema, value, path)
 
     def _number(self, schema: Schema, value: float, path: KeyPath) -> Iterator[SchemaError]:
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             yield SchemaError(path, f"{show(value)} is not a finite number")
             return
         if "minimum" in schema and value < schema["minimum"]:

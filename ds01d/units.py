@@ -205,7 +205,8 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def iso(when: datetime) -> str:
     """UTC ISO 8601 with a Z: ``2026-11-22T18:00:00Z`` (read back by :func:`parse_when`)."""
-    return when.astimezone(UTC).strftime(ISO_FORMAT)
+    utc = when.astimezone(UTC) if when.tzinfo is not None else when
+    return utc.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_when(text: str) -> datetime:

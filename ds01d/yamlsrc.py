@@ -163,7 +163,8 @@ def load_file(path: Path, *, display: str, follow_symlinks: bool = True,
 
 def nesting_estimate(text: str) -> int:
     """An upper bound, give or take, of how deeply ``text`` nests: block levels (by
-    indentation, ``- `` and ``? `` markers) plus the deepest run of ``[``/``{``.
+    indentation, and one more for each ``- `` or ``? `` that opens a line) plus the deepest
+    run of ``[``/``{``.
 
     Brackets inside quoted strings are counted too: a file refused here would have needed
     dozens of unmatched brackets in its strings.
@@ -175,18 +176,21 @@ def nesting_estimate(text: str) -> int:
         if not body or body.startswith("#"):
             continue
         indent = len(line) - len(body)
-        while body[:2] in ("- ", "? ", "-\t") or body in ("-", "?"):
-            indent += 2
-            body = body[2:].lstrip(" ")
         while stack and stack[-1] >= indent:
             stack.pop()
         stack.append(indent)
-        for ch in body:
-            if ch in "[{":
-                flow += 1
-                deepest = max(deepest, len(stack) + flow)
-            elif ch in "]}" and flow:
-                flow -= 1
+        while body[:2] in ("- ", "? ", "-\t") or body in ("-", "?"):
+            indent += 2
+            stack.append(indent)
+            body = body[2:].lstrip(" ")
+        opened = body.count("[") + body.count("{")
+        if opened:
+            for ch in body:
+                if ch in "[{":
+                    flow += 1
+                    deepest = max(deepest, len(stack) + flow)
+                elif ch in "]}" and flow:
+                    flow -= 1
         deepest = max(deepest, len(stack) + flow)
     return deepest
 
@@ -201,8 +205,15 @@ def parse(text: str, file: str, *, bounds: Bounds = ADMIN) -> Document:
         raise _refuse(file, "contains NUL bytes: not a text file")
     if nesting_estimate(text) > bounds.scan_depth:
         raise _refuse(file, f"nested more than {bounds.max_depth} levels deep")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _refuse(file, "not UTF-8 text", text[: e.start].count("\n") + 1) from None
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = loader_cls(text)
+    try:
+        loader = loader_cls(text)
+    except Exception as e:  # whatever the parser makes of it costs this file alone
+        raise _refuse(file, f"not readable as YAML ({type(e).__name__})") from None
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
@@ -319,7 +330,10 @@ class _Walker:
             if tag == _CORE + "bool":
                 return bool(self.loader.construct_yaml_bool(node))
             if tag == _CORE + "int":
-                return int(self.loader.construct_yaml_int(node))
+                number = int(self.loader.construct_yaml_int(node))
+                if abs(number) >= 2**63:
+                    raise _Refused(line, f"{node.value[:40]!r} is too large a number")
+                return number
             if tag == _CORE + "float":
                 value = float(self.loader.construct_yaml_float(node))
                 if not math.isfinite(value):

@@ -46,10 +46,14 @@ def make_dirs(uid: int, gid: int, path: str, *, mode: int = 0o750) -> None:
     run_as(uid, gid, ["mkdir", "-p", "-m", f"{mode:o}", "--", path])
 
 
-def owned_dir(home: str, parts: list[str], uid: int) -> str:
-    """The real path of ``home/parts...`` when every part under ``home`` is a folder owned by
-    ``uid`` and no link (``home`` itself, named by the admin's user database, may be reached
-    through links and be root's); :class:`PermanentError` otherwise."""
+Ident = tuple[int, int]
+"""A folder as the kernel knows it: (device, inode)."""
+
+
+def owned_dir(home: str, parts: list[str], uid: int) -> tuple[str, Ident]:
+    """The real path and identity of ``home/parts...`` when every part under ``home`` is a
+    folder owned by ``uid`` and no link (``home`` itself, named by the admin's user database,
+    may be reached through links and be root's); :class:`PermanentError` otherwise."""
     fd = os.open(home, _DIR)
     try:
         _check(fd, home, uid, allow_root=True)
@@ -65,9 +69,46 @@ def owned_dir(home: str, parts: list[str], uid: int) -> str:
             os.close(fd)
             fd = nxt
             _check(fd, os.path.join(home, *parts[: i + 1]), uid, allow_root=False)
-        return os.readlink(f"/proc/self/fd/{fd}")
+        st = os.fstat(fd)
+        return os.readlink(f"/proc/self/fd/{fd}"), (st.st_dev, st.st_ino)
     finally:
         os.close(fd)
+
+
+def walk_real_path(path: str, uid: int) -> Ident:
+    """The identity of ``path`` (a real path, as :func:`owned_dir` gave it) when no part of it
+    is a link now and the last is a folder of ``uid``'s: checked again before each start, since
+    Docker resolves the bind source by its name."""
+    parts = [p for p in path.split("/") if p]
+    fd = os.open("/", _DIR)
+    try:
+        for part in parts:
+            try:
+                nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                raise PermanentError(f"{path} changed: {part} is "
+                                     f"{'a symlink' if e.errno in (40, 20) else e.strerror}"
+                                     ) from None
+            os.close(fd)
+            fd = nxt
+        _check(fd, path, uid, allow_root=False)
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+    finally:
+        os.close(fd)
+
+
+def mounted_ident(pid: int, target: str) -> Ident | None:
+    """The identity of what is mounted at ``target`` in the container whose first process is
+    ``pid`` (``None``: gone already). Raises ``PermissionError`` when ds01d may not look into
+    the container (no CAP_SYS_PTRACE): the check before the start is then all there is."""
+    try:
+        st = os.stat(f"/proc/{pid}/root{target}")
+    except PermissionError:
+        raise
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _check(fd: int, where: str, uid: int, *, allow_root: bool) -> None:

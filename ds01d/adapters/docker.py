@@ -12,6 +12,7 @@ looks. ref: Docker Engine API v1.41 (ContainerCreate, ContainerInspect, Containe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
-from ds01d.adapters.asuser import make_dirs, owned_dir
+from ds01d.adapters.asuser import Ident, make_dirs, mounted_ident, owned_dir, walk_real_path
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
 from ds01d.core.model import Container
@@ -36,10 +37,15 @@ CAP_DROP = ("ALL",)
 none, and nothing ds01 starts in it needs one (ref: capabilities(7))."""
 
 
-def workspace(spec: ContainerSpec) -> str:
+LABEL_WORKSPACE = "ds01.workspace"
+"""The real path bind-mounted at ``/workspace`` (checked again before every start)."""
+
+
+def workspace(spec: ContainerSpec) -> tuple[str, Ident]:
     """The bind source of ``/workspace``: made as the owner, then checked as it is (every part
-    under the home a folder of the owner's, no link), named by its real path. Docker is given
-    a bind mount (``Mounts``), which never creates a missing source as root."""
+    under the home a folder of the owner's, no link), named by its real path, with its
+    identity. Docker is given a bind mount (``Mounts``), which never creates a missing source
+    as root; after the start, what it mounted is compared with that identity."""
     if spec.uid is None or spec.gid is None or not spec.home:
         raise PermanentError(f"{spec.user} has no known uid and home: no workspace")
     rel = os.path.relpath(spec.workspace, spec.home)
@@ -241,7 +247,7 @@ class DockerAdapter:
             gpu_count=count)
 
     def create_and_start(self, spec: ContainerSpec) -> str:
-        source = workspace(spec)
+        source, ident = workspace(spec)
         requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.devices),
                                   capabilities=[["gpu"]])] if spec.devices else None
         try:
@@ -257,18 +263,49 @@ class DockerAdapter:
             user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
             created = self.api.create_container(
                 spec.image, command=list(spec.command), name=spec.docker_name,
-                labels=dict(spec.labels), user=user, working_dir="/workspace", host_config=host)
+                labels={**spec.labels, LABEL_WORKSPACE: source}, user=user,
+                working_dir="/workspace", host_config=host)
         except (APIError, DockerException) as e:
             raise _error(e, f"creating {spec.docker_name}") from None
         cid = str(created["Id"])
-        self.start(cid)
+        self._start_checked(cid, ident)
         return cid
 
     def start(self, container_id: str) -> None:
+        """Start a container; a ds01 container's workspace is checked again first (no part of
+        its path may have become a link) and after (Docker mounted that very folder)."""
+        try:
+            info = self.api.inspect_container(container_id)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"inspecting {container_id[:12]}") from None
+        source = (info["Config"].get("Labels") or {}).get(LABEL_WORKSPACE)
+        if not source:
+            self._start(container_id)
+            return
+        uid = int(str(info["Config"].get("User") or "-1").split(":", 1)[0])
+        self._start_checked(container_id, walk_real_path(source, uid))
+
+    def _start(self, container_id: str) -> None:
         try:
             self.api.start(container_id)
         except (APIError, DockerException) as e:
             raise _error(e, f"starting {container_id[:12]}") from None
+
+    def _start_checked(self, container_id: str, ident: Ident) -> None:
+        self._start(container_id)
+        try:
+            pid = int(self.api.inspect_container(container_id)["State"].get("Pid") or 0)
+        except (APIError, DockerException) as e:
+            raise _error(e, f"inspecting {container_id[:12]}") from None
+        try:
+            seen = mounted_ident(pid, "/workspace") if pid else None
+        except PermissionError:
+            return  # not allowed to look (see mounted_ident)
+        if pid and seen is not None and seen != ident:
+            with contextlib.suppress(APIError, DockerException):
+                self.api.remove_container(container_id, force=True)
+            raise PermanentError(f"{container_id[:12]}: the workspace changed while the "
+                                 "container started (a link was put in its place); removed")
 
     def stop(self, container_id: str, grace_s: float) -> None:
         try:

@@ -64,7 +64,8 @@ def open_folder(p: Paths, user: str, *, create: bool) -> int:
 
         ensure_spool(Path(spool))
     try:
-        top = os.open(spool, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # O_PATH: the spool (1733) may be searched and written, not read, by users
+        top = os.open(spool, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise InvalidInput(f"cannot open {spool} ({e.strerror}): is ds01 set up on this "
                            "machine (ds01d running)?") from None

@@ -41,7 +41,7 @@ CASES: list[tuple[str, str, str | None]] = [
     ("resource-limits.schema.json", "defaults: {max_cpus: 0.0000000001}", "is below the minimum 0.01"),
     ("resource-limits.schema.json", "defaults: {pids_limit: 0}", "is below the minimum 1"),
     ("resource-limits.schema.json", "defaults: {max_runtime_h: 99999999}", "is above the maximum 87600"),
-    ("resource-limits.schema.json", "defaults: {memory: 99999999999999999999}", "is not a size"),
+    ("resource-limits.schema.json", "defaults: {memory: 9000000000000000000}", "is not a size"),
     ("resource-limits.schema.json", "defaults: {memory: 99999999999999999g}", "is not a size"),
     ("resource-limits.schema.json", "defaults: {max_gpu_equivalents: 0, memory: 0, pids_limit: 1}", None),
     ("resource-limits.schema.json", "groups: {s: {priority: 0, policies: {gpu_idle_threshold: 100}}}", None),

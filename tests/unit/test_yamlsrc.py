@@ -108,3 +108,41 @@ def test_any_text_as_want_gives_a_want_or_a_clear_error(text: str) -> None:
         assert e.errors and all(str(d).startswith("w.yaml") for d in e.errors)
     else:
         assert want.user == "alice"
+
+
+def test_the_parser_never_sees_what_nests_too_deeply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever libyaml's own limits (0.2.5 stops at 1000 levels; older ones recurse until the
+    C stack runs out), deep nesting is refused before the parser is made."""
+    import yaml
+
+    from ds01d.yamlsrc import USER, nesting_estimate
+
+    def no_parser(text: str) -> None:
+        raise AssertionError("the parser was given a file nested too deeply")
+
+    monkeypatch.setattr(yaml, "CSafeLoader", no_parser)
+    for text in ("[" * 60_000, "- " * 30_000, "{a: " * 15_000,
+                 "".join(" " * i + f"k{i}:\n" for i in range(200))):
+        with pytest.raises(ConfigError, match="nested more than"):
+            parse(text, "f", bounds=USER)
+    assert nesting_estimate("a:\n  b: [1, {c: [2]}]\n  d: '[[['\n") <= 8
+    assert nesting_estimate("[" * 100) == 101  # the line, and 100 brackets
+
+
+def test_merge_keys_are_expanded_and_counted_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML's own merge expansion (flatten_mapping) was exponential before 6.0.3; ds01 never
+    calls it: merge keys are expanded by the walker, each use counted against the bounds."""
+    import yaml
+
+    def refuse(self: object, node: object) -> None:
+        raise AssertionError("PyYAML's flatten_mapping was used")
+
+    monkeypatch.setattr(yaml.constructor.SafeConstructor, "flatten_mapping", refuse)
+    doc = parse("base: &b {a: 1, b: 2}\nx:\n  <<: [*b, {c: 3}]\n  b: 9\n", "f")
+    assert doc.data["x"] == {"a": 1, "b": 9, "c": 3}
+    lines = ["a0: &a0 {k0: 0}", "b0: &b0 {j0: 0}"]
+    for i in range(1, 26):
+        lines.append(f"a{i}: &a{i} {{<<: [*a{i - 1}, *b{i - 1}], x{i}: 1}}")
+        lines.append(f"b{i}: &b{i} {{<<: [*b{i - 1}, *a{i - 1}], y{i}: 1}}")
+    with pytest.raises(ConfigError, match="more than 200000 values"):
+        parse("\n".join(lines) + "\n", "f")
