@@ -386,7 +386,7 @@ def _groups(files: _Files, doc: Document, default_priority: int
                              else layer.priority, frozenset(members[name]),
                              tuple(raw.get("unix_groups") or []), layer)
     default = doc.data.get("default_group")
-    if default is not None and default not in groups:
+    if isinstance(default, str) and default not in groups:
         files.error(doc, ("default_group",), f"{default!r} is not a group defined under groups"
                     f" (known: {', '.join(sorted(groups)) or 'none'})")
     return groups, frozenset(archived)
@@ -595,13 +595,27 @@ def load_config(etc: Path) -> DesiredConfig:
     if doc is None:
         _members_files(files, None)
         raise ConfigError(sorted(files.errors), sorted(files.warnings))
+    invalid = bool(files.errors)
+    try:
+        config = _build(files, doc, extra, exempt_doc, mig_doc)
+    except (TypeError, AttributeError, KeyError, ValueError):
+        if not invalid:
+            raise  # a file the schemas accept must always load: a bug, not a bad file
+        config = None  # the shapes the schema refused went further than the guards expect
+    if files.errors or config is None:
+        raise ConfigError(sorted(files.errors), sorted(files.warnings))
+    return config
+
+
+def _build(files: _Files, doc: Document, extra: Document | None, exempt_doc: Document | None,
+           mig_doc: Document | None) -> DesiredConfig:
     files.slots_per_gpu = _slots_per_gpu(doc)
     _ignored_sections(files, doc)
     defaults = _layer(files, doc, _dict(doc.data.get("defaults")), ("defaults",), "defaults")
     policies, lab_defaults = _global_policies(files, doc)
     groups, archived = _groups(files, doc, defaults.priority if defaults.priority is not None
                                else BUILTIN_PRIORITY)
-    config = DesiredConfig(
+    return DesiredConfig(
         builtin=builtin_layer(),
         defaults=defaults,
         default_group=doc.data.get("default_group"),
@@ -618,6 +632,4 @@ def load_config(etc: Path) -> DesiredConfig:
         dcgm=_dcgm(doc),
         rewrites=tuple(files.rewrites),
     )
-    if files.errors:
-        raise ConfigError(sorted(files.errors), sorted(files.warnings))
-    return config
+
