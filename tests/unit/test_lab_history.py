@@ -331,3 +331,64 @@ def test_migrate_keeps_comments_and_order(tmp_path: Path,
     assert out[:20] == original[:20]
     assert text.index("defaults:") < text.index("groups:") < text.index("container_types:")
     assert len(out) > len(original)
+
+
+def test_a_local_name_matched_to_a_domain_entry_is_said_and_can_be_turned_off(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = lab_root(tmp_path, None)
+    body = limits_json(root, "m.okafor", capsys)  # listed as m.okafor@school.example.lan
+    assert body["group"] == "researcher"
+    assert body["notes"] == [
+        "m.okafor is matched to the entry 'm.okafor@school.example.lan' of group researcher: "
+        "names match with or without @domain (match_without_domain: false turns this off)"]
+    limits = root / "etc/ds01/resource-limits.yaml"
+    limits.write_text(limits.read_text() + "match_without_domain: false\n")
+    strict = limits_json(root, "m.okafor", capsys)
+    assert strict["group"] == "student" and strict["notes"] == []
+    assert limits_json(root, "m.okafor@school.example.lan", capsys)["group"] == "researcher"
+
+
+def test_known_but_ignored_keys_warn_and_typos_stay_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    etc = tmp_path / "etc/ds01"
+    etc.mkdir(parents=True)
+    (etc / "resource-limits.yaml").write_text(
+        "defaults:\n  gpu_memory: null\n  storage_data: 200G\n  storage_tpm: 4g\n"
+        "gpu_allocation:\n  # every key commented out\nuser_overrides:\n"
+        "policies:\n  auto_stop_idle: true\n  grace_priod: 30m\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(etc)
+    assert [str(e) for e in err.value.errors] == [
+        "resource-limits.yaml:4: defaults.storage_tpm: unknown key (did you mean 'storage_tmp'?)",
+        "resource-limits.yaml:10: policies.grace_priod: unknown key (did you mean "
+        "'grace_period_m'?)"]
+    warned = "\n".join(str(w) for w in err.value.warnings)
+    assert "resource-limits.yaml:2: defaults.gpu_memory: ignored: a MIG instance's memory" in warned
+    assert "resource-limits.yaml:3: defaults.storage_data: ignored: ds01 sets no disk quotas" \
+        in warned
+    assert "resource-limits.yaml:9: policies.auto_stop_idle: ignored:" in warned
+    assert "resource-limits.yaml:5: gpu_allocation: ignored:" in warned
+
+
+def test_group_overrides_errors_name_their_line(tmp_path: Path) -> None:
+    root = lab_root(tmp_path, None)
+    (root / "etc/ds01/group-overrides.txt").write_text(
+        "# header\nx@school.example.lan:visitors\nnot a line\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(root / "etc/ds01")
+    assert [str(e) for e in err.value.errors] == [
+        "group-overrides.txt:2: 'visitors' is not a group defined under groups (known: admin, "
+        "faculty, researcher, student)",
+        "group-overrides.txt:3: 'not a line' is not user:group (one a line; # starts a comment)"]
+
+
+def test_defaults_priority_is_every_group_s_that_sets_none(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    root = lab_root(tmp_path, "01-first.yaml")
+    limits = root / "etc/ds01/resource-limits.yaml"
+    limits.write_text(limits.read_text().replace("    priority: 10                    # low\n",
+                                                 ""))
+    body = limits_json(root, "newuser", capsys)
+    assert (body["priority"], body["sources"]["priority"]) == (1, "defaults")
+    assert limits_json(root, "labadmin", capsys)["sources"]["priority"] == "group:admin"

@@ -359,3 +359,24 @@ def test_a_creation_cut_short_is_finished(lab: Lab) -> None:
     assert lab.record() == ["start alice/t"]
     lab.apply()
     assert lab.record() == []
+
+
+def test_an_archived_user_is_given_no_container(tmp_path: Path) -> None:
+    import tempfile
+
+    from ds01d.config.loader import load_config
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "groups").mkdir()
+        (Path(d) / "resource-limits.yaml").write_text("groups: {student: {}}\n"
+                                                      "default_group: student\n")
+        (Path(d) / "groups/archived.members").write_text("# access ended\nzed  # graduated\n")
+        config = load_config(Path(d))
+    lab = Lab(tmp_path, config=config)
+    lab.want("zed", "t")
+    lab.want("amy", "t")
+    assert lab.record() == ["create amy/t "]
+    status = lab.status("zed", "t")
+    assert status["phase"] == "Failed"
+    assert status["reason"] == ("your access has ended (groups/archived.members): ask the "
+                                "lab's admins to restore it")
