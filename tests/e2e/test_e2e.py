@@ -147,3 +147,30 @@ def test_journal_entries_per_user(lab: Lab) -> None:
     create = next(e for e in found if e["DS01_ACTION"] == "container.create")
     assert create["DS01_CONTAINER"] == "j" and create["DS01_DEVICE"] == MIG_A
     assert create["PRIORITY"] == "6" and len(create["MESSAGE_ID"]) == 32
+
+
+@pytest.mark.parametrize("gpus", ["device=0", "1"])
+def test_a_foreign_container_holds_the_gpu_docker_gives_it(lab: Lab, gpus: str) -> None:
+    """``docker run --gpus device=0`` (an index) or ``--gpus 1`` (a count: the first GPU),
+    read back from the real dockerd, resolved against the host's GPUs."""
+    cid = docker("run", "-d", "--gpus", gpus, "ds01-test:1", "sleep", "300").strip()
+    lab.want("dsalice", "g", "--gpus", "1")
+    pending = wait_for("alice queued behind the foreign container",
+                       lambda: lab.status("dsalice", "g").get("phase") == "Pending"
+                       and lab.status("dsalice", "g"))
+    assert pending["reason"] == "queued for 1 free whole GPU(s)"
+    docker("rm", "-f", cid)
+    wait_for("alice running on GPU 0", lambda: lab.running("dsalice", "g"))
+    assert lab.status("dsalice", "g")["devices"] == [GPU0]
+
+
+def test_a_container_stopped_outside_ds01_releases_its_device(lab: Lab) -> None:
+    lab.want("dsalice", "x", "--mig", "3g.20gb")
+    wait_for("running", lambda: lab.running("dsalice", "x"))
+    docker("stop", "-t", "1", lab.inspect("dsalice", "x")["Id"])
+    release = wait_for("the release", lambda: lab.events("gpu.release"))
+    assert [(e["user"], e["details"]["devices"], e["details"]["reason"]) for e in release] == \
+        [("dsalice", [MIG_A], "exited")]
+    stopped = wait_for("stopped", lambda: lab.status("dsalice", "x").get("phase") == "Stopped"
+                       and lab.status("dsalice", "x"))
+    assert stopped["reason"].startswith("exited with code")
