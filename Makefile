@@ -11,7 +11,7 @@ DEBS := libsystemd-dev pkg-config gcc libcjson-dev
 FAKENVML := build/fakenvml/libnvidia-ml.so.1
 ROOT ?= $(CURDIR)/run/root
 
-.PHONY: venv run check-config test lint unit e2e bench demo fakenvml clean
+.PHONY: venv run check-config test lint unit e2e bench demo fakenvml fuzz clean
 
 $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	scripts/ensure-debs.sh $(DEBS)
@@ -48,6 +48,11 @@ e2e: $(STAMP) $(FAKENVML)
 	scripts/e2e.sh
 
 test: lint unit e2e
+
+# the fuzz tests with 100,000 cases per entry point (make test runs 20,000)
+fuzz: $(STAMP) $(FAKENVML)
+	DS01_FUZZ_EXAMPLES=100000 DS01_FUZZ_PROCESSES=500 LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml \
+	  $(BIN)/pytest -q tests/unit/test_fuzz.py
 
 demo: $(STAMP)
 	scripts/demo.sh

@@ -111,12 +111,65 @@ def main() -> int:
         rows.append((f"cold full plan ({creates} actions)", f"{cold_ms:.1f} ms CPU", "< 200 ms"))
         rows.append(("  the same by a new ds01d (parsing config and 500 want files)",
                      f"{first_ms:.1f} ms CPU", ""))
+        rows.append(hostile_row(d, paths))
         rows += cli_rows(paths)
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>16}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>16}  {target}")
     return 0
+
+
+def _attacks() -> dict[str, Callable[[Path], None]]:
+    """What one user may put in their own want folder (docs/security.md), as file writers."""
+    def nested(f: Path) -> None:
+        (f / "a.yaml").write_text("[" * 60_000)
+
+    def bomb(f: Path) -> None:
+        lines = ["a0: &a0 {k0: 0}", "b0: &b0 {j0: 0}"]
+        for i in range(1, 26):
+            lines += [f"a{i}: &a{i} {{<<: [*a{i - 1}, *b{i - 1}], x{i}: 1}}",
+                      f"b{i}: &b{i} {{<<: [*b{i - 1}, *a{i - 1}], y{i}: 1}}"]
+        for n in range(64):
+            (f / f"b{n:02d}.yaml").write_text("\n".join(lines))
+
+    def files(f: Path) -> None:
+        for i in range(10_000):
+            (f / f"w{i:05d}.yaml").write_text("x")
+
+    def keys(f: Path) -> None:
+        body = "".join(f"k{i}: 1\n" for i in range(110_000))
+        for i in range(9):
+            (f / f"k{i}.yaml").write_text(body)
+
+    def names(f: Path) -> None:
+        for i in range(900):
+            (f / (f"{i:03d}" + "a" * 240 + ".yaml")).write_text("x")
+
+    return {"nested": nested, "merge bombs x64": bomb, "10,000 files": files,
+            "110,000 keys x9": keys, "900 long names": names}
+
+
+def hostile_row(d: Daemon, paths: Paths) -> tuple[str, str, str]:
+    """A pass while one user's folder holds an attack, rewritten before every pass (so it is
+    read again each time): the worst attack's median wall time."""
+    import shutil
+
+    worst = ("", 0.0)
+    for name, write in _attacks().items():
+        times = []
+        for _ in range(3):
+            folder = paths.wants / "mallory"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            write(folder)
+            t = time.perf_counter()
+            d.run_pass()
+            times.append((time.perf_counter() - t) * 1000)
+        worst = max(worst, (name, statistics.median(times)), key=lambda w: w[1])
+    shutil.rmtree(paths.wants / "mallory", ignore_errors=True)
+    return (f"pass with one hostile want folder (worst: {worst[0]})", f"{worst[1]:.0f} ms wall",
+            "< 1000 ms")
 
 
 def plan_again(d: Daemon) -> None:

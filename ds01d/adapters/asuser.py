@@ -52,8 +52,9 @@ Ident = tuple[int, int]
 
 def owned_dir(home: str, parts: list[str], uid: int) -> tuple[str, Ident]:
     """The real path and identity of ``home/parts...`` when every part under ``home`` is a
-    folder owned by ``uid`` and no link (``home`` itself, named by the admin's user database,
-    may be reached through links and be root's); :class:`PermanentError` otherwise."""
+    folder and no link, the last one owned by ``uid`` and those above by ``uid`` or root
+    (``home`` itself, named by the admin's user database, may be reached through links and be
+    root's); :class:`PermanentError` otherwise."""
     fd = os.open(home, _DIR)
     try:
         _check(fd, home, uid, allow_root=True)
@@ -68,7 +69,8 @@ def owned_dir(home: str, parts: list[str], uid: int) -> tuple[str, Ident]:
                 raise PermanentError(f"{where} is {why}, not a folder of yours") from None
             os.close(fd)
             fd = nxt
-            _check(fd, os.path.join(home, *parts[: i + 1]), uid, allow_root=False)
+            last = i == len(parts) - 1  # above the workspace, root's folders are fine too
+            _check(fd, os.path.join(home, *parts[: i + 1]), uid, allow_root=not last)
         st = os.fstat(fd)
         return os.readlink(f"/proc/self/fd/{fd}"), (st.st_dev, st.st_ino)
     finally:

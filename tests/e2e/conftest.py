@@ -20,7 +20,10 @@ from tests.fakenvml.build import build
 
 TB = REPO / "scripts/testbed.sh"
 BIN = Path(sys.executable).parent
-USERS = ("dsalice", "dsbob", "dscarol")
+USERS = tuple(os.environ.get("DS01_E2E_USERS", "dsalice,dsbob,dscarol").split(","))
+"""The test users (made with useradd when missing, removed after): three names, which a
+machine shared by several checkouts sets apart per checkout (``DS01_E2E_USERS``)."""
+ALICE, BOB, CAROL = USERS
 GPU0 = "GPU-e2e00000-0000-0000-0000-000000000000"
 GPU1 = "GPU-e2e11111-1111-1111-1111-111111111111"
 MIG_A = "MIG-e2eaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
@@ -43,7 +46,7 @@ defaults:
 default_group: student
 groups:
   student:
-    members: [dsalice, dsbob, dscarol]
+    members: [{alice}, {bob}, {carol}]
     aggregate: {{cpu_quota: "150%", memory_max: 512m, memory_high: 400m, tasks_max: 300,
                 gpu_limit: 2}}
 policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1}}
@@ -86,6 +89,8 @@ def users() -> Iterator[dict[str, tuple[int, int]]]:
                 run("useradd", "--no-create-home", "--no-user-group", "--shell",
                     "/usr/sbin/nologin", "--home-dir", str(homes / u), u)
                 made.append(u)
+            else:  # left over from an interrupted run: their home is ours for this run
+                run("usermod", "--home", str(homes / u), u)
         ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout)) for u in USERS}
         for u, (uid, gid) in ids.items():  # real homes: the users' own (ds01d works there as them)
             home = homes / u
@@ -189,7 +194,8 @@ def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> It
     shutil.rmtree(root, ignore_errors=True)
     (root / "etc/ds01").mkdir(parents=True)
     idle = getattr(request, "param", None) or "null"
-    (root / "etc/ds01/resource-limits.yaml").write_text(CONFIG.format(idle=idle))
+    (root / "etc/ds01/resource-limits.yaml").write_text(
+        CONFIG.format(idle=idle, alice=ALICE, bob=BOB, carol=CAROL))
     lab = Lab(root, users)
     lab.machine()
     _install_unit(root, lab.nvml)
