@@ -16,11 +16,14 @@ trap '"$tb" stop >/dev/null 2>&1 || true' EXIT
 "$tb" start >/dev/null && "$tb" dockerd >/dev/null && "$tb" image >/dev/null
 eval "$("$tb" env)"
 export DS01_TESTBED_DIR="$here/build/tb"
-# the benchmark's user must exist; made and removed here like the e2e tests do
+# the benchmark's user must exist; made and removed here like the e2e tests do (the first of
+# DS01_E2E_USERS, see docs/testing.md)
+user=${DS01_E2E_USERS:-dsalice}
+user=${user%%,*}
 made=""
-if ! id dsalice >/dev/null 2>&1; then
+if ! id "$user" >/dev/null 2>&1; then
   useradd --no-create-home --no-user-group --shell /usr/sbin/nologin \
-    --home-dir "$here/build/e2e-home/dsalice" dsalice && made=1
+    --home-dir "$here/build/e2e-home/$user" "$user" && made=1
 fi
-trap '"$tb" stop >/dev/null 2>&1 || true; [ -n "$made" ] && userdel dsalice; rm -rf "$here/build/e2e-home"' EXIT
+trap '"$tb" stop >/dev/null 2>&1 || true; [ -n "$made" ] && userdel "$user"; rm -rf "$here/build/e2e-home"' EXIT
 LD_LIBRARY_PATH="$here/build/fakenvml" "$here/.venv/bin/python" "$here/bench/testbed.py"

@@ -49,7 +49,8 @@ groups:
     members: [{alice}, {bob}, {carol}]
     aggregate: {{cpu_quota: "150%", memory_max: 512m, memory_high: 400m, tasks_max: 300,
                 gpu_limit: 2}}
-policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1}}
+policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1,
+           idle_detection_window: 1s}}
 """
 
 
