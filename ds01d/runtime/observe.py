@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from ds01d.adapters.base import Dcgm, Docker, Nvml, Procfs, Systemd
-from ds01d.core.devices import resolve_devices
+from ds01d.core.devices import DeviceTable
 from ds01d.core.idle import MIG_UNKNOWN
 from ds01d.core.model import Gpu, MigReading, Observed, ProcOwner
 
@@ -53,7 +53,8 @@ def observe(a: Adapters, now: datetime) -> Observed:
             owners[p.pid] = ProcOwner(p.pid, None, None, None)
             errors.setdefault("procfs", f"{type(e).__name__}: {e}")
     gpu_list = tuple(gpus)
-    held = tuple(resolve_devices(c, gpu_list) for c in containers)
+    table = DeviceTable.of(gpu_list)
+    held = tuple(table.resolve(c) for c in containers)
     return Observed(now=now, slices={s.name: s for s in slices}, containers=held,
                     gpus=gpu_list, processes=tuple(procs), owners=owners,
                     adapter_errors=errors, mig_activity=_mig_activity(a, gpu_list, errors))
