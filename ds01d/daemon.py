@@ -180,7 +180,8 @@ class Daemon:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
         self._report_foreign(read, observed.now)
-        containers = {k: cs[0] for k, cs in by_want(observed).items()}
+        unseen = any((w.user, w.name) not in self.carry.asks for w in read.wants)
+        containers = {k: cs[0] for k, cs in by_want(observed).items()} if unseen else {}
         wants, asks = settle(read.wants, self.carry.asks, now=observed.now,
                              containers=containers,
                              keepalive_max_h=config.policies.keepalive_max_duration_h,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from ds01d.config.want import Want, spec_hash
 from ds01d.core.model import Container
@@ -41,6 +42,7 @@ class Ask:
                 None if self.keepalive_seen_at is None else iso(self.keepalive_seen_at)]
 
 
+@lru_cache(maxsize=65536)
 def token_of(want: Want) -> str:
     """The version mark of a want file as read: its stated time and what it asks for."""
     return f"{iso(want.requested_at)}|{spec_hash(want)}"
@@ -75,9 +77,14 @@ def settle(wants: Iterable[Want], previous: Mapping[Key, Ask], *, now: datetime,
             ask = old if old.token == token else Ask(token, now)
         ask = _keepalive(ask, want, now)
         records[key] = ask
-        out.append(replace(want, requested_at=ask.seen_at,
-                           keepalive_until=_kept_until(ask, want, keepalive_max_h)))
+        out.append(_settled(want, ask, keepalive_max_h))
     return out, records
+
+
+@lru_cache(maxsize=65536)
+def _settled(want: Want, ask: Ask, cap_h: float) -> Want:
+    """``want`` with ds01d's times (the same objects pass after pass while nothing changes)."""
+    return replace(want, requested_at=ask.seen_at, keepalive_until=_kept_until(ask, want, cap_h))
 
 
 def _keepalive(ask: Ask, want: Want, now: datetime) -> Ask:

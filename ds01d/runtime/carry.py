@@ -108,17 +108,16 @@ class Saver:
     folder: Path
     refresh_s: float
     """Rewritten at least this often while unchanged, so that its age says ds01d was alive."""
-    text: str | None = None
+    last: Carry | None = None
     at: float = 0.0
 
     def save(self, carry: Carry) -> bool:
-        text = json.dumps(carry.to_json(), sort_keys=True)
         now = time.time()
-        if text == self.text and now - self.at < self.refresh_s:
+        if carry == self.last and now - self.at < self.refresh_s:
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"saved_at": now, **carry.to_json()}, indent=1, sort_keys=True)
         write_atomic(self.folder / FILE, body + "\n", mode=0o600, durable=True)
-        self.text, self.at = text, now
+        self.last, self.at = carry, now
         return True
 

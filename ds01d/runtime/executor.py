@@ -75,6 +75,9 @@ class Executor:
     events: EventLog
     files: UserFiles | None = None
     """Where statuses are written (``None``: nowhere, as in planner tests)."""
+    rendered: dict[tuple[str, str], tuple[WantStatus, str | None, str]] = field(
+        default_factory=dict)
+    """Each status as last rendered to text (rendered again only when it changed)."""
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -219,12 +222,20 @@ class Executor:
         errors = {k.split("/", 1)[1]: b.message for k, b in self.backoff.items()
                   if b.permanent and k.startswith("container/")}
         out: dict[str, dict[str, str]] = {}
+        rendered: dict[tuple[str, str], tuple[WantStatus, str | None, str]] = {}
         for s in statuses:
             error = errors.get(f"{s.user}/{s.name}") if s.phase in ("Running", "Pending") \
                 else None
-            body = s.to_json() | ({"phase": "Failed", "reason": error} if error else {})
-            text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+            key = (s.user, s.name)
+            known = self.rendered.get(key)
+            if known is not None and known[0] == s and known[1] == error:
+                text = known[2]
+            else:
+                body = s.to_json() | ({"phase": "Failed", "reason": error} if error else {})
+                text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+            rendered[key] = (s, error, text)
             out.setdefault(s.user, {})[status_file(s.name)] = text
+        self.rendered = rendered
         self.files.sync(out, keep=keep)
 
 

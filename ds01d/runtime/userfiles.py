@@ -120,6 +120,8 @@ class UserFiles:
 
     def _sync_user(self, top: int, user: str, want: Mapping[str, str], *, partial: bool
                    ) -> None:
+        if self._unchanged(top, user, want, partial=partial):
+            return
         fd = self._open_user(top, user)
         if fd is None:
             return
@@ -140,6 +142,22 @@ class UserFiles:
                 self.written.pop(user, None)
         finally:
             os.close(fd)
+
+    def _unchanged(self, top: int, user: str, want: Mapping[str, str], *, partial: bool
+                   ) -> bool:
+        """Nothing to write: the folder is as ds01d left it, holding exactly ``want`` (one
+        ``lstat``; ``status/`` is root's, so no user can swap the folder's name)."""
+        have = self.written.get(user)
+        stamp = self.stamps.get(user)
+        if have is None or stamp is None or (have != want and not partial):
+            return False
+        if partial and any(have.get(n) != t for n, t in want.items()):
+            return False
+        try:
+            st = os.stat(user, dir_fd=top, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and _stamp(st) == stamp
 
     def append_event(self, user: str, line: bytes) -> None:
         """Add one event line to the user's own event file (their ``ds01 events`` view)."""

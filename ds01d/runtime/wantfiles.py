@@ -42,6 +42,9 @@ MAX_WANTS = 64
 """Want files read per user; the ones after (by name) are held, not dropped."""
 BYTES_PER_PASS = 256 << 10
 """Bytes of changed want files read per user per pass; the rest are read in later passes."""
+READS_PER_PASS = 8
+"""Changed want files parsed per user per pass (each within ``yamlsrc.USER``): what one
+user's folder costs a pass stays a few milliseconds, however many files they rewrite."""
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
@@ -211,7 +214,7 @@ class WantSource:
             acc.failed[(user, INVALID)] = (
                 f"{len(bad)} want file(s) with names ds01 cannot use ({shown}): names are a-z, "
                 "0-9, . _ -, start with a letter or digit, at most 63 characters")
-        budget = BYTES_PER_PASS
+        budget = [BYTES_PER_PASS, READS_PER_PASS]
         for n, name in enumerate(good):
             key = (user, name[:-5])
             if n >= MAX_WANTS:
@@ -220,8 +223,9 @@ class WantSource:
                 continue
             budget = self._one(fd, name, key, acc, uid=uid, budget=budget)
 
-    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: int) -> int:
-        """Read one want file (if changed and within the budget); the budget left."""
+    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int]
+             ) -> list[int]:
+        """Read one want file (if changed and within the budget: bytes, files); what is left."""
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -229,10 +233,10 @@ class WantSource:
         stamp = _stamp(st)
         cached = self.cache.get(key)
         if cached is None or cached[0] != stamp:
-            if budget <= 0:
+            if budget[0] <= 0 or budget[1] <= 0:
                 acc.held.add(key)  # read in a later pass; its container stays as it is
                 return budget
-            budget -= max(st.st_size, 1)
+            budget = [budget[0] - max(st.st_size, 1), budget[1] - 1]
             cached = (stamp, self._read(fd, name, key, uid))
             self.cache[key] = cached
         result = cached[1]
