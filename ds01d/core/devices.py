@@ -96,14 +96,13 @@ def holding(observed: Observed, devices: Iterable[Device],
     (being stopped this pass) hold nothing; a device with a GPU process nobody was allocated
     is held too."""
     all_uuids = [d.uuid for d in devices]
-    by_device: dict[str, str] = {}
-    by_user: dict[str, list[str]] = {}
     holders = [c for c in observed.containers if c.id not in releasing
                and holds_devices(c, effective.get(c.owner or ""), observed.now)]
-    for c in sorted(holders, key=lambda c: (claimed_at(c), c.id)):
-        held = all_uuids if c.all_gpus and not c.managed else list(c.devices)
-        for uuid in held:
-            by_device.setdefault(uuid, c.id)
+    by_device, shared = _claims(holders, all_uuids)
+    if shared:  # two claim one device: the first to claim it holds it
+        by_device, _ = _claims(sorted(holders, key=lambda c: (claimed_at(c), c.id)), all_uuids)
+    by_user: dict[str, list[str]] = {}
+    for c in holders:
         if c.managed and c.owner:
             by_user.setdefault(c.owner, []).extend(d for d in c.devices if by_device[d] == c.id)
     for u in untracked_devices(observed):
@@ -111,11 +110,14 @@ def holding(observed: Observed, devices: Iterable[Device],
     return Holding(by_device, {u: tuple(d) for u, d in by_user.items()})
 
 
-def on_taken_devices(observed: Observed, start: Holding) -> list[Container]:
-    """ds01 containers running on devices another container holds (started again with
-    ``docker start`` after their devices had been given to someone else)."""
-    return [c for c in observed.containers if c.managed and c.state == "running"
-            and any(start.by_device.get(d, c.id) != c.id for d in c.devices)]
+def _claims(holders: Iterable[Container], all_uuids: list[str]) -> tuple[dict[str, str], bool]:
+    """Device -> the first holder in ``holders`` claiming it; whether any was claimed twice."""
+    by_device: dict[str, str] = {}
+    shared = False
+    for c in holders:
+        for uuid in all_uuids if c.all_gpus and not c.managed else c.devices:
+            shared = shared or by_device.setdefault(uuid, c.id) != c.id
+    return by_device, shared
 
 
 def untracked_devices(observed: Observed) -> set[str]:

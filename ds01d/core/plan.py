@@ -25,7 +25,7 @@ from ds01d.core.actions import (
     StopSlice,
     Warn,
 )
-from ds01d.core.devices import Holding, holding, on_taken_devices
+from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     LifecycleResult,
     check_running,
@@ -74,14 +74,17 @@ def plan_holders(desired: Desired, observed: Observed, start: Holding,
     """A ds01 container running on devices that are no longer its own is stopped (its devices
     stay with their holder); one that stopped without ds01 releases its devices."""
     grace = desired.config.policies.sigterm_grace_s
-    for c in on_taken_devices(observed, start):
-        out.actions.append(StopContainer(c.id, c.owner, c.want_name or c.name, DEVICES_TAKEN,
-                                         grace))
-        out.stopping.add(c.id)
     for c in observed.containers:
+        if not c.devices or not c.managed:
+            continue
+        if c.state == "running" and any(start.by_device.get(d, c.id) != c.id
+                                        for d in c.devices):
+            out.actions.append(StopContainer(c.id, c.owner, c.want_name or c.name,
+                                             DEVICES_TAKEN, grace))
+            out.stopping.add(c.id)
+            continue
         key = (c.owner or "", c.want_name or "")
-        if (c.managed and not c.active and c.devices and c.finished_at is not None
-                and key not in observed.previous_reasons):
+        if not c.active and c.finished_at is not None and key not in observed.previous_reasons:
             out.actions.append(ReleaseDevices(c.id, key[0], key[1], c.devices,
                                               exit_reason(c), c.finished_at))
 

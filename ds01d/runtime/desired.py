@@ -58,6 +58,8 @@ class EffectiveCache:
     table: dict[tuple[str, frozenset[int]], Effective] = field(default_factory=dict)
     nss_state: object = None
     nss_changed: bool = False
+    parts: tuple[object, frozenset[str], dict[str, str]] | None = None
+    """Slice-name parts of the last pass's users (the same users: the same parts)."""
     """The last :meth:`watch` found Unix group membership changed (the snapshot is stale)."""
 
     def watch(self, config: DesiredConfig, nss: Nss) -> None:
@@ -68,6 +70,16 @@ class EffectiveCache:
         if self.nss_changed:
             self.table = {}
         self.nss_state = state
+
+    def slice_parts(self, config: DesiredConfig, users: list[str]) -> dict[str, str]:
+        """Each user's part of their slice name (``naming.user_parts``), kept while the
+        configuration and the set of users stay the same."""
+        known = frozenset(users)
+        if self.parts is None or self.parts[0] is not config or self.parts[1] != known:
+            loose = config.match_without_domain
+            self.parts = (config, known, user_parts(users, config.short_names,
+                                                    lambda a, b: same_user(a, b, loose=loose)))
+        return self.parts[2]
 
     def get(self, config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
         if config is not self.config:
@@ -89,9 +101,6 @@ def assemble(config: DesiredConfig, read: WantsRead, *, users: Iterable[str], ns
     lookup.watch(config, nss)
     effective = {u: lookup.get(config, u, now=now, nss=nss) for u in everyone}
     accounts = {u: acct for u in everyone if (acct := account(u)) is not None}
-    loose = config.match_without_domain
-    parts = user_parts(everyone, config.short_names,
-                       lambda a, b: same_user(a, b, loose=loose))
     return Desired(config, read.wants, effective, accounts, read.failed, read.held,
-                   read.held_users, parts)
+                   read.held_users, lookup.slice_parts(config, everyone))
 
