@@ -131,11 +131,14 @@ def locked(sim_dir: Path) -> Iterator[SimHost]:
         raise FileNotFoundError(f"no simulated host in {sim_dir} (run: ds01 sim init)")
     with open(sim_dir / "host.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        host = SimHost.from_json(path.read_text())
+        text = path.read_text()
+        host = SimHost.from_json(text)
         yield host
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(host.to_json())
-        os.replace(tmp, path)
+        after = host.to_json()
+        if after != text:  # written only when the machine changed
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(after)
+            os.replace(tmp, path)
 
 
 class SimSystemd:

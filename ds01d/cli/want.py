@@ -164,7 +164,6 @@ def run_drop(args: argparse.Namespace) -> int:
 
 def run_keepalive(args: argparse.Namespace) -> int:
     """Postpone idle stops of one container (runtime limits still apply)."""
-    from dataclasses import replace
     from datetime import timedelta
 
     from ds01d.config.want import from_yaml
@@ -196,7 +195,7 @@ def run_keepalive(args: argparse.Namespace) -> int:
         finally:
             os.close(ffd)
         until = now(p) + timedelta(hours=capped)
-        write_atomic(f"{name}.yaml", to_yaml(replace(want, keepalive_until=until)), dir_fd=fd,
+        write_atomic(f"{name}.yaml", to_yaml(want.replace(keepalive_until=until)), dir_fd=fd,
                      owner=_owner(p, user))
     finally:
         os.close(fd)

@@ -215,6 +215,31 @@ def _spelling_notes(config: DesiredConfig, user: str, group: str | None) -> list
             "(match_without_domain: false turns this off)" for what in found]
 
 
+Signature = tuple[str | None, str | None, frozenset[str], tuple[str, ...]]
+
+
+def signature(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Signature:
+    """What decides a user's limits: their group, their override, the limits an exemption
+    lifts, and any note. Users with the same signature have the same limits (and sources):
+    the limits of a lab's 2,000 users come from a handful of computations."""
+    group, warnings = choose_group(config, user, nss)
+    loose = config.match_without_domain
+    lifted = frozenset(k for e in config.exemptions if same_user(e.username, user, loose=loose)
+                       and e.active(now) for k in e.exempt_from)
+    notes, _ = _notes(config, user, group, warnings)
+    return group, find_override(config.overrides, user, loose=loose), lifted, tuple(notes)
+
+
+def _notes(config: DesiredConfig, user: str, group: str | None, warnings: list[str]
+           ) -> tuple[list[str], bool]:
+    """What ``ds01 limits`` notes for ``user`` (several groups, access ended, another
+    spelling matched), and whether their access has ended."""
+    archived = _named_in(config.archived, user, config.match_without_domain)
+    ended = [f"{user} is listed in groups/archived.members: access has ended, ds01 gives "
+             "them no container"] if archived else []
+    return [*warnings, *ended, *_spelling_notes(config, user, group)], archived
+
+
 def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
     """The effective limits of ``user`` at ``now``: the most specific layer setting a key wins."""
     group, warnings = choose_group(config, user, nss)
@@ -224,10 +249,7 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
     aggregate = _merge(layers, "aggregate", AGGREGATE_KEYS, "aggregate.", sources)
     policies = _merge(layers, "policies", POLICY_KEYS, "policies.", sources)
     key = find_override(config.overrides, user, loose=config.match_without_domain)
-    archived = _named_in(config.archived, user, config.match_without_domain)
-    if archived:
-        warnings.append(f"{user} is listed in groups/archived.members: access has ended, "
-                        "ds01 gives them no container")
+    notes, archived = _notes(config, user, group, warnings)
     return Effective(
         user=user,
         group=group,
@@ -237,7 +259,7 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
         policies=IdlePolicy(**policies),  # type: ignore[arg-type]
         sources=sources,
         reason=config.overrides[key].reason if key is not None else None,
-        warnings=tuple(warnings + _spelling_notes(config, user, group)),
+        warnings=tuple(notes),
         archived=archived,
     )
 
@@ -245,7 +267,7 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
 def effective_json(eff: Effective) -> dict[str, Any]:
     """The ``ds01 limits --json`` shape of DESIGN.md: bytes, hours, ``null`` = unlimited
     (plus ``priority``, ``reason`` and ``notes``)."""
-    return {"user": eff.user, "group": eff.group, "limits": asdict(eff.limits),
+    return {"user": eff.user, "group": eff.group, "limits": eff.limits.as_dict(),
             "aggregate": asdict(eff.aggregate), "policies": asdict(eff.policies),
             "sources": dict(eff.sources), "priority": eff.priority, "reason": eff.reason,
             "notes": list(eff.warnings), "archived": eff.archived}
@@ -273,14 +295,20 @@ def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
     bodies: list[dict[str, Any]] = []
     index: dict[str, int] = {}
 
+    by_signature: dict[Signature, int] = {}
+
     def number(user: str) -> int:
-        """Users with the same limits share one body: the file stays small to read."""
-        body = entry(user)
-        key = repr(sorted(body.items()))
-        if key not in index:
-            index[key] = len(bodies)
-            bodies.append(body)
-        return index[key]
+        """Users with the same limits share one body, computed once: the file stays small to
+        read, and a lab's limits are a handful of computations, not one per user."""
+        sig = signature(config, user, now=now, nss=nss)
+        if sig not in by_signature:
+            body = entry(user)
+            key = repr(sorted(body.items()))
+            if key not in index:
+                index[key] = len(bodies)
+                bodies.append(body)
+            by_signature[sig] = index[key]
+        return by_signature[sig]
 
     ends = [e.expires_at for e in config.exemptions if e.expires_at and e.expires_at > now]
     uses_nss = any(g.unix_groups for g in config.groups.values())

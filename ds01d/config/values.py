@@ -1,18 +1,34 @@
 """A user's effective limits: the values ``ds01 want`` checks a request against.
 
-A module of its own so that ``ds01 want`` (its start-up is measured) creates one
-dataclass, not the whole model.
+A module of its own, and a :class:`~ds01d.record.Record` rather than a dataclass, so that
+``ds01 want`` (its start-up is measured) creates one small value, not the whole model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ds01d.record import Record
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record):
     """A user's effective per-container and per-user limits (``None`` = unlimited)."""
 
+    __slots__ = (
+        "allow_full_gpu",
+        "container_hold_after_stop_h",
+        "gpu_hold_after_stop_h",
+        "idle_timeout_h",
+        "max_containers_per_user",
+        "max_cpus",
+        "max_gpu_equivalents",
+        "max_gpu_slots_per_container",
+        "max_runtime_h",
+        "max_tasks",
+        "memory",
+        "memory_swap",
+        "pids_limit",
+        "shm_size",
+        "storage_tmp",
+    )
     max_gpu_equivalents: float | None
     max_gpu_slots_per_container: int | None
     allow_full_gpu: bool
@@ -27,5 +43,15 @@ class Limits:
     gpu_hold_after_stop_h: float | None
     container_hold_after_stop_h: float | None
     max_tasks: int | None
-    storage_tmp: int | None = None
+    storage_tmp: int | None
     """Bytes of the tmpfs at ``/tmp`` in each container (``None``: no tmpfs)."""
+
+    def __init__(self, *, max_gpu_equivalents: float | None,
+                 max_gpu_slots_per_container: int | None, allow_full_gpu: bool,
+                 max_cpus: float | None, memory: int | None,
+                 memory_swap: int | None, shm_size: int | None, pids_limit: int | None,
+                 max_containers_per_user: int | None, max_runtime_h: float | None,
+                 idle_timeout_h: float | None, gpu_hold_after_stop_h: float | None,
+                 container_hold_after_stop_h: float | None, max_tasks: int | None,
+                 storage_tmp: int | None = None) -> None:
+        self._set(locals())

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
-
 from ds01d import units
 from ds01d.config.values import Limits
 from ds01d.errors import ConfigError, Diagnostic
+from ds01d.record import Record
 from ds01d.units import iso, parse_when
 
 TYPE_CHECKING = False  # mypy reads this name as True; ds01 want's start-up is measured
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
     from typing import Any
 
     from ds01d.yamlsrc import Document
@@ -21,23 +19,40 @@ if TYPE_CHECKING:
 WANT_SCHEMA = "want.schema.json"
 
 
-@dataclass(frozen=True)
-class Want:
+class Want(Record):
     """One wanted container (``var/lib/ds01/wants/<user>/<name>.yaml``).
 
     ``user`` is never read from the file: it is who owns the file and its folder.
     """
 
+    __slots__ = (
+        "cpus",
+        "gpus",
+        "image",
+        "keepalive_until",
+        "memory",
+        "mig",
+        "name",
+        "requested_at",
+        "shm",
+        "user",
+    )
     user: str
     name: str
     image: str
     requested_at: datetime
-    gpus: int | None = None
-    mig: str | None = None
-    cpus: float | None = None
-    memory: int | None = None
-    shm: int | None = None
-    keepalive_until: datetime | None = None
+    gpus: int | None
+    mig: str | None
+    cpus: float | None
+    memory: int | None
+    shm: int | None
+    keepalive_until: datetime | None
+
+    def __init__(self, user: str, name: str, image: str, requested_at: datetime, *,
+                 gpus: int | None = None, mig: str | None = None, cpus: float | None = None,
+                 memory: int | None = None, shm: int | None = None,
+                 keepalive_until: datetime | None = None) -> None:
+        self._set(locals())
 
     @property
     def gpu_equivalents(self) -> float:
@@ -60,15 +75,20 @@ def spec_hash(want: Want) -> str:
 
 
 def _yaml_value(value: object) -> str:
-    """A value as YAML 1.1 (PyYAML) reads it back unchanged: JSON, except that a float keeps
-    a decimal point before any exponent (``1e-10`` would be read as a string)."""
+    """A value as YAML 1.1 (PyYAML) reads it back unchanged: a float keeps a decimal point
+    before any exponent (``1e-10`` would be read as a string); a string is double-quoted (the
+    values written here are names, images, profiles, sizes and times: no escapes needed)."""
     if isinstance(value, float):
         text = repr(value)
         mantissa, e, exponent = text.partition("e")
         if e and "." not in mantissa:
             text = f"{mantissa}.0e{exponent}"
         return text
-    return json.dumps(value)
+    if isinstance(value, str):
+        if any(c in value for c in '"\\') or not value.isprintable():
+            raise ValueError(f"{value!r} cannot be written in a want file")
+        return f'"{value}"'
+    return str(value)
 
 
 def to_yaml(want: Want) -> str:
@@ -167,8 +187,7 @@ def limit_problems(want: Want, limits: Limits, profiles: Sequence[str] = ()) -> 
 
 def with_defaults(want: Want, limits: Limits) -> Want:
     """Fill unset cpus/memory/shm with the user's per-container limits."""
-    return replace(
-        want,
+    return want.replace(
         cpus=want.cpus if want.cpus is not None else limits.max_cpus,
         memory=want.memory if want.memory is not None else limits.memory,
         shm=want.shm if want.shm is not None else limits.shm_size,

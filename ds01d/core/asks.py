@@ -84,7 +84,7 @@ def settle(wants: Iterable[Want], previous: Mapping[Key, Ask], *, now: datetime,
 @lru_cache(maxsize=65536)
 def _settled(want: Want, ask: Ask, cap_h: float) -> Want:
     """``want`` with ds01d's times (the same objects pass after pass while nothing changes)."""
-    return replace(want, requested_at=ask.seen_at, keepalive_until=_kept_until(ask, want, cap_h))
+    return want.replace(requested_at=ask.seen_at, keepalive_until=_kept_until(ask, want, cap_h))
 
 
 def _keepalive(ask: Ask, want: Want, now: datetime) -> Ask:

@@ -96,7 +96,8 @@ def holding(observed: Observed, devices: Iterable[Device],
     (being stopped this pass) hold nothing; a device with a GPU process nobody was allocated
     is held too."""
     all_uuids = [d.uuid for d in devices]
-    holders = [c for c in observed.containers if c.id not in releasing
+    holders = [c for c in observed.containers  # most hold no device: nothing to look at
+               if (c.devices or c.all_gpus) and c.id not in releasing
                and holds_devices(c, effective.get(c.owner or ""), observed.now)]
     by_device, shared = _claims(holders, all_uuids)
     if shared:  # two claim one device: the first to claim it holds it

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 from ds01d.config.model import DesiredConfig, Effective
 from ds01d.config.want import Want
@@ -110,22 +109,24 @@ class Container:
     gpu_count: int = 0
     """A device request by count (``--gpus 2``; -1 is ``all``), resolved against the host."""
 
-    @cached_property
-    def managed(self) -> bool:
-        return self.labels.get(LABEL_MANAGED) == "true"
+    managed: bool = field(init=False, compare=False, repr=False)
+    """Made by ds01 (its labels say so)."""
+    owner: str | None = field(init=False, compare=False, repr=False)
+    want_name: str | None = field(init=False, compare=False, repr=False)
+    active: bool = field(init=False, compare=False, repr=False)
+    """Holding its devices: running, or on its way there."""
 
-    @cached_property
-    def owner(self) -> str | None:
-        return self.labels.get(LABEL_USER)
+    def __post_init__(self) -> None:
+        # read once per container per pass: plain attributes, not properties
+        labels = self.labels
+        set_ = object.__setattr__
+        set_(self, "managed", labels.get(LABEL_MANAGED) == "true")
+        set_(self, "owner", labels.get(LABEL_USER))
+        set_(self, "want_name", labels.get(LABEL_NAME))
+        set_(self, "active", self.state in _ACTIVE)
 
-    @cached_property
-    def want_name(self) -> str | None:
-        return self.labels.get(LABEL_NAME)
 
-    @cached_property
-    def active(self) -> bool:
-        """Holding its devices: running, or on its way there."""
-        return self.state in ("created", "running", "restarting", "paused")
+_ACTIVE = frozenset(("created", "running", "restarting", "paused"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import attrgetter
 
 from ds01d.config.want import Want
 from ds01d.core.actions import (
@@ -119,6 +120,17 @@ def demand_after(start: Holding, life: LifecycleResult, want_actions: list[Actio
     return kept + taken
 
 
+def restamp(statuses: list[WantStatus], observed: Observed, life: LifecycleResult
+            ) -> list[WantStatus]:
+    """Running statuses with the stop times of ``life`` (all else planned already)."""
+    ids = {c.name: c.id for c in observed.containers}
+    out = []
+    for s in statuses:
+        cid = ids.get(s.container or "") if s.phase == "Running" else None
+        out.append(s if cid is None else replace(s, stops_at=life.stops_at.get(cid)))
+    return out
+
+
 def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     """Everything the next pass should do, and the status of every want. No I/O.
 
@@ -135,8 +147,12 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     want_actions, statuses = plan_wants(desired, observed, life, devices)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        life = plan_lifecycle(desired, observed, busy=True, start=start)
-        want_actions, statuses = plan_wants(desired, observed, life, devices)
+        busier = plan_lifecycle(desired, observed, busy=True, start=start)
+        if busier.actions != life.actions:  # only then can the wants come out otherwise
+            want_actions, statuses = plan_wants(desired, observed, busier, devices)
+        else:
+            statuses = restamp(statuses, observed, busier)
+        life = busier
     flags, flag_keys = plan_untracked(observed)
     removed = life.actions + want_actions
     gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))
@@ -148,4 +164,4 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
                                         and a.report_key in observed.reported)]
     ordered = sorted(fresh, key=_order)
-    return Plan(tuple(ordered), tuple(sorted(statuses, key=lambda s: (s.user, s.name))), keys)
+    return Plan(tuple(ordered), tuple(sorted(statuses, key=attrgetter("user", "name"))), keys)

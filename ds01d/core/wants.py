@@ -120,7 +120,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     actions: list[Action] = []
     releasing = set(life.stopping)
     grace = desired.config.policies.sigterm_grace_s
-    for key, cs in sorted(groups.items()):
+    for key in sorted(groups):
+        cs = groups[key]
         if key not in wants and desired.holds(*key):
             continue  # its want could not be used this pass: kept exactly as it is
         keep = cs[:1] if key in wants else []

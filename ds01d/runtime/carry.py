@@ -17,6 +17,7 @@ root's, 0600) and read back whole at start.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,10 +92,11 @@ def _rows(raw: object, width: int) -> list[list[Any]]:
 def load(folder: Path, *, max_age_s: float | None) -> Carry:
     """The carried state saved in ``folder``, or an empty one (first start, or unreadable)."""
     try:
-        body = json.loads((folder / FILE).read_text(encoding="utf-8"))
+        path = folder / FILE
+        body = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(body, dict) or body.get("version") != VERSION:
             return Carry()
-        saved_at = float(body.get("saved_at", 0))
+        saved_at = max(float(body.get("saved_at", 0)), path.stat().st_mtime)
     except (OSError, ValueError, TypeError):
         return Carry()
     fresh = max_age_s is None or time.time() - saved_at <= max_age_s
@@ -103,17 +105,23 @@ def load(folder: Path, *, max_age_s: float | None) -> Carry:
 
 @dataclass
 class Saver:
-    """Writes the carried state when it changed, or when it would otherwise go stale."""
+    """Writes the carried state when it changed; marks it alive (``utime``) when it would
+    otherwise look stale."""
 
     folder: Path
     refresh_s: float
-    """Rewritten at least this often while unchanged, so that its age says ds01d was alive."""
+    """Touched at least this often while unchanged, so that its age says ds01d was alive."""
     last: Carry | None = None
     at: float = 0.0
 
     def save(self, carry: Carry) -> bool:
+        """Write the state when it changed; otherwise only mark it alive (its time) once a
+        period, which writes no data. ``True`` when the file was written."""
         now = time.time()
-        if carry == self.last and now - self.at < self.refresh_s:
+        if carry == self.last:
+            if now - self.at >= self.refresh_s:
+                os.utime(self.folder / FILE)
+                self.at = now
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"saved_at": now, **carry.to_json()}, indent=1, sort_keys=True)

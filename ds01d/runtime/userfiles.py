@@ -103,7 +103,7 @@ class UserFiles:
                  for u, names in files.items() if is_user_name(u)}
         try:
             with self._top() as top:
-                for user in sorted(set(files) | (set(self.written) - keep)):
+                for user in set(files) | (set(self.written) - keep):
                     if user in keep and user not in files:
                         continue
                     try:

@@ -134,7 +134,7 @@ class WantSource:
     @staticmethod
     def _entries(spool: int) -> list[str]:
         with os.scandir(spool) as it:
-            return sorted(e.name for e in it if not e.name.startswith("."))
+            return [e.name for e in it if not e.name.startswith(".")]
 
     def _user(self, spool: int, user: str, owners: dict[int, str | None], acc: _Acc) -> None:
         """One user's folder; nothing that goes wrong here leaves this function."""

@@ -7,7 +7,6 @@ idle exempt; dave faculty; erin admin).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -178,7 +177,7 @@ def test_cpu_above_the_group_threshold_is_activity(lab: Lab) -> None:
 def test_keepalive_postpones_the_idle_stop(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb", keepalive_until=None)
     w = lab.wants[("alice", "t")]
-    lab.wants[("alice", "t")] = replace(w, keepalive_until=lab.now + timedelta(hours=3))
+    lab.wants[("alice", "t")] = w.replace(keepalive_until=lab.now + timedelta(hours=3))
     lab.advance(hours=2, minutes=30)
     assert lab.record() == []
     lab.advance(minutes=31)

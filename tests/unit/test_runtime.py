@@ -167,6 +167,65 @@ def test_the_daemon_wakes_on_a_new_want_and_stops_on_sigterm(tmp_path: Path) -> 
     assert "ds01d stopped" in out
 
 
+def _passes(port: int) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    line = next(x for x in text.splitlines()
+                if x.startswith("ds01_reconcile_duration_seconds_count"))
+    return float(line.split()[-1])
+
+
+def test_an_idle_daemon_rests(tmp_path: Path) -> None:
+    """No pass wakes another: ds01d's own writes (the simulated host, statuses, its state)
+    and its reads of the files it watches never wake it; a ds01 command does, once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "root"
+    proc = _ds01d(root, "--interval", "60", "--metrics-port", str(port))
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "var/lib/ds01/ds01d-state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _want(Paths(root), "alice", "a", "mig: 2g.10gb\n")
+        time.sleep(2)
+        settled = _passes(port)
+        time.sleep(3)
+        assert _passes(port) == settled, "ds01d woke itself while nothing changed"
+        exe = Path(sys.executable).parent / "ds01"
+        subprocess.run([str(exe), "--root", str(root), "sim", "advance", "1m"], check=True,
+                       capture_output=True)
+        time.sleep(2)
+        assert _passes(port) == settled + 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
+@pytest.mark.parametrize(("kind", "paths", "woken"), [
+    ("opened", ("/e/etc/ds01/resource-limits.yaml",), False),
+    ("closed", ("/e/etc/ds01/resource-limits.yaml",), False),
+    ("modified", ("/e/etc/ds01/resource-limits.yaml",), True),
+    ("created", ("/e/wants/alice/.t.yaml.ab12.tmp",), False),
+    ("moved", ("/e/wants/alice/.t.yaml.ab12.tmp", "/e/wants/alice/t.yaml"), True),
+    ("deleted", ("/e/wants/alice/t.yaml",), True),
+    ("modified", ("/e/sim/host.json",), False),
+    ("moved", ("/e/sim/host.123.tmp", "/e/sim/host.json"), False),
+    ("modified", ("/e/sim/changed",), True),
+    ("modified", ("/e/sim",), False),
+    ("deleted", ("/e/wants/alice",), True),
+])
+def test_what_wakes_a_pass(kind: str, paths: tuple[str, ...], woken: bool) -> None:
+    from ds01d.daemon import wakes
+
+    folder = "." not in paths[0].rsplit("/", 1)[-1] and paths[0] != "/e/sim/changed"
+    assert wakes(kind, paths, trigger="/e/sim/changed", folder=folder) is woken
+
+
 def test_once_exits_after_one_pass(tmp_path: Path) -> None:
     proc = _ds01d(tmp_path / "root", "--once")
     out, _ = proc.communicate(timeout=30)

@@ -105,3 +105,31 @@ def test_an_edit_during_the_load_leaves_it_stale_not_wrong(
     monkeypatch.setattr(common, "load", real_load)
     assert lookup(root, "zoe") is None  # stale: the old answer is never served
     assert effective_of(root, "zoe", NOW)["limits"]["max_cpus"] == 16.0
+
+
+def test_every_named_user_gets_their_own_limits(root: Paths) -> None:
+    """Bodies are shared by users whose limits come out the same (computed once per group,
+    override, lifted limits and notes); every user's answer is still theirs exactly."""
+    config = load_config(root.etc)
+    effective_of(root, "zoe", NOW)  # writes the snapshot
+    named = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
+    named |= {e.username for e in config.exemptions}
+    assert len(named) >= 5
+    for user in [*sorted(named), "nobody-listed", "zoe"]:
+        expected = effective_json(resolve(config, user, now=NOW, nss=FakeNss()))
+        assert lookup(root, user) == json.loads(json.dumps(expected)), user
+
+
+def test_users_alike_but_for_an_override_or_an_exemption(make_root: MakeRoot) -> None:
+    root = Paths(make_root({
+        "resource-limits.yaml": "version: 1\ndefault_group: s\ngroups:\n  s:\n    members: "
+                                "[ann, ben, cat, dan]\n    max_cpus: 4\n",
+        "user-overrides.yaml": "ben: {max_cpus: 16, reason: thesis}\n",
+        "lifecycle-exemptions.yaml": "exemptions:\n- {username: cat, exempt_from: "
+                                     "[idle_timeout_h], reason: r, approved_by: e}\n"}))
+    config = load_config(root.etc)
+    effective_of(root, "ann", NOW)
+    for user in ("ann", "ben", "cat", "dan", "eve"):
+        expected = effective_json(resolve(config, user, now=NOW, nss=FakeNss()))
+        assert lookup(root, user) == json.loads(json.dumps(expected)), user
+    assert lookup(root, "ben")["limits"]["max_cpus"] == 16  # type: ignore[index]

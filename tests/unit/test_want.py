@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -35,7 +34,7 @@ wants = st.builds(
     cpus=st.none() | st.floats(0.25, 64).map(lambda f: round(f, 2)),
     memory=st.none() | sizes,
     shm=st.none() | sizes,
-).flatmap(lambda w: st.sampled_from([w, replace(w, gpus=None, mig="3g.40gb")]))
+).flatmap(lambda w: st.sampled_from([w, w.replace(gpus=None, mig="3g.40gb")]))
 
 
 @given(wants)
@@ -73,10 +72,10 @@ def test_limits_refuse_with_reasons() -> None:
         "--cpus 9 is over your limit of 8 (max_cpus)",
         "--memory 64G is over your limit of 32G (memory)",
         "--shm 16G is over your limit of 8G (shm_size)"]
-    unlimited = replace(LIMITS, allow_full_gpu=True, max_gpu_equivalents=None,
+    unlimited = LIMITS.replace(allow_full_gpu=True, max_gpu_equivalents=None,
                         max_gpu_slots_per_container=None, max_cpus=None, memory=None)
     assert limit_problems(Want("alice", "t", "i", T0, gpus=8, cpus=99, memory=GiB**2),
                           unlimited) == []
-    two = replace(LIMITS, allow_full_gpu=True, max_gpu_equivalents=4)
+    two = LIMITS.replace(allow_full_gpu=True, max_gpu_equivalents=4)
     assert limit_problems(Want("alice", "t", "i", T0, gpus=2), two) == [
         "asking for 2 devices is over your limit of 1 (max_gpu_slots_per_container)"]
