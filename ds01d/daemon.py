@@ -269,7 +269,7 @@ class Daemon:
 
     def with_dcgm(self, adapters: Adapters) -> Adapters:
         """The adapters, with the DCGM reader the configuration names (``dcgm:``)."""
-        config = self.config.load()
+        config = self.config.last or self.config.load()  # a change applies from the next pass
         wanted = None if config is None else config.dcgm
         if wanted is None:
             self.dcgm_reader = None

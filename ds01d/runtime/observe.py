@@ -54,7 +54,8 @@ def observe(a: Adapters, now: datetime) -> Observed:
             errors.setdefault("procfs", f"{type(e).__name__}: {e}")
     gpu_list = tuple(gpus)
     table = DeviceTable.of(gpu_list)
-    held = tuple(table.resolve(c) for c in containers)
+    held = tuple(table.resolve(c) if c.devices or c.gpu_count or c.all_gpus else c
+                 for c in containers)
     return Observed(now=now, slices={s.name: s for s in slices}, containers=held,
                     gpus=gpu_list, processes=tuple(procs), owners=owners,
                     adapter_errors=errors, mig_activity=_mig_activity(a, gpu_list, errors))
