@@ -13,10 +13,11 @@ ROOT ?= $(CURDIR)/run/root
 
 .PHONY: venv run check-config test lint unit e2e bench demo fakenvml fuzz clean
 
-$(STAMP): pyproject.toml scripts/ensure-debs.sh
+$(STAMP): pyproject.toml scripts/ensure-debs.sh scripts/launchers.sh
 	scripts/ensure-debs.sh $(DEBS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	scripts/launchers.sh $(BIN)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -38,7 +38,6 @@ from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.core.wants import by_want
-from ds01d.names import printable
 from ds01d.paths import Paths
 from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
@@ -55,6 +54,10 @@ from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
+ACCOUNT_TTL_S = 600.0
+"""How long a user's account (uid, gid, home) is trusted before the name service is asked
+again; it is asked again at once when the user asks for a container (a new want, or asking
+again), so a moved home is used for the next container."""
 
 
 @dataclass
@@ -91,7 +94,8 @@ class Daemon:
     files: UserFiles = field(init=False)
     saver: Saver = field(init=False)
     executor: Executor | None = None
-    accounts: dict[str, Account] = field(default_factory=dict)
+    accounts: dict[str, tuple[Account, float]] = field(default_factory=dict)
+    """User -> their account and when it was looked up."""
     real: Adapters | None = None
     dcgm_reader: tuple[Any, Any] | None = None
     """The ``dcgm:`` settings in use, and their reader (made again when they change)."""
@@ -188,6 +192,9 @@ class Daemon:
                              containers=containers,
                              keepalive_max_h=config.policies.keepalive_max_duration_h,
                              keep=read.held)
+        for key, ask in asks.items():  # a user who asks again: their account afresh
+            if self.carry.asks.get(key) != ask:
+                self.accounts.pop(key[0], None)
         self.carry = replace(self.carry, asks=asks)
         owners = {c.owner for c in observed.containers if c.managed and c.owner}
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
@@ -195,26 +202,35 @@ class Daemon:
                         cache=self.limits_cache)
 
     def account(self, user: str) -> Account | None:
-        """uid, gid and home of ``user`` (the simulated host's, or NSS's); cached."""
-        if user not in self.accounts:
-            if self.simulate:
-                host = self.sim_host or self.host
-                if host is None:
-                    return Account(None, None, str(self.paths.root / "home" / user))
-                found: Account | None = sim_account(self.paths, host, user)
-            else:
-                found = nss_account(user)
-            if found is None:
-                return None
-            self.accounts[user] = found
-        return self.accounts[user]
+        """uid, gid and home of ``user`` (the simulated host's, or NSS's), asked again after
+        :data:`ACCOUNT_TTL_S` (a home moved, an account made again, are seen)."""
+        known = self.accounts.get(user)
+        now = time.monotonic()
+        if known is not None and now - known[1] < ACCOUNT_TTL_S:
+            return known[0]
+        if self.simulate:
+            host = self.sim_host or self.host
+            if host is None:
+                return Account(None, None, str(self.paths.root / "home" / user))
+            found: Account | None = sim_account(self.paths, host, user)
+        else:
+            found = nss_account(user)
+        if found is None:
+            self.accounts.pop(user, None)
+            return None
+        self.accounts[user] = (found, now)
+        return found
 
     def _report_foreign(self, read: WantsRead, now: datetime) -> None:
+        """One event per uid that made spool entries not theirs to make, per pass."""
+        folder = self.paths.state / "foreign"
         for f in read.foreign:
+            shown = ", ".join(f.names)
             self.events.emit(event("spool.foreign", when=now, user=f.owner, details={
-                "entry": printable(f.name), "owner_uid": f.owner_uid, "moved_to": f.moved_to}),
-                f"wants/{printable(f.name)} is owned by uid {f.owner_uid} ({f.owner}), not by "
-                f"the user it names: moved to {f.moved_to or '(could not move)'}")
+                "entries": list(f.names), "owner_uid": f.owner_uid, "moved": f.moved,
+                "moved_to": str(folder)}),
+                f"uid {f.owner_uid} ({f.owner}) made spool entries that are not theirs to "
+                f"make ({shown}): {f.moved} moved to {folder}")
 
     def nss(self) -> Nss:
         """No Unix groups on the simulated host; the system's (looked up afresh each pass,
@@ -339,6 +355,7 @@ class Daemon:
                 return result
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
+            self.executor.forget_gone(result.plan, result.observed)
             self.executor.forget_reports(result.plan.report_keys, now)
             if not blocking(result.observed.adapter_errors):
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()

@@ -46,8 +46,13 @@ class Diagnostic:
         return f"Diagnostic{self._fields()!r}"
 
     def __str__(self) -> str:
+        """``FILE:LINE: KEY: message``, every part made safe to print (a key or file name
+        may hold escape sequences: it comes from a file someone wrote)."""
+        from ds01d.names import printable
+
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        return printable(text, 2000)
 
 
 class UsageError(Exception):

@@ -8,9 +8,7 @@ into place (a rename replaces a planted symlink; it never writes through it).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
@@ -27,7 +25,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
     folder, name = os.path.split(path)
     if dir_fd is not None and folder:
         raise ValueError("with dir_fd, path is a name in that folder")
-    tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{name[:200]}.{os.urandom(6).hex()}.tmp"
     fd = os.open(os.path.join(folder, tmp) if dir_fd is None else tmp,
                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                  dir_fd=dir_fd)
@@ -45,8 +43,10 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
         else:
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib costs ds01 want its start-up budget
             os.unlink(os.path.join(folder, tmp) if dir_fd is None else tmp, dir_fd=dir_fd)
+        except OSError:
+            pass  # the error being raised is the one to report
         raise
     if durable:
         _fsync_dir(folder or ".", dir_fd)

@@ -1,12 +1,9 @@
 """The names users choose (user folders, want names) and how they are shown.
 
-Standard library only, patterns compiled on first use: the ``ds01`` commands import this.
+Standard library only, and no ``re``: the ``ds01`` commands import this.
 """
 
 from __future__ import annotations
-
-import re
-from functools import cache
 
 USER_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}\Z"
 """A user name as a folder of the spool: letters, digits, ``_ . - @``, at most 128."""
@@ -15,18 +12,23 @@ WANT_PATTERN = r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z"
 INVALID = "_invalid"
 """The status name of want files ds01 cannot use (no want name starts with ``_``)."""
 
-
-@cache
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+_USER_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_USER_REST = _USER_FIRST | frozenset(".@-")
+_WANT_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_WANT_REST = _WANT_FIRST | frozenset("_.-")
 
 
 def is_user_name(name: str) -> bool:
-    return _compiled(USER_PATTERN).match(name) is not None and name not in (".", "..")
+    """Whether ``name`` matches :data:`USER_PATTERN` (checked without ``re``: the commands
+    users type call this, and importing ``re`` costs more than they may)."""
+    return (0 < len(name) <= 128 and name[0] in _USER_FIRST
+            and all(c in _USER_REST for c in name[1:]))
 
 
 def is_want_name(name: str) -> bool:
-    return _compiled(WANT_PATTERN).match(name) is not None
+    """Whether ``name`` matches :data:`WANT_PATTERN` (see :func:`is_user_name`)."""
+    return (0 < len(name) <= 63 and name[0] in _WANT_FIRST
+            and all(c in _WANT_REST for c in name[1:]))
 
 
 def printable(text: object, limit: int = 200) -> str:

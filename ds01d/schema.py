@@ -11,17 +11,15 @@ uses a keyword outside :data:`SUPPORTED`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-from collections.abc import Iterator
-from functools import cache
 
 from ds01d.errors import KeyPath
 
 TYPE_CHECKING = False  # mypy reads this name as True; see errors.py on start-up cost
 if TYPE_CHECKING:
+    import re
+    from collections.abc import Iterator
     from typing import Any
 
     Schema = dict[str, Any]
@@ -77,12 +75,18 @@ def schema_dir() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
 
-@cache
+_SCHEMAS: dict[str, Schema] = {}
+
+
 def load_schema(name: str) -> Schema:
-    """A schema by file name, e.g. ``resource-limits.schema.json``."""
-    with open(os.path.join(schema_dir(), name), encoding="utf-8") as f:
-        data: Schema = json.load(f)
-    return data
+    """A schema by file name, e.g. ``resource-limits.schema.json`` (read once)."""
+    found = _SCHEMAS.get(name)
+    if found is None:
+        from ds01d.jsonfast import loads
+
+        with open(os.path.join(schema_dir(), name), encoding="utf-8") as f:
+            found = _SCHEMAS[name] = loads(f.read())
+    return found
 
 
 MAX_ERRORS = 50
@@ -373,10 +377,31 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@cache
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    found = _PATTERNS.get(pattern)
+    if found is None:
+        import re
+
+        found = _PATTERNS[pattern] = re.compile(pattern)
+    return found
 
 
-def _search(pattern: str, value: str) -> bool:
+def pattern_matches(pattern: str, value: str) -> bool:
+    """``pattern`` (JSON Schema: ECMA-262) found in ``value``. A ``$`` at its end is the end of
+    the text, as ECMA-262 says, never before a final newline (``re``'s own ``$``): ``ds01 want
+    container $'t\\n'`` must not pass where a file ``t\\n.yaml`` would not. The patterns a
+    want is judged by are matched without ``re`` (``ds01d/patterns.py``)."""
+    from ds01d.patterns import CHECKS
+
+    check = CHECKS.get(pattern)
+    if check is not None:
+        return check(value)
+    if pattern.endswith("$") and value.endswith("\n"):
+        return False
     return _compiled(pattern).search(value) is not None
+
+
+_search = pattern_matches

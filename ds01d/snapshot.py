@@ -1,26 +1,35 @@
-"""``var/cache/ds01/limits.json``: every known user's effective limits, as ``ds01 limits --json``
-prints them, so the commands users type need not parse YAML (their start-up is measured).
+"""``var/cache/ds01/limits.snapshot``: every known user's effective limits, as ``ds01 limits
+--json`` prints them, so the commands users type need not parse YAML (their start-up is
+measured), nor the whole snapshot: one user is looked up in it.
 
 Written by whoever loads a valid configuration and may write there (ds01d; the CLI on a
 simulated root). It is used only while (a) the configuration files still have the
 fingerprint it was made from, (b) no lifecycle exemption has started or ended since
 (``valid_until``), and (c) it is owned by root or the caller and writable by no one else.
 Anything else falls back to loading the configuration. Standard library only.
+
+The format is lines, so that one user's answer is found with a byte search and one small
+JSON value is parsed (users with equal limits share one body)::
+
+    ds01 limits snapshot 2
+    H {"fingerprint": [...], "valid_until": null, "unlisted": 0}
+    U <user as listed> <body number>        one a line, sorted
+    L <user name without @domain>           every name listed, in any spelling
+    B <body number> {"group": ..., "limits": {...}, ...}
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:
     from typing import Any
 
-RELATIVE = "var/cache/ds01/limits.json"
+RELATIVE = "var/cache/ds01/limits.snapshot"
 CONFIG_FILES = ("resource-limits.yaml", "user-overrides.yaml", "lifecycle-exemptions.yaml",
                 "mig-layout.yaml")
-VERSION = 1
+MAGIC = b"ds01 limits snapshot 2\n"
 
 
 def config_files(etc: str) -> list[str]:
@@ -51,52 +60,88 @@ def _trusted(fd: int) -> bool:
     return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
 
 
-def lookup(root: str, etc: str, user: str, now_iso: str) -> dict[str, Any] | None:
-    """``user``'s limits from the snapshot, or ``None`` when it cannot answer for sure."""
+def _read(path: str) -> bytes | None:
     try:
-        fd = os.open(os.path.join(root, RELATIVE), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         if not _trusted(fd):
             return None
-        with os.fdopen(fd, encoding="utf-8") as f:
-            fd = -1
-            body = json.load(f)
-    except (OSError, ValueError):
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
         return None
     finally:
-        if fd >= 0:
-            os.close(fd)
-    if not isinstance(body, dict) or body.get("version") != VERSION:
-        return None
-    until = body.get("valid_until")
-    if body.get("fingerprint") != fingerprint(config_files(etc)) or (until and now_iso >= until):
-        return None
-    return _answer(body, user)
+        os.close(fd)
 
 
-def _answer(body: dict[str, Any], user: str) -> dict[str, Any] | None:
-    """``users`` and ``unlisted`` index ``bodies`` (users with equal limits share one)."""
-    number = body["users"].get(user)
-    if number is None:
-        if user.split("@", 1)[0] in body["named"] or body.get("unlisted") is None:
-            return None  # named with another spelling, or Unix groups decide: ask the config
-        number = body["unlisted"]
-    return {"user": user, **body["bodies"][number]}
+def _line(data: bytes, prefix: bytes) -> bytes | None:
+    """The rest of the line that starts with ``prefix`` (after a newline), if any."""
+    at = data.find(b"\n" + prefix)
+    if at < 0:
+        return None
+    start = at + 1 + len(prefix)
+    end = data.find(b"\n", start)
+    return data[start:end if end >= 0 else len(data)]
+
+
+def lookup(root: str, etc: str, user: str, now_iso: str) -> dict[str, Any] | None:
+    """``user``'s limits from the snapshot, or ``None`` when it cannot answer for sure."""
+    from ds01d.jsonfast import loads
+    from ds01d.names import is_user_name
+
+    if not is_user_name(user):
+        return None
+    data = _read(os.path.join(root, RELATIVE))
+    if data is None or not data.startswith(MAGIC):
+        return None
+    try:
+        header = loads(_line(data, b"H ") or b"")
+        until = header.get("valid_until")
+        if header.get("fingerprint") != fingerprint(config_files(etc)) or \
+                (until and now_iso >= until):
+            return None
+        number = _number(data, user, header.get("unlisted"))
+        if number is None:
+            return None
+        body = loads(_line(data, b"B %d " % number) or b"")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return {"user": user, **body} if isinstance(body, dict) else None
+
+
+def _number(data: bytes, user: str, unlisted: object) -> int | None:
+    """The body of ``user``: their own entry, else the unlisted users' (unless their name is
+    listed in another spelling, or Unix groups decide: then only the configuration knows)."""
+    own = _line(data, b"U " + user.encode() + b" ")
+    if own is not None:
+        return int(own)
+    local = user.split("@", 1)[0].encode()
+    if _line(data, b"L " + local) == b"" or not isinstance(unlisted, int):
+        return None
+    return unlisted
 
 
 def write(root: str, body: dict[str, Any]) -> bool:
     """Replace the snapshot atomically; ``False`` when this caller may not write there."""
+    import json
+
+    from ds01d.fsutil import write_atomic
+
     path = os.path.join(root, RELATIVE)
-    folder = os.path.dirname(path)
+    header = {"fingerprint": body["fingerprint"], "valid_until": body["valid_until"],
+              "unlisted": body["unlisted"]}
+    lines = [MAGIC.decode().rstrip("\n"), "H " + json.dumps(header, separators=(",", ":"))]
+    lines += [f"U {u} {n}" for u, n in sorted(body["users"].items())]
+    lines += [f"L {name}" for name in body["named"]]
+    lines += [f"B {i} " + json.dumps(b, separators=(",", ":"), sort_keys=True)
+              for i, b in enumerate(body["bodies"])]
     try:
-        os.makedirs(folder, mode=0o755, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": VERSION, **body}, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_atomic(path, "\n".join(lines) + "\n", durable=False)
     except OSError:
         return False
     return True

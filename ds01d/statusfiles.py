@@ -10,8 +10,9 @@ Standard library only: ``ds01 status`` is a command users type, and its start-up
 
 from __future__ import annotations
 
-import json
 import os
+
+from ds01d.jsonfast import loads
 
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:
@@ -57,12 +58,34 @@ def read_statuses(status_dir: str, user: str | None = None) -> list[dict[str, An
         for name in names[:4096]:
             raw = read_small(os.path.join(path, name), MAX_STATUS)
             try:
-                body = json.loads(raw) if raw is not None else None
+                body = loads(raw) if raw is not None else None
             except ValueError:
                 continue
-            if isinstance(body, dict):
-                out.append(body)
+            row = _row(body, folder, name[:-5])
+            if row is not None:
+                out.append(row)
     return out
+
+
+_KINDS = {"reason": (str,), "gpu_equivalents": (int, float), "since": (str, type(None)),
+          "stops_at": (str, type(None)), "idle_since": (str, type(None)),
+          "queue_position": (int, type(None)), "container": (str, type(None))}
+PHASES = ("Pending", "Running", "Stopped", "Failed")
+
+
+def _row(body: object, user: str, name: str) -> dict[str, Any] | None:
+    """A status as ds01d writes it, or ``None``: a user's folder is theirs, and what they put
+    there must not pass for anything else (the user is the folder's, the name the file's)."""
+    if not isinstance(body, dict) or body.get("name") != name or \
+            body.get("phase") not in PHASES:
+        return None
+    devices = body.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        return None
+    for key, kinds in _KINDS.items():
+        if key in body and (not isinstance(body[key], kinds) or isinstance(body[key], bool)):
+            return None
+    return {**body, "user": user, "devices": devices}
 
 
 def read_user_events(status_dir: str, user: str) -> list[dict[str, Any]]:
@@ -72,7 +95,7 @@ def read_user_events(status_dir: str, user: str) -> list[dict[str, Any]]:
         raw = read_small(os.path.join(status_dir, user, name), MAX_EVENTS)
         for line in (raw or b"").decode("utf-8", errors="replace").splitlines():
             try:
-                ev = json.loads(line)
+                ev = loads(line)
             except ValueError:
                 continue
             if isinstance(ev, dict) and "event_type" in ev:

@@ -6,28 +6,34 @@ every import (see ``bench/``), so the patterns are compiled on first use, not at
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, time, timedelta
-from functools import cache
+
+TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
+if TYPE_CHECKING:
+    import re
 
 _SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _DURATION_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
 _PATTERNS = {
-    "size": r"^([0-9]+(?:\.[0-9]+)?)([kKmMgGtT]?)$",
     "duration": r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$",
     "part": r"([0-9]+(?:\.[0-9]+)?)([smhdw])",
     "percent": r"^([0-9]+(?:\.[0-9]+)?)%$",
     "rate": r"^([0-9]+(?:\.[0-9]+)?)([kKmMgG]?)/s$",
-    # NVIDIA MIG profile names: <compute slices>g.<memory>gb, optional +me/+gfx suffix
-    # (A100: 1g.5gb ... 7g.40gb; A100 80GB/H100: 1g.10gb ... 7g.80gb, 1g.20gb, 1g.10gb+me).
-    "mig": r"^([1-7])g\.([0-9]+)gb(\+me|\+gfx|\+me\.all)?$",
 }
 COMPUTE_SLICES_PER_GPU = 7
 
 
-@cache
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
 def _re(name: str) -> re.Pattern[str]:
-    return re.compile(_PATTERNS[name])
+    """A pattern, compiled (and ``re`` imported) on first use only."""
+    found = _COMPILED.get(name)
+    if found is None:
+        import re
+
+        found = _COMPILED[name] = re.compile(_PATTERNS[name])
+    return found
 
 
 SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high",
@@ -65,7 +71,7 @@ def show_value(value: int | float | bool | None, key: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def parse_size(value: int | str) -> int:
+def parse_size(value: int | float | str) -> int:
     """Bytes from an int or a Docker/systemd-style size: ``32g``, ``512M``, ``1.5T``.
 
     Suffixes are powers of 1024 and case-insensitive. ``32gb`` is refused on purpose: Docker
@@ -73,13 +79,20 @@ def parse_size(value: int | str) -> int:
     """
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 34359738368.0: a whole number of bytes written as a float
     if isinstance(value, int):
         n = value
-    else:
-        m = _re("size").match(value.strip()) if len(value) <= 32 else None
-        if not m:
+    elif isinstance(value, str):
+        from ds01d.patterns import size
+
+        text = value.strip()
+        if not size(text):
             raise ValueError(f"{value[:32]!r} is not a size (use 32g or 32G)")
-        n = int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
+        suffix = text[-1].lower() if text[-1] in "kKmMgGtT" else ""
+        n = int(float(text[:len(text) - len(suffix)]) * _SIZE_MULT[suffix])
+    else:
+        raise ValueError(f"{value!r} is not a size (use 32g or 32G)")
     if n < 0:
         raise ValueError(f"{value} is not a size (must be >= 0)")
     if n > MAX_SIZE:
@@ -188,10 +201,11 @@ def parse_percent(value: str | int | float) -> float:
 
 def mig_compute_slices(profile: str) -> int:
     """Compute slices of a MIG profile name: ``3g.20gb`` -> 3."""
-    m = _re("mig").match(profile)
-    if not m:
+    from ds01d.patterns import mig
+
+    if not mig(profile):
         raise ValueError(f"{profile!r} is not a MIG profile (e.g. 1g.10gb, 3g.40gb)")
-    return int(m.group(1))
+    return int(profile[0])
 
 
 def mig_gpu_equivalents(profile: str) -> float:

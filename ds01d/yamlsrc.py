@@ -326,6 +326,9 @@ class _Walker:
         tag = node.tag
         if tag == _CORE + "null":
             return None
+        if tag in (_CORE + "int", _CORE + "float") and len(node.value) > 64:
+            # base-60 forms (1:0:0:...) cost PyYAML time quadratic in their length
+            raise _Refused(line, f"{node.value[:40]!r}... is too long to be a number")
         try:
             if tag == _CORE + "bool":
                 return bool(self.loader.construct_yaml_bool(node))

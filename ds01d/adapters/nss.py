@@ -5,7 +5,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from functools import cache
 
 TYPE_CHECKING = False  # mypy reads this name as True; every ds01 command imports this module
 if TYPE_CHECKING:
@@ -13,23 +12,28 @@ if TYPE_CHECKING:
 
 
 class SystemNss:
-    """:class:`ds01d.config.effective.Nss` over ``grp``/``pwd``; answers are cached per run."""
+    """:class:`ds01d.config.effective.Nss` over ``grp``/``pwd``; answers are kept for the
+    life of the instance (ds01d makes a new one each pass, so changes are seen)."""
 
-    @cache  # noqa: B019 - one instance per process; the cache is meant to live that long
+    def __init__(self) -> None:
+        self._members: dict[str, frozenset[str] | None] = {}
+        self._primary: dict[str, str | None] = {}
+
     def unix_group_members(self, name: str) -> frozenset[str] | None:
-        try:
-            g = grp.getgrnam(name)
-        except KeyError:
-            return None
-        return frozenset(g.gr_mem)
+        if name not in self._members:
+            try:
+                self._members[name] = frozenset(grp.getgrnam(name).gr_mem)
+            except KeyError:
+                self._members[name] = None
+        return self._members[name]
 
-    @cache  # noqa: B019
     def primary_group(self, user: str) -> str | None:
-        try:
-            gid = pwd.getpwnam(user).pw_gid
-            return grp.getgrgid(gid).gr_name
-        except KeyError:
-            return None
+        if user not in self._primary:
+            try:
+                self._primary[user] = grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+            except KeyError:
+                self._primary[user] = None
+        return self._primary[user]
 
     def state(self, groups: tuple[str, ...]) -> object:
         """The members of ``groups`` (LDAP/SSSD answers too) and the local user and group
@@ -53,6 +57,15 @@ def account(user: str) -> Account | None:
     except KeyError:
         return None
     return Account(p.pw_uid, p.pw_gid, p.pw_dir)
+
+
+def ids_of(user: str) -> tuple[int, int] | None:
+    """uid and primary gid of a user, or ``None`` (without the model: for the commands)."""
+    try:
+        p = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return p.pw_uid, p.pw_gid
 
 
 def uid_of(user: str) -> int | None:

@@ -22,13 +22,26 @@ UNSET_LOGINUID = 4294967295
 
 
 def container_of_cgroup(text: str) -> str | None:
-    """The Docker container id in a ``/proc/<pid>/cgroup`` text, if any."""
+    """The Docker container id in a ``/proc/<pid>/cgroup`` text, if any.
+
+    Only where Docker puts containers: a user may make cgroups of any name in the part of the
+    tree systemd delegates to them (``user.slice/user-<uid>.slice/user@<uid>.service/...``),
+    such as a scope named after another user's container (``systemd-run --user --scope
+    --unit=docker-<id>``); a name found there is never taken for a container.
+    """
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
+        if _delegated(path):
+            continue
         found = _CONTAINER.search(path)
         if found:
             return found.group(1)
     return None
+
+
+def _delegated(path: str) -> bool:
+    """Whether a cgroup path lies in a part of the tree users may shape themselves."""
+    return any(part == "user.slice" or part.startswith("user@") for part in path.split("/"))
 
 
 def real_uid(status: str) -> int | None:

@@ -31,7 +31,7 @@ from ds01d.core.model import (
     ProcOwner,
     SliceState,
 )
-from ds01d.simclock import HOST_FILE
+from ds01d.simclock import HOST_FILE, write_now
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC).timestamp()
 """Simulated time starts on a Monday morning; it moves only with ``ds01 sim advance``."""
@@ -139,6 +139,7 @@ def locked(sim_dir: Path) -> Iterator[SimHost]:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(after)
             os.replace(tmp, path)
+            write_now(str(sim_dir), host.now)
 
 
 class SimSystemd:

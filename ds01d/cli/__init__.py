@@ -5,13 +5,16 @@ Start-up time is a measured target (``bench/``): each command imports only what 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from ds01d import __version__
 from ds01d.errors import InvalidInput, UsageError
+
+TYPE_CHECKING = False  # mypy reads this name as True; argparse is imported only when needed
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
 DESCRIPTION = """\
 ds01 manages this shared GPU server's containers. You say what you want; the ds01d daemon
@@ -32,7 +35,8 @@ exit status: 0 ok, 1 invalid input or refused, 2 wrong usage.
 files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/ in the ds01 repo.
 """
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    Handler = Callable[[argparse.Namespace], int]
 
 
 def _width() -> int:
@@ -46,21 +50,42 @@ def _width() -> int:
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     """Wrapped help for the commands."""
+    import argparse
+
     return argparse.HelpFormatter(prog, width=_width())
 
 
 def _raw_formatter(prog: str) -> argparse.HelpFormatter:
     """The top level keeps its examples block as written."""
+    import argparse
+
     return argparse.RawDescriptionHelpFormatter(prog, width=_width())
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", _formatter)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+_PARSER: list[type[_Parser]] = []
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
+
+def _parser_class() -> type[_Parser]:
+    """The argument parser: argparse is imported here, only for the commands (and the uses:
+    help, a mistake) that the quick parser (``cli/quick.py``) leaves to it."""
+    if _PARSER:
+        return _PARSER[0]
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs.setdefault("formatter_class", _formatter)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"{message} (see {self.prog} --help)")
+
+    _PARSER.append(Parser)
+    return Parser
+
+
+if TYPE_CHECKING:
+    _Parser = argparse.ArgumentParser
 
 
 def _check_args(p: _Parser) -> None:
@@ -76,7 +101,8 @@ def _limits_args(p: _Parser) -> None:
 
 
 def _want_args(p: _Parser) -> None:
-    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
+    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_parser_class(),
+                             required=True)
     w = kinds.add_parser("container", help="a container, with a GPU or MIG instance if asked",
                          description="Ask ds01d for a container. It is created as you, with "
                          "~/workspace/NAME at /workspace, within your limits (ds01 limits). "
@@ -92,7 +118,8 @@ def _want_args(p: _Parser) -> None:
 
 
 def _drop_args(p: _Parser) -> None:
-    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_Parser, required=True)
+    kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_parser_class(),
+                             required=True)
     d = kinds.add_parser("container", help="a container you asked for",
                          description="Drop a wanted container: ds01d stops and removes it "
                          "and frees its devices. Your workspace is kept.")
@@ -130,7 +157,7 @@ def _report_args(p: _Parser) -> None:
 
 
 def _sim_args(p: _Parser) -> None:
-    sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser,
+    sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_parser_class(),
                            required=True)
     s = sim.add_parser("init", help="create the simulated host (and example config)")
     s.add_argument("--force", action="store_true", help="start over with a fresh host")
@@ -142,7 +169,7 @@ def _sim_args(p: _Parser) -> None:
     s.add_argument("--cpu", type=float, metavar="PCT", help="CPU use (percent of one CPU)")
     s.add_argument("--net", metavar="RATE", help="network traffic, e.g. 20k/s")
     s = sim.add_parser("host-process", help="start or end a GPU process outside containers")
-    hp = s.add_subparsers(dest="action", metavar="add|remove", parser_class=_Parser,
+    hp = s.add_subparsers(dest="action", metavar="add|remove", parser_class=_parser_class(),
                           required=True)
     a = hp.add_parser("add", help="a process on a GPU or MIG instance")
     a.add_argument("--gpu", required=True, metavar="UUID", help="device UUID (or GPU index)")
@@ -203,14 +230,15 @@ def command_in(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> _Parser:
     """The parser; ``only``: that command alone, which keeps start-up short. ``None``: every
     command (for --help, and to name the choices when the command is unknown)."""
-    parser = _Parser(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=_raw_formatter)
+    parser_class = _parser_class()
+    parser = parser_class(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
+                          formatter_class=_raw_formatter)
     parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
                         "(env DS01_ROOT; default /)")
     parser.add_argument("--as", dest="as_user", metavar="USER",
                         help="act as USER (root only, or on a simulated root)")
     parser.add_argument("--version", action="version", version=f"ds01 {__version__}")
-    subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=parser_class)
     for name, (help_, description, add_args, _) in COMMANDS.items():
         if only is not None and name != only:
             continue
@@ -233,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        args = build_parser(command_in(argv)).parse_args(argv)
+        from ds01d.cli.quick import parse
+
+        args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
+            command_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):
             raise UsageError("a command is needed (see ds01 --help)")
         return _handler(args.handler)(args)

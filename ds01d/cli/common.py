@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ds01d.errors import ConfigError, InvalidInput
@@ -10,6 +9,7 @@ from ds01d.paths import Paths
 
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:
+    import argparse
     from datetime import datetime
 
     from ds01d.config.effective import Nss

@@ -6,15 +6,13 @@ loading the configuration, which also refreshes the snapshot where this caller m
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from ds01d.cli.common import caller, now, paths
 from ds01d.paths import Paths
 from ds01d.units import iso, show_value
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
+    import argparse
     from datetime import datetime
     from typing import Any
 
@@ -57,5 +55,10 @@ def run(args: argparse.Namespace) -> int:
     p = paths(args)
     user = args.user or caller(args, p)
     body = effective_of(p, user, now(p))
-    print(json.dumps(body, indent=2) if args.json else as_table(body))
+    if args.json:
+        import json
+
+        print(json.dumps(body, indent=2))
+    else:
+        print(as_table(body))
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 from ds01d.cli.common import caller, now, paths
@@ -12,6 +10,7 @@ from ds01d.paths import Paths
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
+    import argparse
     from datetime import datetime
     from typing import Any
 
@@ -79,6 +78,8 @@ def run_status(args: argparse.Namespace) -> int:
         raise InvalidInput(f"no status for {args.name!r} yet: ds01d writes it on its next pass "
                            "(is ds01d running?)")
     if args.json:
+        import json
+
         print(json.dumps(rows, indent=2))
     elif rows:
         print(_table(rows, now(p)))
@@ -109,6 +110,8 @@ def run_events(args: argparse.Namespace) -> int:
             evs = [e for e in evs if str(e.get("timestamp", "")) >= cut]
     for e in evs:
         if args.json:
+            import json
+
             print(json.dumps(e, sort_keys=True))
         else:
             raw = e.get("details")
@@ -146,6 +149,8 @@ def run_plan(args: argparse.Namespace) -> int:
         raise InvalidInput("the configuration is invalid: see ds01 check-config")
     plan: Plan = result.plan
     if args.json:
+        import json
+
         print(json.dumps([{"action": type(a).__name__, "key": a.key} for a in plan.actions],
                          indent=2))
     elif not plan.actions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ds01d.cli.common import caller, load, now, paths
@@ -10,6 +9,10 @@ from ds01d.config.want import Want, limit_problems, to_yaml
 from ds01d.errors import InvalidInput
 from ds01d.fsutil import write_atomic
 from ds01d.paths import Paths
+
+TYPE_CHECKING = False  # mypy reads this name as True; argparse is not imported at run time
+if TYPE_CHECKING:
+    import argparse
 
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
          "cpus": "--cpus", "memory": "--memory", "shm": "--shm"}
@@ -41,12 +44,12 @@ def _owner(p: Paths, user: str) -> tuple[int, int] | None:
     """Root writing for a user (``--as`` on a real root) hands files to that user."""
     if os.geteuid() != 0 or p.is_simulated():
         return None
-    from ds01d.adapters.nss import account
+    from ds01d.adapters.nss import ids_of
 
-    found = account(user)
-    if found is None or found.uid is None or found.gid is None:
+    found = ids_of(user)
+    if found is None:
         raise InvalidInput(f"no such user: {user}")
-    return found.uid, found.gid
+    return found
 
 
 def open_folder(p: Paths, user: str, *, create: bool) -> int:

@@ -291,6 +291,10 @@ def _members_files(files: _Files, groups: Mapping[str, Any] | None
     found: dict[str, set[str]] = {}
     archived: set[str] = set()
     if not folder.is_dir():
+        if folder.exists() or folder.is_symlink():  # a file, a dangling link, a loop
+            files.errors.append(Diagnostic(GROUPS_DIR, 0, "", "not a folder of members files "
+                                           "(remove it, or make it one): every group would "
+                                           "lose the members listed there"))
         return found, archived
     pattern = re.compile(_defs()["username"]["pattern"])
     for path in sorted(folder.glob("*.members")):

@@ -134,9 +134,9 @@ def from_data(data: Any, *, user: str, file: str, doc: Document | None = None) -
             sizes[key] = None if raw is None else units.check_size(key, units.parse_size(raw))
     except ValueError as e:
         raise ConfigError([Diagnostic(file, line((key,)), key, str(e))]) from None
-    cpus = data.get("cpus")
+    cpus, gpus = data.get("cpus"), data.get("gpus")
     return Want(user=user, name=data["name"], image=data["image"], requested_at=requested_at,
-                gpus=data.get("gpus") or None, mig=data.get("mig"),
+                gpus=int(gpus) or None if gpus is not None else None, mig=data.get("mig"),
                 cpus=None if cpus is None else float(cpus), memory=sizes["memory"],
                 shm=sizes["shm"], keepalive_until=keepalive_until)
 

@@ -39,11 +39,21 @@ def short_part(name: str) -> str:
     return short if short and len(short) <= MAX_PART else unit_part(name)
 
 
+def hashed_part(name: str) -> str:
+    """The short form with a hash of the whole name: two accounts never share it."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{short_part(name)[:MAX_PART - 7]}_{digest}"
+
+
 def user_parts(users: Iterable[str], known: Mapping[str, tuple[str, ...]],
                same: Callable[[str, str], bool]) -> dict[str, str]:
     """Each user's part of their slice name: the short form where no other user on the host
-    has it (``known``: short form -> every name ds01 knows with it; ``same``: whether two
-    names are one user), the hashed one on a collision."""
+    has it, a hashed one on a collision (a name that is its own short form keeps it).
+
+    ``users``: the accounts of this pass, each distinct (``dsrcol`` and ``dsrcol@lab`` are
+    two accounts, and never share a slice); ``known``: short form -> the names the files
+    list, which collide only with a user they do not name (``same``: whether an entry names
+    a user)."""
     wanted = list(users)
     index: dict[str, list[str]] = {}
     for user in wanted:
@@ -51,8 +61,9 @@ def user_parts(users: Iterable[str], known: Mapping[str, tuple[str, ...]],
     out = {}
     for user in wanted:
         short = short_part(user)
-        others = (*known.get(short, ()), *index[short])
-        out[user] = unit_part(user) if any(not same(o, user) for o in others) else short
+        clash = any(o != user for o in index[short]) or \
+            any(not same(o, user) for o in known.get(short, ()))
+        out[user] = short if not clash or user == short else hashed_part(user)
     return out
 
 

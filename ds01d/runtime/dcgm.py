@@ -26,8 +26,14 @@ def job_map(observed: Observed, statuses: Iterable[WantStatus]) -> dict[str, str
 
 def write_job_map(folder: Path, wanted: dict[str, str]) -> None:
     """Make ``folder`` hold exactly ``wanted`` (files are rewritten only when they change;
-    only files named like devices are ever removed)."""
+    only files named like devices are ever removed). The folder is root's, 0700: it says who
+    holds which device, which users must not learn of each other (docs/security.md); run
+    dcgm-exporter as root, or give its group read access (``chgrp``, then 0750 is kept)."""
     folder.mkdir(parents=True, exist_ok=True)
+    st = folder.stat()
+    mode = 0o700 if st.st_gid == 0 else 0o750  # an admin's chgrp for dcgm-exporter is kept
+    if st.st_mode & 0o777 != mode:
+        folder.chmod(mode)
     for name in os.listdir(folder):
         if _OURS.match(name) and name not in wanted:
             (folder / name).unlink(missing_ok=True)
@@ -38,4 +44,4 @@ def write_job_map(folder: Path, wanted: dict[str, str]) -> None:
                 continue
         except OSError:
             pass
-        write_atomic(path, text + "\n")
+        write_atomic(path, text + "\n", mode=0o640, durable=False)

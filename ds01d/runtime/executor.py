@@ -16,6 +16,7 @@ from typing import Any
 
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
+from ds01d.core.model import Observed
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
@@ -200,6 +201,14 @@ class Executor:
                    container=x.container, used_memory_mib=x.used_memory_mib, **x.details)
         self.reported.add(x.report_key)
         self.flagged[x.report_key] = x.user
+
+    def forget_gone(self, plan: Plan, observed: Observed) -> None:
+        """Stop reasons of containers that are gone, and the backoff of objects this pass no
+        longer acts on, are forgotten: what is remembered stays as small as what runs."""
+        kept = {(c.owner, c.want_name) for c in observed.containers if c.managed}
+        self.reasons = {k: v for k, v in self.reasons.items() if k in kept}
+        keys = {x.key for x in plan.actions}
+        self.backoff = {k: b for k, b in self.backoff.items() if k in keys}
 
     def forget_reports(self, current: frozenset[str], now: datetime | None = None) -> None:
         """Conditions that ended may be reported again when they come back; the end of GPU

@@ -18,6 +18,7 @@ from ds01d.core.model import Account
 from ds01d.paths import Paths
 from ds01d.runtime.observe import Adapters
 from ds01d.runtime.wantfiles import ensure_spool
+from ds01d.simclock import write_now
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 TRIGGER = "changed"
@@ -32,7 +33,9 @@ def init_sim_root(paths: Paths, *, force: bool = False) -> list[str]:
         folder.mkdir(parents=True, exist_ok=True)
     ensure_spool(paths.wants)
     if force or not host_file(paths.sim).exists():
-        host_file(paths.sim).write_text(SimHost().to_json())
+        host = SimHost()
+        host_file(paths.sim).write_text(host.to_json())
+        write_now(str(paths.sim), host.now)
         done.append(f"simulated host: 4x A100-PCIE-40GB in {paths.sim}")
     if not (paths.etc / "resource-limits.yaml").exists():
         shutil.copytree(EXAMPLE, paths.etc, dirs_exist_ok=True)

@@ -34,7 +34,7 @@ from ds01d.names import INVALID, is_user_name, is_want_name
 
 log = logging.getLogger("ds01d")
 Key = tuple[str, str]
-Stamp = tuple[int, int, int]
+Stamp = tuple[int, int, int, int]
 EVENTS = "events.jsonl"
 EVENTS_KEPT = 256 << 10
 """A user's event file is rotated (to ``events.1.jsonl``) past this size."""
@@ -45,7 +45,8 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 def _stamp(st: os.stat_result) -> Stamp:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+    """A folder as ds01d left it: its owner may set its mtime back, never its ctime."""
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass

@@ -21,7 +21,6 @@ Every name, folder and file here is written by a user who may be hostile. So:
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +41,9 @@ MAX_WANTS = 64
 """Want files read per user; the ones after (by name) are held, not dropped."""
 BYTES_PER_PASS = 256 << 10
 """Bytes of changed want files read per user per pass; the rest are read in later passes."""
+MOVES_PER_PASS = 1024
+"""Foreign spool entries moved aside per pass at most (each costs a rename): a flood of
+``mkdir`` in the spool costs a pass a bounded time, and is cleared over a few passes."""
 READS_PER_PASS = 8
 """Changed want files parsed per user per pass (each within ``yamlsrc.USER``): what one
 user's folder costs a pass stays a few milliseconds, however many files they rewrite."""
@@ -51,12 +53,15 @@ _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 @dataclass(frozen=True)
 class Foreign:
-    """A spool entry named after one user but owned by another (moved aside)."""
+    """Spool entries one uid made that are not theirs to make (named after another user, or
+    after nobody): moved aside this pass, one record per uid."""
 
-    name: str
     owner_uid: int
     owner: str | None
-    moved_to: str | None
+    names: tuple[str, ...]
+    """The first few, made safe to print."""
+    moved: int
+    """How many were moved aside (the rest wait for later passes)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,8 @@ class _Acc:
     failed: dict[Key, str] = field(default_factory=dict)
     held: set[Key] = field(default_factory=set)
     held_users: dict[str, str] = field(default_factory=dict)
-    foreign: list[Foreign] = field(default_factory=list)
+    foreign: dict[int, tuple[str | None, list[str], int]] = field(default_factory=dict)
+    moves_left: int = MOVES_PER_PASS
 
     def fail(self, key: Key, why: str) -> None:
         self.failed[key] = why
@@ -128,13 +134,15 @@ class WantSource:
         users = set(names)
         self.cache = {k: v for k, v in self.cache.items() if k[0] in users}
         self.listings = {k: v for k, v in self.listings.items() if k in users}
+        foreign = tuple(Foreign(uid, owner, tuple(names[:5]), moved)
+                        for uid, (owner, names, moved) in sorted(acc.foreign.items()))
         return WantsRead(tuple(acc.wants), acc.failed, frozenset(acc.held), acc.held_users,
-                         tuple(acc.foreign))
+                         foreign)
 
     @staticmethod
     def _entries(spool: int) -> list[str]:
         with os.scandir(spool) as it:
-            return [e.name for e in it if not e.name.startswith(".")]
+            return [e.name for e in it]
 
     def _user(self, spool: int, user: str, owners: dict[int, str | None], acc: _Acc) -> None:
         """One user's folder; nothing that goes wrong here leaves this function."""
@@ -274,25 +282,48 @@ class WantSource:
 
     def _move_aside(self, spool: int, name: str, st: os.stat_result,
                     owners: dict[int, str | None], acc: _Acc) -> None:
-        """A spool entry that is not its name's: moved out of the spool, never followed."""
+        """A spool entry that is not its name's: moved out of the spool, never followed; the
+        folder of the user it names is then made (theirs), so the name cannot be taken again."""
         if st.st_uid == 0:
             return  # root's own entry: left as it is
-        owner = owners.get(st.st_uid) if st.st_uid in owners else None
-        moved = None
-        if self.foreign_dir is not None:
-            target = f"{st.st_uid}-{st.st_ino}-{printable(name, 64)}"
+        if st.st_uid not in owners and self.user_name is not None:
+            owners[st.st_uid] = self.user_name(st.st_uid)
+        owner, names, moved = acc.foreign.get(st.st_uid, (owners.get(st.st_uid), [], 0))
+        names.append(printable(name, 64))
+        if acc.moves_left > 0 and self.foreign_dir is not None and self._move(spool, name, st):
+            acc.moves_left -= 1
+            moved += 1
+            self._make_theirs(spool, name)
+        acc.foreign[st.st_uid] = (owner, names, moved)
+
+    def _move(self, spool: int, name: str, st: os.stat_result) -> bool:
+        assert self.foreign_dir is not None
+        target = f"{st.st_uid}-{st.st_ino}-{os.urandom(4).hex()}"
+        try:
+            self.foreign_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            dst = os.open(self.foreign_dir, _DIR)
             try:
-                self.foreign_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                dst = os.open(self.foreign_dir, _DIR)
-                try:
-                    os.rename(name, target, src_dir_fd=spool, dst_dir_fd=dst)
-                finally:
-                    os.close(dst)
-                moved = str(self.foreign_dir / target)
-            except OSError as e:
-                if e.errno not in (errno.ENOENT,):
-                    moved = None
-        acc.foreign.append(Foreign(name, st.st_uid, owner, moved))
+                os.rename(name, target, src_dir_fd=spool, dst_dir_fd=dst)
+            finally:
+                os.close(dst)
+        except OSError:
+            return False
+        return True
+
+    def _make_theirs(self, spool: int, name: str) -> None:
+        """The want folder of the user ``name`` names, made by root and given to them."""
+        uid = self.uid_of(name) if self.uid_of is not None and is_user_name(name) else None
+        if uid is None or uid == 0:
+            return
+        try:
+            os.mkdir(name, 0o700, dir_fd=spool)
+            fd = os.open(name, _DIR, dir_fd=spool)
+        except OSError:
+            return  # made meanwhile: by its user, or by the same squatter (moved next pass)
+        try:
+            os.fchown(fd, uid, -1)
+        finally:
+            os.close(fd)
 
 
 SPOOL_MODE = 0o1733

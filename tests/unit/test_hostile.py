@@ -448,12 +448,14 @@ def test_a_squatted_folder_is_moved_aside_and_its_user_served(host: Host) -> Non
     host.put(VIC, "t.yaml", WANT.format(name="t", extra="", at="2026-01-05"), owner=MAL)
     r = host.run()
     assert r.plan is not None
-    assert not (host.paths.wants / VIC).exists()
+    made = (host.paths.wants / VIC).stat()  # made again by ds01d, as the victim's, empty
+    assert made.st_uid == host.ids[VIC][0] and not list((host.paths.wants / VIC).iterdir())
     assert not (host.paths.status / VIC).exists()  # nothing written for the user it names
     moved = list((host.paths.state / "foreign").iterdir())
     assert len(moved) == 1 and moved[0].name.startswith(f"{host.ids[MAL][0]}-")
     events = [json.loads(x) for x in host.paths.events.read_text().splitlines()]
-    assert [(e["event_type"], e["user"]) for e in events] == [("spool.foreign", MAL)]
+    assert [(e["event_type"], e["user"], e["details"]["moved"]) for e in events] == \
+        [("spool.foreign", MAL, 1)]
     from ds01d.cli.want import open_folder
 
     def make() -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ds01d.config.effective import same_user
 from ds01d.core import actions as a
-from ds01d.core.naming import short_part, unit_part, user_parts, user_slice
+from ds01d.core.naming import short_part, user_parts, user_slice
 from tests.harness import Lab, config_from
 
 
@@ -25,12 +25,15 @@ def test_short_when_unique_hashed_on_a_collision() -> None:
     assert parts(["h.dang@lab.example.lan"]) == {"h.dang@lab.example.lan": "h_dang"}
     got = parts(["h.dang@lab.example.lan", "h_dang"])
     assert got["h_dang"] == "h_dang"  # already its own short form
-    assert got["h.dang@lab.example.lan"] == unit_part("h.dang@lab.example.lan") != "h_dang"
+    assert got["h.dang@lab.example.lan"].startswith("h_dang_")
     clash = parts(["mary-jane"], {"mary_jane": ("mary_jane",)})  # a member not here now
     assert clash["mary-jane"] != "mary_jane"
-    # one user written two ways is not a collision
-    assert parts(["alice", "alice@lab.example.lan"]) == {"alice": "alice",
-                                                         "alice@lab.example.lan": "alice"}
+    # an entry that names the user is not a collision: a login and its members-file entry
+    assert parts(["alice@lab.example.lan"], {"alice": ("alice",)}) == \
+        {"alice@lab.example.lan": "alice"}
+    # two accounts are: alice and alice@lab never share a slice
+    two = parts(["alice", "alice@lab.example.lan"])
+    assert two["alice"] == "alice" and two["alice@lab.example.lan"].startswith("alice_")
 
 
 def test_the_slice_and_the_container_use_the_short_name(tmp_path: Path) -> None:

@@ -84,8 +84,16 @@ def test_a_snapshot_others_may_write_is_ignored(root: Paths) -> None:
 
 def test_users_with_equal_limits_share_one_body(root: Paths) -> None:
     effective_of(root, "zoe", NOW)
-    body = json.loads((Path(root.top) / snapshot.RELATIVE).read_text())
-    assert len(body["bodies"]) < len(body["users"]) + 1
+    lines = (Path(root.top) / snapshot.RELATIVE).read_text().splitlines()
+    bodies = [x for x in lines if x.startswith("B ")]
+    users = [x for x in lines if x.startswith("U ")]
+    assert len(bodies) < len(users) + 1
+
+
+@pytest.mark.parametrize("name", ["zoe\nB 0", "zoe 0", "../zoe", "", "zo e"])
+def test_names_that_are_not_user_names_are_not_looked_up(root: Paths, name: str) -> None:
+    effective_of(root, "zoe", NOW)
+    assert lookup(root, name) is None
 
 
 def test_an_edit_during_the_load_leaves_it_stale_not_wrong(
