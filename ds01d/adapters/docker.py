@@ -217,8 +217,12 @@ class DockerAdapter:
         return [c for c in out if c is not None]
 
     def _inspect(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        """``inspect`` again whenever the container's state changed: a container started
+        again (or stopped again) has new times, which the earlier look in that state lacks."""
         key = (summary["Id"], summary.get("State", ""))
         if key not in self.inspected:
+            for old in [k for k in self.inspected if k[0] == key[0]]:
+                del self.inspected[old]
             try:
                 self.inspected[key] = self.api.inspect_container(summary["Id"])
             except NotFound:
