@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBS := libsystemd-dev pkg-config gcc libcjson-dev
 FAKENVML := build/fakenvml/libnvidia-ml.so.1
+# VS Code's Dev Containers CLI, which the end-to-end tests drive through ds01's Docker socket
+DEVCONTAINER := build/node/node_modules/.bin/devcontainer
 ROOT ?= $(CURDIR)/run/root
 
 .PHONY: venv run check-config test lint unit e2e bench demo fakenvml fuzz clean
@@ -45,7 +47,11 @@ unit: $(STAMP) $(FAKENVML)
 	LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml $(BIN)/pytest -q
 
 # real systemd + real dockerd in a private PID namespace (scripts/testbed.sh); needs root
-e2e: $(STAMP) $(FAKENVML)
+$(DEVCONTAINER):
+	command -v npm >/dev/null || scripts/ensure-debs.sh nodejs npm
+	npm install --prefix build/node --no-audit --no-fund --silent @devcontainers/cli@0.89.0
+
+e2e: $(STAMP) $(FAKENVML) $(DEVCONTAINER)
 	scripts/e2e.sh
 
 test: lint unit e2e

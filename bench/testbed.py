@@ -3,6 +3,8 @@
 1. From a want written (``ds01 want container``) to its container ``Running``: median of 20,
    beside Docker's own create+start of the same container measured alone.
 2. From a container's idle timeout reached to its device released, in resync periods.
+3. ``docker ps`` and ``docker exec true`` as a user through ds01's Docker socket, beside the
+   same commands straight to dockerd, interleaved pair by pair, median of 20.
 """
 
 from __future__ import annotations
@@ -96,6 +98,44 @@ def idle_to_release(lab: Lab) -> float:
     return released - (start_at + IDLE_H * 3600)
 
 
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    import subprocess
+
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return (time.perf_counter() - t) * 1000
+
+
+def socket_overhead(lab: Lab) -> dict[str, tuple[float, float]]:
+    """Median ms of ``docker ps`` and ``docker exec true``: (through the socket, direct)."""
+    from tests.e2e.test_socket import _install
+
+    user = "dssann"
+    wants = lab.root / "var/lib/ds01/wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    os.chmod(wants, 0o1777)
+    _install(lab.root)
+    tb("systemctl", "start", "ds01-docker.socket")
+    sock = f"unix://{os.environ['DS01_TESTBED_DIR']}/run/ds01/docker.sock"
+    base = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/"}
+    via = ["runuser", "-u", user, "--", "env", f"DOCKER_HOST={sock}", "docker"]
+    direct = ["runuser", "-u", "root", "--", "env", f"DOCKER_HOST={os.environ['DOCKER_HOST']}",
+              "docker"]
+    run(*via, "run", "-d", "--name", "b", "ds01-test:1", "sleep", "600")
+    found: dict[str, tuple[float, float]] = {}
+    try:
+        for what, args in (("docker ps", ["ps"]), ("docker exec true",
+                                                   ["exec", "b", "true"])):
+            direct_args = args if args[0] == "ps" else ["exec", "ds01-dssann-b", "true"]
+            pairs = [(_timed(via + args, base), _timed(direct + direct_args, base))
+                     for _ in range(RUNS)]
+            found[what] = (statistics.median(p[0] for p in pairs),
+                           statistics.median(p[1] for p in pairs))
+    finally:
+        tb("systemctl", "stop", "ds01-docker.service", "ds01-docker.socket")
+    return found
+
+
 def main() -> int:
     root = REPO / "build/bench-testbed"
     alone = docker_alone()
@@ -109,6 +149,11 @@ def main() -> int:
         late = idle_to_release(lab)
     finally:
         stop(lab)
+    lab = start(root, "null", INTERVAL)
+    try:
+        sock = socket_overhead(lab)
+    finally:
+        stop(lab)
     rows = [
         (f"want written -> Running (median of {RUNS}, resync {INTERVAL:g} s)", f"{ds01:.0f} ms",
          ""),
@@ -117,12 +162,19 @@ def main() -> int:
         ("idle timeout reached -> device released (resync 2 s)", f"{late:.1f} s",
          "< 2 resync periods (4 s)"),
     ]
+    for what, (through, straight) in sock.items():
+        added = 100 * (through - straight) / straight
+        rows += [(f"{what} through ds01's socket (median of {RUNS})", f"{through:.0f} ms", ""),
+                 (f"  {what} straight to dockerd", f"{straight:.0f} ms", ""),
+                 ("  added by the socket", f"{added:.0f}%", "<= 20%")]
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark (testbed)':<{width}}  {'median':>8}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>8}  {target}")
     print(json.dumps({"want_to_running_ms": ds01, "docker_alone_ms": alone,
-                      "idle_to_release_s": late}))
+                      "idle_to_release_s": late,
+                      "socket_ms": {k: {"socket": v[0], "direct": v[1]}
+                                    for k, v in sock.items()}}))
     return 0
 
 

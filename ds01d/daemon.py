@@ -34,7 +34,7 @@ from ds01d.adapters.nss import user_name as nss_user_name
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
-from ds01d.core.idle import busy_signals, track_idle
+from ds01d.core.idle import busy_signals, track_idle, track_started
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.core.wants import by_want
@@ -54,6 +54,9 @@ from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
+MIN_GAP_S = 0.5
+"""The least time between the starts of two passes: a user writing files in a loop wakes
+ds01d at most twice a second, and a want is served within half a second plus a pass."""
 ACCOUNT_TTL_S = 600.0
 """How long a user's account (uid, gid, home) is trusted before the name service is asked
 again; it is asked again at once when the user asks for a container (a new want, or asking
@@ -104,6 +107,8 @@ class Daemon:
     job_map: dict[str, str] | None = None
     sim_host: Any = None
     """The simulated host, while a pass holds it."""
+    watcher: Any = None
+    """The file watcher of a serving daemon (``None`` for one pass, or in tests)."""
 
     # What the daemon says about itself (journal, events, metrics, systemctl status):
     events: EventLog = field(init=False)
@@ -185,6 +190,8 @@ class Daemon:
         if config is not self.snapshot_of or stale or self.limits_cache.nss_changed:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
+        if self.watcher is not None:
+            self.watcher.follow(set(read.folders))
         self._report_foreign(read, observed.now)
         unseen = any((w.user, w.name) not in self.carry.asks for w in read.wants)
         containers = {k: cs[0] for k, cs in by_want(observed).items()} if unseen else {}
@@ -196,7 +203,7 @@ class Daemon:
             if self.carry.asks.get(key) != ask:
                 self.accounts.pop(key[0], None)
         self.carry = replace(self.carry, asks=asks)
-        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        owners = {c.owner for c in observed.containers if c.owner}  # socket-made too
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
                         nss=nss, account=self.account, now=observed.now,
                         cache=self.limits_cache)
@@ -304,10 +311,11 @@ class Daemon:
             return PassResult(None, observed)
         busy = busy_signals(observed, desired.effective)
         idle = track_idle(self.carry.idle_since, observed, desired.effective, now, busy=busy)
-        self.carry = replace(self.carry, idle_since=idle)
+        started = track_started(self.carry.started, observed)
+        self.carry = replace(self.carry, idle_since=idle, started=started)
         reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
         reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
-        observed = replace(observed, idle_since=idle, reported=reported,
+        observed = replace(observed, idle_since=idle, started=started, reported=reported,
                            previous_reasons=reasons, busy=busy)
         return PassResult(plan(desired, observed, now), observed, desired)
 
@@ -381,7 +389,9 @@ class Daemon:
         x = self.executor
         if x is not None:
             self.carry = replace(self.carry, reported=frozenset(x.reported),
-                                 reasons=dict(x.reasons), flagged=dict(x.flagged))
+                                 reasons=dict(x.reasons), flagged=dict(x.flagged),
+                                 started={**self.carry.started, **x.started})
+            x.started = {}
         try:
             self.saver.save(self.carry)
         except OSError as e:
@@ -422,40 +432,68 @@ def wakes(event_type: str, paths: tuple[str, ...], *, trigger: str | None,
     return False
 
 
-def _watch(paths: Paths, wake: threading.Event, simulate: bool) -> Any:
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
+class Watcher:
+    """inotify, through watchdog: ``etc/ds01`` (the admin's, recursive), the want spool, and
+    each user's want folder one level deep (a user's sub-folders are never read, and must not
+    cost root's inotify watches); in the simulated host's folder, the commands' trigger."""
 
-    from ds01d.runtime.simroot import TRIGGER
+    def __init__(self, paths: Paths, wake: threading.Event, simulate: bool) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
 
-    trigger = str(paths.sim / TRIGGER) if simulate else None
+        from ds01d.runtime.simroot import TRIGGER
 
-    class Wake(FileSystemEventHandler):
-        def on_any_event(self, ev: FileSystemEvent) -> None:
-            found = (str(ev.src_path), str(getattr(ev, "dest_path", "") or ""))
-            if wakes(ev.event_type, found, trigger=trigger, folder=ev.is_directory):
-                wake.set()
+        trigger = str(paths.sim / TRIGGER) if simulate else None
 
-    observer = Observer()
-    folders = [paths.etc, paths.wants] + ([paths.sim] if simulate else [])
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        observer.schedule(Wake(), str(folder), recursive=folder != paths.sim)
-    observer.start()
-    return observer
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, ev: FileSystemEvent) -> None:
+                found = (str(ev.src_path), str(getattr(ev, "dest_path", "") or ""))
+                if wakes(ev.event_type, found, trigger=trigger, folder=ev.is_directory):
+                    wake.set()
+
+        self.handler = Wake()
+        self.observer = Observer()
+        self.wants = paths.wants
+        self.users: dict[str, Any] = {}
+        for folder, recursive in ((paths.etc, True), (paths.wants, False)) + (
+                ((paths.sim, False),) if simulate else ()):
+            folder.mkdir(parents=True, exist_ok=True)
+            self.observer.schedule(self.handler, str(folder), recursive=recursive)
+        self.observer.start()
+
+    def follow(self, users: set[str]) -> None:
+        """Watch exactly these users' want folders (those read this pass)."""
+        for user in set(self.users) - users:
+            with contextlib.suppress(KeyError, ValueError):
+                self.observer.unschedule(self.users.pop(user))
+        for user in users - set(self.users):
+            try:
+                self.users[user] = self.observer.schedule(
+                    self.handler, str(self.wants / user), recursive=False)
+            except OSError as e:  # gone meanwhile, or no watch left: the resync still reads
+                log.warning("not watching %s: %s", user, e)
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)
 
 
-def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1") -> None:
+def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1",
+                  users: tuple[str, ...] = ("prometheus",)) -> None:
     """``/metrics`` on ``address:port`` (port 0: none), built from the last pass at each
-    scrape. Local by default: the metrics name users and their containers."""
+    scrape, for root and ``users`` only (see ``runtime/metricsserver.py``)."""
     if not port:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+
+    from ds01d.runtime import metricsserver
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(d))
+    allowed = frozenset(uid for u in users if (uid := uid_of(u)) is not None)
     try:
-        start_http_server(port, addr=address, registry=registry)
+        metricsserver.start(make_wsgi_app(registry), address=address, port=port,
+                            allowed=allowed)
     except OSError as e:  # a busy port must not keep ds01d from its work
         log.error("no metrics: cannot listen on %s:%d (%s); use --metrics-port", address, port,
                   e)
@@ -464,10 +502,11 @@ def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1") -> None:
 
 
 def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
-          metrics_address: str = "127.0.0.1") -> int:
+          metrics_address: str = "127.0.0.1", metrics_users: tuple[str, ...] = ("prometheus",)
+          ) -> int:
     """Pass after pass until SIGTERM/SIGINT; a failing pass is logged, never fatal."""
     wake, stop = threading.Event(), threading.Event()
-    serve_metrics(d, metrics_port, metrics_address)
+    serve_metrics(d, metrics_port, metrics_address, metrics_users)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after this pass", signum)
@@ -476,7 +515,7 @@ def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    watcher = _watch(d.paths, wake, d.simulate)
+    watcher = d.watcher = Watcher(d.paths, wake, d.simulate)
     if not d.simulate:
         docker = d.real_adapters().docker
         threading.Thread(target=docker.wait_for_events, args=(wake, stop),  # type: ignore[attr-defined]
@@ -497,10 +536,12 @@ def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
                 notify.notify(watchdog=1, status=_status_line(d))
                 if wake.wait(timeout=tick) or d.due(interval):
                     break
+            gap = d.last_pass_at + MIN_GAP_S - time.monotonic()
+            if gap > 0 and not stop.is_set():  # woken at once: changes are read together
+                stop.wait(gap)
     finally:
         notify.notify(stopping=1)
         watcher.stop()
-        watcher.join(timeout=5)
     log.info("ds01d stopped")
     return 0
 
@@ -538,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics listen on (default %(default)s: this host only, "
                    "since metrics name users; 0.0.0.0 for a Prometheus elsewhere)")
+    p.add_argument("--metrics-users", default="prometheus", metavar="NAMES",
+                   help="users of this host who may read the metrics, besides root "
+                   "(comma-separated; default %(default)s)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -558,4 +602,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = d.run_pass()
         return 1 if r.plan is None or r.failed else 0
     return serve(d, interval=args.interval, metrics_port=args.metrics_port,
-                 metrics_address=args.metrics_address)
+                 metrics_address=args.metrics_address,
+                 metrics_users=tuple(u for u in args.metrics_users.split(",") if u))

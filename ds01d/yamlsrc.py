@@ -41,6 +41,12 @@ class Bounds:
     max_entries: int
     """Most keys in one mapping, or items in one list."""
 
+    flow_cap: bool = False
+    """Refuse a file with more ``[`` and ``{`` in all than :attr:`scan_depth`: then no flow
+    nesting can go deeper, whatever quotes and comments hide (for users' files, which need a
+    handful; admin files may hold many, and rely on the parser's own limit, see
+    :func:`_loader`)."""
+
     @property
     def scan_depth(self) -> int:
         """Nesting the text may show before the parser sees it (a coarse pre-scan that may
@@ -51,7 +57,8 @@ class Bounds:
 ADMIN = Bounds(max_bytes=1 << 20, max_nodes=200_000, max_depth=64, max_entries=20_000)
 """Admin files: a lab's config is a few KiB with four levels of nesting; 1 MiB and 20,000
 members in one list leave room for any real lab."""
-USER = Bounds(max_bytes=64 << 10, max_nodes=4_000, max_depth=16, max_entries=256)
+USER = Bounds(max_bytes=64 << 10, max_nodes=4_000, max_depth=16, max_entries=256,
+              flow_cap=True)
 """Files users write (wants): ds01 writes a dozen lines; these bounds keep what one user's
 file costs a pass to well under a millisecond of parsing."""
 MAX_BYTES = ADMIN.max_bytes
@@ -203,15 +210,16 @@ def parse(text: str, file: str, *, bounds: Bounds = ADMIN) -> Document:
         raise _refuse(file, f"file is larger than {bounds.max_bytes // 1024} KiB")
     if "\x00" in text:
         raise _refuse(file, "contains NUL bytes: not a text file")
-    if nesting_estimate(text) > bounds.scan_depth:
-        raise _refuse(file, f"nested more than {bounds.max_depth} levels deep")
+    if nesting_estimate(text) > bounds.scan_depth or (
+            bounds.flow_cap and text.count("[") + text.count("{") > bounds.scan_depth):
+        raise _refuse(file, f"nested more than {bounds.max_depth} levels deep (or more [ and "
+                      f"{{ than {bounds.scan_depth} in all)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise _refuse(file, "not UTF-8 text", text[: e.start].count("\n") + 1) from None
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        loader = loader_cls(text)
+        loader = _loader()(text)
     except Exception as e:  # whatever the parser makes of it costs this file alone
         raise _refuse(file, f"not readable as YAML ({type(e).__name__})") from None
     try:
@@ -234,6 +242,22 @@ def parse(text: str, file: str, *, bounds: Bounds = ADMIN) -> Document:
         raise _refuse(file, f"not readable as YAML ({type(e).__name__})") from None
     finally:
         loader.dispose()
+
+
+def _loader() -> Any:
+    """libyaml's loader where it stops nesting itself (0.2.5 and later: at 1,000 levels, so
+    it never recurses deeper whatever a file hides from the pre-scan); PyYAML's own otherwise
+    (its recursion ends in RecursionError, which :func:`parse` turns into an error)."""
+    import yaml
+
+    try:
+        from yaml import _yaml
+
+        if yaml.__with_libyaml__ and tuple(_yaml.get_version()) >= (0, 2, 5):
+            return yaml.CSafeLoader
+    except (ImportError, AttributeError):
+        pass
+    return yaml.SafeLoader
 
 
 class _Walker:

@@ -119,11 +119,19 @@ dockerd_start() {
 
 image() {
   local root="$TB_DIR/image-root" b
-  docker -H "unix://$RUNDIR/ds01-docker.sock" image inspect ds01-test:1 >/dev/null 2>&1 && return 0
-  rm -rf "$root"; mkdir -p "$root/bin" "$root/tmp" "$root/workspace"
+  # made again when an older testbed left an image without the current contents
+  [ "$(docker -H "unix://$RUNDIR/ds01-docker.sock" image inspect -f \
+      '{{index .Config.Labels "testbed.version"}}' ds01-test:1 2>/dev/null)" = 2 ] && return 0
+  rm -rf "$root"; mkdir -p "$root/bin" "$root/tmp" "$root/workspace" "$root/etc"
   cp /bin/busybox "$root/bin/busybox"
-  for b in sh sleep cat env ls ps grep true id; do ln -sf busybox "$root/bin/$b"; done
-  tar -C "$root" -c . | docker -H "unix://$RUNDIR/ds01-docker.sock" import - ds01-test:1 >/dev/null
+  for b in sh sleep cat env ls ps grep true id echo tty stat test; do
+    ln -sf busybox "$root/bin/$b"
+  done
+  # VS Code's devcontainer CLI reads the image's users and groups
+  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+  printf 'root:x:0:\n' > "$root/etc/group"
+  tar -C "$root" -c . | docker -H "unix://$RUNDIR/ds01-docker.sock" import \
+    --change 'LABEL testbed.version=2' - ds01-test:1 >/dev/null
   echo "testbed: image ds01-test:1"
 }
 

@@ -95,7 +95,7 @@ class Lab:
 
     def desired(self, observed: Observed | None = None) -> Desired:
         observed = observed or observe(sim_adapters(self.host)[0], self.now)
-        owners = {c.owner for c in observed.containers if c.managed and c.owner}
+        owners = {c.owner for c in observed.containers if c.owner}  # as ds01d: socket-made too
         return assemble(self.config, WantsRead(tuple(self.wants.values())), users=owners,
                         nss=NoNss(), account=lambda u: Account(1000, 1000, f"/home/{u}"),
                         now=self.now)

@@ -14,31 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest, Mount
 
 from ds01d.adapters.asuser import Ident, make_dirs, mounted_ident, owned_dir, walk_real_path
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
-from ds01d.core.model import Container
+from ds01d.core.engine import create_body
+from ds01d.core.model import LABEL_WORKSPACE, Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-SECURITY_OPT = ("no-new-privileges:true",)
-"""No process in a ds01 container gains privileges (setuid binaries, file capabilities).
-ref: docker run --security-opt, Linux no_new_privs."""
-CAP_DROP = ("ALL",)
-"""Every capability dropped, none kept: the container runs as its owner's uid, which holds
-none, and nothing ds01 starts in it needs one (ref: capabilities(7))."""
-
-
-LABEL_WORKSPACE = "ds01.workspace"
-"""The real path bind-mounted at ``/workspace`` (checked again before every start)."""
 
 
 def workspace(spec: ContainerSpec) -> tuple[str, Ident]:
@@ -53,6 +45,23 @@ def workspace(spec: ContainerSpec) -> tuple[str, Ident]:
         raise PermanentError(f"the workspace {spec.workspace} is not under {spec.home}")
     make_dirs(spec.uid, spec.gid, spec.workspace)
     return owned_dir(spec.home, rel.split("/"), spec.uid)
+
+
+def bind_problem(spec: ContainerSpec) -> str | None:
+    """A bind source of a container made from settings that is not its owner's (as it is
+    now): the rule of ``ds01d/userpaths.py``, which the Docker socket applies too."""
+    from ds01d.config.settings import bind_sources
+    from ds01d.userpaths import owned_path_problem
+
+    if spec.settings is None:
+        return None
+    if spec.uid is None or not spec.home:
+        return f"{spec.user} has no known uid and home"
+    for source in bind_sources(spec.settings):
+        problem = owned_path_problem(source, uid=spec.uid, home=spec.home)
+        if problem is not None:
+            return f"bind mount: {problem}"
+    return None
 
 
 def _when(text: str | None) -> datetime | None:
@@ -196,6 +205,12 @@ class DockerAdapter:
         self.cpu = cpu or CpuMeter()
         self.net = net or NetMeter()
         self.inspected: dict[tuple[str, str], dict[str, Any]] = {}
+        """Inspections by (id, state), kept while nothing happened to the container: a
+        container event (from :meth:`wait_for_events`) or a change of state drops its own."""
+        self.changed: set[str] = set()
+        """Containers something happened to since the last look (filled by the events
+        thread: a start, a stop, Docker's own restart...)."""
+        self._lock = threading.Lock()
 
     @property
     def api(self) -> Any:
@@ -209,6 +224,7 @@ class DockerAdapter:
     def list_containers(self) -> list[Container]:
         try:
             summaries = self.api.containers(all=True)
+            self._forget_changed(summaries)
             out = [self._observe(s) for s in summaries]
         except (APIError, DockerException, OSError) as e:
             raise _error(e, "listing containers") from None
@@ -216,13 +232,19 @@ class DockerAdapter:
         self.inspected = {k: v for k, v in self.inspected.items() if k[0] in live}
         return [c for c in out if c is not None]
 
+    def _forget_changed(self, summaries: list[dict[str, Any]]) -> None:
+        """Drop the inspections of containers that changed: an event said so, or their state
+        is not the one inspected (running -> exited -> running between two looks is caught by
+        the events; without them, a state change still is)."""
+        with self._lock:
+            changed, self.changed = self.changed, set()
+        states = {s["Id"]: s.get("State", "") for s in summaries}
+        self.inspected = {k: v for k, v in self.inspected.items()
+                          if k[0] not in changed and states.get(k[0]) == k[1]}
+
     def _inspect(self, summary: dict[str, Any]) -> dict[str, Any] | None:
-        """``inspect`` again whenever the container's state changed: a container started
-        again (or stopped again) has new times, which the earlier look in that state lacks."""
         key = (summary["Id"], summary.get("State", ""))
         if key not in self.inspected:
-            for old in [k for k in self.inspected if k[0] == key[0]]:
-                del self.inspected[old]
             try:
                 self.inspected[key] = self.api.inspect_container(summary["Id"])
             except NotFound:
@@ -251,28 +273,28 @@ class DockerAdapter:
             gpu_count=count)
 
     def create_and_start(self, spec: ContainerSpec) -> str:
-        source, ident = workspace(spec)
-        requests = [DeviceRequest(driver="nvidia", device_ids=list(spec.devices),
-                                  capabilities=[["gpu"]])] if spec.devices else None
+        """Create the container from the body ds01 checked (``core/engine.py``; the same the
+        Docker socket sends), then start it, unless its owner's Docker client starts it.
+        A plain ds01 container gets its workspace, made as the owner and checked as it is."""
+        ident: Ident | None = None
+        if (problem := bind_problem(spec)) is not None:
+            raise PermanentError(f"creating {spec.docker_name}: {problem}")
+        if spec.settings is None or spec.settings.workspace:
+            source, ident = workspace(spec)
+            spec = replace(spec, workspace=source,
+                           labels={**spec.labels, LABEL_WORKSPACE: source})
         try:
-            host = self.api.create_host_config(
-                cgroup_parent=spec.cgroup_parent, device_requests=requests,
-                nano_cpus=spec.nano_cpus, mem_limit=spec.memory, memswap_limit=spec.memory_swap,
-                shm_size=spec.shm_size, pids_limit=spec.pids_limit, privileged=False,
-                mounts=[Mount(target="/workspace", source=source, type="bind")],
-                tmpfs=None if spec.tmp_size is None else {"/tmp": f"size={spec.tmp_size}"},
-                security_opt=list(SECURITY_OPT), cap_drop=list(CAP_DROP),
-                # back after a restart of Docker itself; never after ds01 stopped it
-                restart_policy={"Name": "unless-stopped"})
-            user = None if spec.uid is None else f"{spec.uid}:{spec.gid}"
-            created = self.api.create_container(
-                spec.image, command=list(spec.command), name=spec.docker_name,
-                labels={**spec.labels, LABEL_WORKSPACE: source}, user=user,
-                working_dir="/workspace", host_config=host)
+            created = self.api.create_container_from_config(create_body(spec),
+                                                            spec.docker_name)
         except (APIError, DockerException) as e:
             raise _error(e, f"creating {spec.docker_name}") from None
         cid = str(created["Id"])
-        self._start_checked(cid, ident)
+        if spec.settings is not None and spec.settings.start == "client":
+            return cid  # its owner's Docker client starts it (start() checks the workspace)
+        if ident is not None:
+            self._start_checked(cid, ident)
+        else:
+            self._start(cid)
         return cid
 
     def start(self, container_id: str) -> None:
@@ -329,7 +351,10 @@ class DockerAdapter:
         """Wake the loop on every container event, until ``stop`` is set; reconnects."""
         while not stop.is_set():
             try:
-                for _ in self.api.events(decode=True, filters={"type": "container"}):
+                for ev in self.api.events(decode=True, filters={"type": "container"}):
+                    if isinstance(ev, dict) and isinstance(ev.get("id"), str):
+                        with self._lock:
+                            self.changed.add(ev["id"])
                     wake.set()
                     if stop.is_set():
                         return

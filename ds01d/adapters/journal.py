@@ -19,7 +19,7 @@ ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
 SEVERITY = {"reconcile.error": ERR, "adapter.down": ERR, "config.invalid": ERR,
             "gpu.untracked": WARNING, "lifecycle.idle_warning": WARNING,
             "lifecycle.runtime_warning": WARNING, "lifecycle.idle_stop": NOTICE,
-            "lifecycle.runtime_stop": NOTICE, "gpu.reject": NOTICE}
+            "lifecycle.runtime_stop": NOTICE, "gpu.reject": NOTICE, "socket.refuse": NOTICE}
 
 
 def message_id(event_type: str) -> str:
@@ -42,10 +42,12 @@ def fields(ev: Mapping[str, Any]) -> dict[str, str]:
         out["DS01_CONTAINER"] = str(details["container"])
     if devices:
         out["DS01_DEVICE"] = ",".join(map(str, devices))
+    if details.get("reason") and ev["event_type"] == "socket.refuse":
+        out["DS01_REASON"] = str(details["reason"])
     return out
 
 
-def send(ev: Mapping[str, Any], message: str) -> None:
+def send(ev: Mapping[str, Any], message: str, *, identifier: str = "ds01d") -> None:
     """One journal entry for an event; failures are ignored (the event log has it)."""
     if not available():
         return
@@ -53,6 +55,7 @@ def send(ev: Mapping[str, Any], message: str) -> None:
 
     f = fields(ev)
     try:
-        sendv(f"PRIORITY={f.pop('PRIORITY')}", MESSAGE=message, SYSLOG_IDENTIFIER="ds01d", **f)
+        sendv(f"PRIORITY={f.pop('PRIORITY')}", MESSAGE=message, SYSLOG_IDENTIFIER=identifier,
+              **f)
     except Exception:  # the event is in events.jsonl whatever happens here
         return

@@ -77,3 +77,23 @@ class ProcfsAdapter:
         login = (self._read(pid, "loginuid") or "").strip()
         who = int(login) if login.isdigit() and int(login) != UNSET_LOGINUID else uid
         return ProcOwner(pid, container, uid, None if who is None else self.user_name(who))
+
+
+def tcp_peer_uid(client_port: int, server_port: int, proc: Path = Path("/proc")) -> int | None:
+    """The uid owning the local end (port ``client_port``) of a TCP connection to our
+    ``server_port`` on this host: the kernel lists each socket with its owner in
+    ``/proc/net/tcp`` and ``tcp6``. ``None`` when not found (not a local connection)."""
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 8:
+                continue
+            local, remote = fields[1], fields[2]
+            if int(local.rsplit(":", 1)[1], 16) == client_port and \
+                    int(remote.rsplit(":", 1)[1], 16) == server_port:
+                return int(fields[7])
+    return None

@@ -205,7 +205,8 @@ class SimDocker:
             "started_at": None, "finished_at": None, "cpu_percent": 0.0, "gpu_util": 0.0,
             "cgroup_parent": spec.cgroup_parent, "exit_code": None, "net_bps": 0.0,
             "tmp_size": spec.tmp_size}
-        self.start(cid)
+        if spec.settings is None or spec.settings.start == "ds01d":
+            self.start(cid)
         return cid
 
     def start(self, container_id: str) -> None:

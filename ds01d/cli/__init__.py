@@ -27,6 +27,7 @@ examples:
   ds01 want container train --mig 3g.40gb  a container with one MIG instance
   ds01 want container big --gpus 1 --memory 64g
   ds01 status                              phase, devices, queue position
+  ds01 shell train                         a shell in it (or docker exec -it train bash)
   ds01 keepalive train --for 4h            not idle-stopped for 4 hours
   ds01 drop container train                stop and remove it
   sudo ds01 check-config                   validate the admin's files in /etc/ds01
@@ -115,6 +116,13 @@ def _want_args(p: _Parser) -> None:
     w.add_argument("--cpus", type=float, metavar="N", help="CPUs (default: your max_cpus)")
     w.add_argument("--memory", metavar="SIZE", help="memory, e.g. 32g (default: your limit)")
     w.add_argument("--shm", metavar="SIZE", help="/dev/shm size (default: your shm_size)")
+    w.add_argument("--env", action="append", metavar="NAME=VALUE",
+                   help="environment variable (again for more)")
+    w.add_argument("--port", action="append", type=int, metavar="PORT",
+                   help="publish PORT on 127.0.0.1:PORT (reach it with ssh -L; again for more)")
+    w.add_argument("--command", metavar="'CMD ARGS'",
+                   help="what it runs (default: sleep infinity), e.g. 'jupyter lab --ip "
+                   "0.0.0.0 --port 8888'")
 
 
 def _drop_args(p: _Parser) -> None:
@@ -130,6 +138,15 @@ def _keepalive_args(p: _Parser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                    help="e.g. 30m, 4h")
+
+
+def _shell_args(p: _Parser) -> None:
+    p.add_argument("name", metavar="NAME", help="your container (the name you gave)")
+    p.add_argument("command", nargs="*", metavar="COMMAND",
+                   help="run this instead of a login shell (after --: ds01 shell NAME -- CMD)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for a stopped container to run again "
+                   "(default %(default)s)")
 
 
 def _status_args(p: _Parser) -> None:
@@ -197,6 +214,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]]
                   "No idle stop before now + DURATION (capped by the lab's "
                   "keepalive_max_duration_h). The runtime limit still applies.",
                   _keepalive_args, ("ds01d.cli.want", "run_keepalive")),
+    "shell": ("a shell in your container (through ds01's Docker socket)",
+              "A shell in your container, at /workspace for one you asked for with ds01 "
+              "want. A container ds01 stopped is asked for again first. Also: docker exec "
+              "-it NAME bash, or VS Code's Attach to Running Container (docs/users.md).",
+              _shell_args, ("ds01d.cli.shell", "run_shell")),
     "status": ("phase, devices and queue position of your containers", "", _status_args,
                ("ds01d.cli.status", "run_status")),
     "plan": ("what the next pass of ds01d would do (does nothing)", "", _plan_args,
@@ -261,8 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``ds01`` command; returns the exit status (0 ok, 1 invalid input, 2 usage)."""
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        from ds01d.cli.quick import parse
+        from ds01d.cli.quick import parse, top_help
 
+        if argv in (["--help"], ["-h"]):  # the most read page: without argparse
+            text = top_help(DESCRIPTION, EPILOG, [(n, c[0]) for n, c in COMMANDS.items()],
+                            _width())
+            if text is not None:
+                sys.stdout.write(text)
+                return 0
         args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
             command_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):

@@ -33,8 +33,9 @@ Spec = tuple[tuple[str, ...], tuple[str, ...], int, "dict[str, tuple[str, Callab
 SPECS: dict[str, Spec] = {
     "want": (("container",), ("name",), 1,
              {"--image": ("image", str), "--gpus": ("gpus", int), "--mig": ("mig", str),
-              "--cpus": ("cpus", float), "--memory": ("memory", str), "--shm": ("shm", str)},
-             {}, {"image": "ubuntu:24.04"}),
+              "--cpus": ("cpus", float), "--memory": ("memory", str), "--shm": ("shm", str),
+              "--command": ("command", str)},
+             {}, {"image": "ubuntu:24.04", "env": None, "port": None}),  # those two: argparse
     "drop": (("container",), ("name",), 1, {}, {}, {}),
     "keepalive": ((), ("name",), 1, {"--for": ("duration", str)}, {}, {}),
     "limits": ((), ("user",), 0, {}, {"--json": "json"}, {}),
@@ -101,3 +102,34 @@ def _command(args: list[str], names: tuple[str, ...],
             found[positional.pop(0)] = arg
         i += 1
     return found
+
+
+TOP_OPTIONS = (("-h, --help", "show this help message and exit"),
+               ("--root DIR", "root prefix of every ds01 path (env DS01_ROOT; default /)"),
+               ("--as USER", "act as USER (root only, or on a simulated root)"),
+               ("--version", "show program's version number and exit"))
+"""The top-level options as argparse shows them (``build_parser`` defines them)."""
+
+
+def top_help(description: str, epilog: str, commands: Sequence[tuple[str, str]],
+             width: int) -> str | None:
+    """``ds01 --help`` laid out as argparse lays it out, without argparse; ``None`` when a
+    line would need wrapping (argparse then does it). A test compares the two at every
+    width this returns text for."""
+    usage = "usage: ds01 [-h] [--root DIR] [--as USER] [--version] COMMAND ..."
+    longest = max([len(o) for o, _ in TOP_OPTIONS] + [len(c) for c, _ in commands])
+    position = min(longest + 4, 24, max(width - 20, 4))
+    helps = [h for _, h in TOP_OPTIONS] + [h for _, h in commands]
+    if len(usage) > width or any(len(h) > max(width - position, 11) for h in helps):
+        return None
+    lines = [usage, "", description.rstrip("\n"), "", "options:"]
+    lines += [_row(o, h, 2, position) for o, h in TOP_OPTIONS]
+    lines += ["", "commands:", "  COMMAND"]
+    lines += [_row(c, h, 4, position) for c, h in commands]
+    return "\n".join(lines) + "\n\n" + epilog
+
+
+def _row(invocation: str, help_: str, indent: int, position: int) -> str:
+    if len(invocation) <= position - indent - 2:
+        return " " * indent + invocation.ljust(position - indent) + help_
+    return " " * indent + invocation + "\n" + " " * position + help_

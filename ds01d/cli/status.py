@@ -68,6 +68,16 @@ def _table(rows: list[dict[str, Any]], now: datetime) -> str:
                      + row[-1] for row in lines)
 
 
+def _get_in(rows: list[dict[str, Any]]) -> str:
+    """How to get into a running container (shown under the table)."""
+    from ds01d.names import printable
+
+    running = [printable(str(r.get("name")), 63) for r in rows if r.get("phase") == "Running"]
+    name = running[0] if running else "NAME"
+    return (f"get in: ds01 shell {name}  |  docker exec -it {name} bash  |  VS Code: Dev "
+            "Containers: Attach to Running Container (docs/users.md)")
+
+
 def run_status(args: argparse.Namespace) -> int:
     p = paths(args)
     if args.all and not _may_see_all(p):
@@ -83,6 +93,7 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     elif rows:
         print(_table(rows, now(p)))
+        print(_get_in(rows))
     else:
         print("no wanted containers (ds01 want container NAME ...)")
     return 0

@@ -13,9 +13,11 @@ from ds01d.paths import Paths
 TYPE_CHECKING = False  # mypy reads this name as True; argparse is not imported at run time
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
-         "cpus": "--cpus", "memory": "--memory", "shm": "--shm"}
+         "cpus": "--cpus", "memory": "--memory", "shm": "--shm",
+         "container": "--command/--env/--port"}
 
 
 def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
@@ -29,12 +31,26 @@ def _checked(args: argparse.Namespace, user: str, p: Paths) -> Want:
            "requested_at": iso(now(p))}
     raw |= {k: getattr(args, k) for k in ("gpus", "mig", "cpus", "memory", "shm")
             if getattr(args, k) is not None}
+    if args.command or args.env or args.port:
+        raw["container"] = _settings(args)
     try:
         return from_data(raw, user=user, file="command line")
     except ConfigError as e:
         first = e.errors[0]
         flag = _FLAG.get(first.key.split(".", 1)[0], "")
         raise InvalidInput(f"{flag}: {first.message}" if flag else first.message) from None
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """``--command``, ``--env``, ``--port``: what the container runs, with its workspace."""
+    import shlex
+
+    try:
+        command = shlex.split(args.command) if args.command else ["sleep", "infinity"]
+    except ValueError as e:
+        raise InvalidInput(f"--command: {e}") from None
+    return {"workspace": True, "command": command, "env": args.env or [],
+            "ports": [{"container_port": n, "host_port": n} for n in args.port or []]}
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -124,6 +140,10 @@ def run_want(args: argparse.Namespace) -> int:
     body = effective_of(p, user, want.requested_at)
     limits = Limits(**body["limits"])
     problems = limit_problems(want, limits)
+    if want.settings is not None:
+        from ds01d.config.settings import problems as settings_problems
+
+        problems += settings_problems(want.settings, home=os.path.expanduser("~"))
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
                            + " (see ds01 limits)")
@@ -145,7 +165,8 @@ def run_want(args: argparse.Namespace) -> int:
                else "no GPU")
     verb = "asked again for" if again else "wanted"
     print(f"{verb} container {want.name!r} ({devices}, image {want.image}); "
-          f"ds01d starts it when it can: see `ds01 status {want.name}`")
+          f"ds01d starts it when it can: see `ds01 status {want.name}`; then get in with "
+          f"`ds01 shell {want.name}` or VS Code (Attach to Running Container)")
     return 0
 
 
@@ -165,24 +186,13 @@ def run_drop(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_keepalive(args: argparse.Namespace) -> int:
-    """Postpone idle stops of one container (runtime limits still apply)."""
-    from datetime import timedelta
-
+def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> None:
+    """Read the caller's want ``name`` and write ``change(want)`` in its place (``ds01
+    keepalive``, ``ds01 shell`` asking again); :class:`InvalidInput` when there is none."""
     from ds01d.config.want import from_yaml
     from ds01d.errors import ConfigError
-    from ds01d.units import format_hours, parse_duration_s
     from ds01d.yamlsrc import USER, read_fd
 
-    p = paths(args)
-    user = caller(args, p)
-    name = _valid_name(args.name)
-    try:
-        hours = parse_duration_s(args.duration) / 3600
-    except ValueError as e:
-        raise InvalidInput(f"--for: {e}") from None
-    cap = load(p).policies.keepalive_max_duration_h
-    capped = min(hours, cap)
     fd = open_folder(p, user, create=False)
     try:
         try:
@@ -197,11 +207,28 @@ def run_keepalive(args: argparse.Namespace) -> int:
             raise InvalidInput(str(e.errors[0])) from None
         finally:
             os.close(ffd)
-        until = now(p) + timedelta(hours=capped)
-        write_atomic(f"{name}.yaml", to_yaml(want.replace(keepalive_until=until)), dir_fd=fd,
-                     owner=_owner(p, user))
+        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user))
     finally:
         os.close(fd)
+
+
+def run_keepalive(args: argparse.Namespace) -> int:
+    """Postpone idle stops of one container (runtime limits still apply)."""
+    from datetime import timedelta
+
+    from ds01d.units import format_hours, parse_duration_s
+
+    p = paths(args)
+    user = caller(args, p)
+    name = _valid_name(args.name)
+    try:
+        hours = parse_duration_s(args.duration) / 3600
+    except ValueError as e:
+        raise InvalidInput(f"--for: {e}") from None
+    cap = load(p).policies.keepalive_max_duration_h
+    capped = min(hours, cap)
+    until = now(p) + timedelta(hours=capped)
+    rewrite(p, user, name, lambda want: want.replace(keepalive_until=until))
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
     print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")

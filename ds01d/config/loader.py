@@ -635,5 +635,6 @@ def _build(files: _Files, doc: Document, extra: Document | None, exempt_doc: Doc
         match_without_domain=doc.data.get("match_without_domain", True) is not False,
         dcgm=_dcgm(doc),
         rewrites=tuple(files.rewrites),
+        socket_admins=tuple((doc.data.get("docker_socket") or {}).get("admin_groups") or ()),
     )
 

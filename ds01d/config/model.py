@@ -141,6 +141,8 @@ class DesiredConfig:
     container_types: Mapping[str, Mapping[str, Value]]
     mig_layout: MigLayout | None
     warnings: tuple[Diagnostic, ...] = ()
+    socket_admins: tuple[str, ...] = ()
+    """Unix groups whose members pass through the Docker socket (``docker_socket``)."""
     lab_defaults: Layer = field(default_factory=lambda: Layer("policies"))
     """Lab-wide defaults set in the global ``policies`` (idle thresholds, the hold after a
     stop): between builtin and ``defaults``."""

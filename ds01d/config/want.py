@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
+    from ds01d.config.settings import ContainerSettings
     from ds01d.yamlsrc import Document
 
 WANT_SCHEMA = "want.schema.json"
@@ -34,6 +35,7 @@ class Want(Record):
         "mig",
         "name",
         "requested_at",
+        "settings",
         "shm",
         "user",
     )
@@ -47,11 +49,16 @@ class Want(Record):
     memory: int | None
     shm: int | None
     keepalive_until: datetime | None
+    settings: ContainerSettings | None
+    """How the container is run (a create through the Docker socket, or ``ds01 want
+    --command/--env/--port``); ``None``: ds01's plain container (``sleep infinity``,
+    ``~/workspace/NAME`` at /workspace)."""
 
     def __init__(self, user: str, name: str, image: str, requested_at: datetime, *,
                  gpus: int | None = None, mig: str | None = None, cpus: float | None = None,
                  memory: int | None = None, shm: int | None = None,
-                 keepalive_until: datetime | None = None) -> None:
+                 keepalive_until: datetime | None = None,
+                 settings: ContainerSettings | None = None) -> None:
         self._set(locals())
 
     @property
@@ -71,6 +78,10 @@ def spec_hash(want: Want) -> str:
     import hashlib
 
     text = f"{want.image}|{want.gpus}|{want.mig}|{want.cpus}|{want.memory}|{want.shm}"
+    if want.settings is not None:
+        import json
+
+        text += "|" + json.dumps(_settings_data(want.settings), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -84,6 +95,10 @@ def _yaml_value(value: object) -> str:
         if e and "." not in mantissa:
             text = f"{mantissa}.0e{exponent}"
         return text
+    if isinstance(value, dict):  # container settings: JSON, which YAML reads as a flow mapping
+        import json
+
+        return json.dumps(value, sort_keys=True)
     if isinstance(value, str):
         if any(c in value for c in '"\\') or not value.isprintable():
             raise ValueError(f"{value!r} cannot be written in a want file")
@@ -100,6 +115,7 @@ def to_yaml(want: Want) -> str:
         ("shm", None if want.shm is None else units.format_size(want.shm)),
         ("requested_at", iso(want.requested_at)),
         ("keepalive_until", None if want.keepalive_until is None else iso(want.keepalive_until)),
+        ("container", None if want.settings is None else _settings_data(want.settings)),
     ]
     lines = ["# ds01 want: written by `ds01 want container`; edit with ds01, not by hand"]
     lines += [f"{k}: {_yaml_value(v)}" for k, v in fields if v is not None]
@@ -138,7 +154,8 @@ def from_data(data: Any, *, user: str, file: str, doc: Document | None = None) -
     return Want(user=user, name=data["name"], image=data["image"], requested_at=requested_at,
                 gpus=int(gpus) or None if gpus is not None else None, mig=data.get("mig"),
                 cpus=None if cpus is None else float(cpus), memory=sizes["memory"],
-                shm=sizes["shm"], keepalive_until=keepalive_until)
+                shm=sizes["shm"], keepalive_until=keepalive_until,
+                settings=None if data.get("container") is None else _settings(data["container"]))
 
 
 def from_yaml(text: str, *, user: str, file: str) -> Want:
@@ -150,6 +167,18 @@ def from_yaml(text: str, *, user: str, file: str) -> Want:
 
     doc = parse(text, file, bounds=USER)
     return from_data(doc.data, user=user, file=file, doc=doc)
+
+
+def _settings_data(s: ContainerSettings) -> dict[str, Any]:
+    from ds01d.config.settings import to_data
+
+    return to_data(s)
+
+
+def _settings(data: dict[str, Any]) -> ContainerSettings:
+    from ds01d.config.settings import from_data as settings_from_data
+
+    return settings_from_data(data)
 
 
 def _over(what: str, asked: str, limit: str, key: str) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ds01d.config.settings import ContainerSettings
+
 
 class _OnSlice:
     """Actions on a slice: keyed ``slice/<name>``."""
@@ -71,11 +73,15 @@ class ContainerSpec:
     workspace: str
     """Host folder bind-mounted at ``/workspace``: ``<home>/workspace/<name>``."""
     home: str = ""
-    """The owner's home: the workspace is made and checked from there as the owner."""
+    """The owner's home: the workspace is made and checked from there as the owner; every
+    bind source of ``settings`` lies under it."""
     tmp_size: int | None = None
     """Bytes of a tmpfs at ``/tmp`` (``storage_tmp``; ``None``: none)."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
+    settings: ContainerSettings | None = None
+    """What its owner asked for beyond image and resources (command, environment, mounts,
+    ports...); ``None``: a plain ds01 container (``command``, the workspace at /workspace)."""
 
 
 @dataclass(frozen=True)

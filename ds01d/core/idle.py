@@ -101,5 +101,24 @@ def track_idle(previous: Mapping[str, datetime], observed: Observed,
     pass's :func:`busy_signals`, when already known)."""
     if busy is None:
         busy = busy_signals(observed, effective)
-    return {c.id: previous.get(c.id, now) for c in observed.containers
-            if c.state == "running" and c.id not in busy}
+    out: dict[str, datetime] = {}
+    for c in observed.containers:
+        if c.state == "restarting" and c.id in previous:
+            out[c.id] = previous[c.id]  # Docker restarting it: as idle as it was
+        elif c.state == "running" and c.id not in busy:
+            out[c.id] = previous.get(c.id, now)
+    return out
+
+
+def track_started(previous: Mapping[str, datetime], observed: Observed
+                  ) -> dict[str, datetime]:
+    """Container id -> when ds01d counts it started: kept from the last pass while it is
+    active (Docker restarting it moves its ``StartedAt``, not this); Docker's ``StartedAt``
+    for one seen active without a record (ds01d restarted, its memory lost)."""
+    out: dict[str, datetime] = {}
+    for c in observed.containers:
+        if not c.active:
+            continue
+        known = previous.get(c.id)
+        out[c.id] = known if known is not None else (c.started_at or c.created_at)
+    return out

@@ -48,7 +48,11 @@ def asked_again(want: Want, c: Container) -> bool:
 
 def container_type(c: Container) -> str:
     """How a container ds01 did not create was made, from its labels."""
+    from ds01d.core.model import LABEL_TYPE
+
     labels = c.labels
+    if labels.get(LABEL_TYPE) in ("devcontainer", "compose", "docker", "api"):
+        return labels[LABEL_TYPE]
     if any(k.startswith("devcontainer.") for k in labels):
         return "devcontainer"
     if "com.docker.compose.project" in labels:
@@ -105,7 +109,7 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
     """Runtime first (it cannot be kept alive), then idle."""
     user, name = _label(c)
     now = observed.now
-    started = c.started_at or c.created_at
+    started = observed.started.get(c.id) or c.started_at or c.created_at
     if timers.max_runtime_h is not None:
         limit = timedelta(hours=timers.max_runtime_h)
         out.stops_at[c.id] = started + limit
@@ -172,6 +176,9 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
         if now >= c.created_at + limit:
             out.actions.append(RemoveContainer(c.id, user, name, "stuck_created"))
             out.stopping.add(c.id)
+            if want is not None and user is not None and want.settings is not None \
+                    and want.settings.start == "client":
+                out.actions.append(RemoveWant(user, want.name))  # its client is gone
         return
     if eff is None or c.finished_at is None or eff.limits.container_hold_after_stop_h is None:
         return

@@ -16,6 +16,15 @@ LABEL_GROUP = "ds01.group"
 LABEL_DEVICES = "ds01.devices"
 LABEL_GPUEQ = "ds01.gpu_equivalents"
 LABEL_REQUESTED = "ds01.requested_at"
+LABEL_TYPE = "ds01.type"
+"""How a container was made (devcontainer, compose, docker, api): set by the Docker socket."""
+LABEL_SPEC = "ds01.spec"
+LABEL_WORKSPACE = "ds01.workspace"
+"""The real path bind-mounted at ``/workspace`` (checked again before every start)."""
+RESERVED_LABELS = (LABEL_MANAGED, LABEL_USER, LABEL_NAME, LABEL_GROUP, LABEL_DEVICES,
+                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC, LABEL_WORKSPACE)
+"""Every label ds01 reads: a container made through the socket has each one set by ds01
+(an image's own ``ds01.*`` labels would otherwise be inherited)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,9 @@ class Container:
     want_name: str | None = field(init=False, compare=False, repr=False)
     active: bool = field(init=False, compare=False, repr=False)
     """Holding its devices: running, or on its way there."""
+    made_for_user: bool = field(init=False, compare=False, repr=False)
+    """Made for its owner without a want (through the Docker socket): it counts for them
+    (slice, container cap, lifecycle by type) but is never retired as a dropped want."""
 
     def __post_init__(self) -> None:
         # read once per container per pass: plain attributes, not properties
@@ -124,6 +136,7 @@ class Container:
         set_(self, "owner", labels.get(LABEL_USER))
         set_(self, "want_name", labels.get(LABEL_NAME))
         set_(self, "active", self.state in _ACTIVE)
+        set_(self, "made_for_user", not self.managed and bool(self.owner))
 
 
 _ACTIVE = frozenset(("created", "running", "restarting", "paused"))
@@ -141,6 +154,9 @@ class Observed:
     owners: Mapping[int, ProcOwner]
     idle_since: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when it was first seen idle (absent: active at the last sample)."""
+    started: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when ds01d started it (its runtime counts from then: Docker's own
+    restarts of it, which move ``StartedAt``, do not start the count again)."""
     reported: frozenset[str] = frozenset()
     """Keys of warnings and flags already given while their condition lasts."""
     previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)

@@ -78,5 +78,29 @@ def user_slice(group: str, user: str, part: str | None = None) -> str:
 
 
 def docker_name(user: str, name: str) -> str:
-    """The Docker name of a user's container: ``ds01-<user>-<name>``."""
-    return f"ds01-{unit_part(user).lower()}-{name}"
+    """The Docker name of a user's container: ``ds01-<user>-<name>``, unique per user: a name
+    that is not plain lower-case letters, digits and ``_`` (a domain, capitals, dots) carries a
+    short hash of itself, so ``bob``, ``Bob`` and ``bob@lab`` never share a name."""
+    local = user.split("@", 1)[0]
+    if user == local and local == local.lower() and unit_part(user) == local:
+        return f"ds01-{local}-{name}"
+    digest = hashlib.sha256(user.encode()).hexdigest()[:6]
+    return f"ds01-{_UNSAFE.sub('_', local)[:MAX_PART]}_{digest}-{name}"
+
+
+def docker_volume(user: str, name: str) -> str:
+    """The Docker name of a user's named volume: ``ds01-<user>-<name>`` (two users may both
+    have ``data``)."""
+    return docker_name(user, name)
+
+
+def user_prefix(user: str) -> str:
+    """What ds01 puts before the names a user gives (containers and volumes)."""
+    return docker_name(user, "")
+
+
+def shown_name(docker: str, user: str) -> str:
+    """The name the user gave: ``ds01-alice-train`` -> ``train`` (others unchanged)."""
+    prefix = user_prefix(user)
+    return docker[len(prefix):] if docker.startswith(prefix) and len(docker) > len(prefix) \
+        else docker

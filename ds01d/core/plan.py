@@ -107,7 +107,7 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
         if c.state == "running":
             check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
                           config=desired.config, busy=busy, out=out)
-        elif c.managed:
+        elif c.managed or c.made_for_user:
             check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
     return out
 

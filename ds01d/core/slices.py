@@ -27,10 +27,11 @@ def slice_properties(eff: Effective) -> dict[str, int | None]:
 
 
 def slice_users(desired: Desired, observed: Observed, gone: frozenset[str]) -> set[str]:
-    """Users who need a slice: a want, or a ds01 container this pass does not remove."""
+    """Users who need a slice: a want, or a container of theirs (ds01's, or made through
+    the Docker socket: systemd made its slice when Docker started it) this pass does not
+    remove."""
     users = {w.user for w in desired.wants}
-    users |= {c.owner for c in observed.containers
-              if c.managed and c.owner and c.id not in gone}
+    users |= {c.owner for c in observed.containers if c.owner and c.id not in gone}
     return users
 
 

@@ -33,6 +33,18 @@ from ds01d.units import iso
 Key = tuple[str, str]
 
 
+def settings_problems(want: Want, desired: Desired) -> list[str]:
+    """The container settings a want carries, against the one rule set (config/settings)."""
+    if want.settings is None:
+        return []
+    from ds01d.config.settings import problems
+
+    acct = desired.accounts.get(want.user)
+    if acct is None:
+        return [f"{want.user} is not a user on this host"]
+    return problems(want.settings, home=acct.home)
+
+
 @dataclass
 class _Pass:
     """Bookkeeping while one pass serves the queue."""
@@ -130,7 +142,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 _retire(extra, "dropped" if key not in wants else "duplicate", grace, actions)
             releasing.add(extra.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
-    state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing)
+    state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
+                        others=tuple(c for c in observed.containers if c.made_for_user))
     state.gpus_unread = "nvml" in observed.adapter_errors
     waiting: list[Want] = []
     offer = Offer.of(devices)
@@ -183,12 +196,16 @@ def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | Non
 
 
 def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
-                groups: Mapping[Key, list[Container]], releasing: set[str]) -> _Pass:
+                groups: Mapping[Key, list[Container]], releasing: set[str],
+                others: tuple[Container, ...] = ()) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
     count: dict[str, int] = {}
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
+    for c in others:  # made through the Docker socket: they count too
+        if c.owner and c.id not in releasing:
+            count[c.owner] = count.get(c.owner, 0) + 1
     free = [d for d in devices if d.uuid not in hold.by_device]
     return _Pass(now, free, usage, count)
 
@@ -202,6 +219,13 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
         state.statuses[key] = _stopped(want, c, stop.reason, observed.now, eff)
+        return True
+    if c is not None and c.state == "created" and _client_starts(want):
+        # made for a Docker client that starts it itself (docker run, devcontainer up); it
+        # holds its devices meanwhile and is removed after created_container_timeout_m
+        state.statuses[key] = WantStatus(want.user, want.name, "Pending",
+                                         "created: waiting for your Docker client to start it",
+                                         c.devices, want.gpu_equivalents, None, c.created_at)
         return True
     if c is not None and c.state == "created":
         # created but never started: a creation cut short (ds01d killed between Docker's
@@ -223,7 +247,7 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", ARCHIVED_REASON, (),
                                          want.gpu_equivalents, None, want.requested_at)
         return True
-    problems = limit_problems(want, eff.limits, offer.profiles)
+    problems = limit_problems(want, eff.limits, offer.profiles) + settings_problems(want, desired)
     if "nvml" not in observed.adapter_errors:  # GPUs unseen: they are not missing, just unread
         problems += host_problems(want, offer)
     cap = eff.aggregate.gpu_limit
@@ -235,6 +259,10 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
                                          (), want.gpu_equivalents, None, want.requested_at)
         return True
     return False
+
+
+def _client_starts(want: Want) -> bool:
+    return want.settings is not None and want.settings.start == "client"
 
 
 ARCHIVED_REASON = ("your access has ended (groups/archived.members): ask the lab's admins "
@@ -299,7 +327,7 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
 
 
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get("ds01.spec") != spec_hash(want):
+    if c.labels.get(m.LABEL_SPEC) != spec_hash(want):
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -331,7 +359,9 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
               m.LABEL_REQUESTED: iso(want.requested_at),
-              "ds01.spec": spec_hash(want)}
+              m.LABEL_SPEC: spec_hash(want)}
+    if want.settings is not None:
+        labels[m.LABEL_TYPE] = want.settings.kind
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,
@@ -341,4 +371,4 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
         workspace=f"{acct.home}/workspace/{want.name}", home=acct.home,
-        tmp_size=eff.limits.storage_tmp)
+        tmp_size=eff.limits.storage_tmp, settings=want.settings)

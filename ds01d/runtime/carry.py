@@ -47,6 +47,8 @@ class Carry:
     """Report key of a GPU-use flag -> its user (for the event when it ends)."""
     asks: Mapping[Key, Ask] = field(default_factory=dict)
     """(user, name) -> the want version ds01d saw, and when."""
+    started: Mapping[str, datetime] = field(default_factory=dict)
+    """Container id -> when ds01d started it (its runtime limit counts from then)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION,
@@ -54,7 +56,8 @@ class Carry:
                 "reported": sorted(self.reported),
                 "reasons": [[u, n, r] for (u, n), r in sorted(self.reasons.items())],
                 "flagged": dict(sorted(self.flagged.items())),
-                "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())]}
+                "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
+                "started": {k: iso(v) for k, v in sorted(self.started.items())}}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
@@ -66,21 +69,26 @@ class Carry:
                 asks[(str(row[0]), str(row[1]))] = ask
         reasons = {(str(u), str(n)): str(r) for u, n, r in _rows(body.get("reasons"), 3)}
         flagged = body.get("flagged")
-        out = cls(reasons=reasons, asks=asks,
+        out = cls(reasons=reasons, asks=asks, started=_times(body.get("started")),
                   flagged={str(k): None if v is None else str(v)
                            for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
         if not fresh:
             return out
-        idle = {}
-        raw_idle = body.get("idle_since")
-        for k, v in (raw_idle.items() if isinstance(raw_idle, dict) else ()):
-            try:
-                idle[str(k)] = parse_when(str(v))
-            except ValueError:
-                continue
         reported = body.get("reported")
-        return cls(idle, frozenset(str(r) for r in reported) if isinstance(reported, list)
-                   else frozenset(), out.reasons, out.flagged, out.asks)
+        return cls(_times(body.get("idle_since")),
+                   frozenset(str(r) for r in reported) if isinstance(reported, list)
+                   else frozenset(), out.reasons, out.flagged, out.asks, out.started)
+
+
+def _times(raw: object) -> dict[str, datetime]:
+    """``{key: ISO time}`` as saved; damaged entries left out."""
+    out = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            out[str(k)] = parse_when(str(v))
+        except ValueError:
+            continue
+    return out
 
 
 def _rows(raw: object, width: int) -> list[list[Any]]:

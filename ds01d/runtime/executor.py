@@ -82,6 +82,8 @@ class Executor:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    started: dict[str, datetime] = field(default_factory=dict)
+    """Containers this executor started this pass (their runtime counts from now)."""
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
     totals: Totals = field(default_factory=Totals)
     flagged: dict[str, str | None] = field(default_factory=dict)
@@ -144,6 +146,7 @@ class Executor:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
         self.reasons.pop((s.user, s.want_name), None)
+        self.started[cid] = now
         asked = s.labels.get("ds01.requested_at")
         waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
@@ -156,6 +159,7 @@ class Executor:
     def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
         self.adapters.docker.start(x.container_id)
         self.reasons.pop((x.user, x.name), None)  # a new run: how the last one ended is past
+        self.started[x.container_id] = now
         self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12])
         if x.devices:
             self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices),

@@ -76,6 +76,8 @@ class WantsRead:
     held_users: Mapping[str, str] = field(default_factory=dict)
     """User -> why their folder could not be read: all their containers stay as they are."""
     foreign: tuple[Foreign, ...] = ()
+    folders: tuple[str, ...] = ()
+    """The users whose want folder was read (theirs, a folder): the ones to watch."""
 
 
 @dataclass
@@ -86,6 +88,7 @@ class _Acc:
     held_users: dict[str, str] = field(default_factory=dict)
     foreign: dict[int, tuple[str | None, list[str], int]] = field(default_factory=dict)
     moves_left: int = MOVES_PER_PASS
+    folders: list[str] = field(default_factory=list)
 
     def fail(self, key: Key, why: str) -> None:
         self.failed[key] = why
@@ -137,7 +140,7 @@ class WantSource:
         foreign = tuple(Foreign(uid, owner, tuple(names[:5]), moved)
                         for uid, (owner, names, moved) in sorted(acc.foreign.items()))
         return WantsRead(tuple(acc.wants), acc.failed, frozenset(acc.held), acc.held_users,
-                         foreign)
+                         foreign, tuple(acc.folders))
 
     @staticmethod
     def _entries(spool: int) -> list[str]:
@@ -193,6 +196,7 @@ class WantSource:
             here = os.fstat(fd)
             if (here.st_dev, here.st_ino) != (st.st_dev, st.st_ino):
                 raise _Refused(f"wants/{user} changed while it was read; read again next pass")
+            acc.folders.append(user)
             self._wants(fd, user, uid, _stamp(here), acc)
         finally:
             os.close(fd)
@@ -290,10 +294,11 @@ class WantSource:
             owners[st.st_uid] = self.user_name(st.st_uid)
         owner, names, moved = acc.foreign.get(st.st_uid, (owners.get(st.st_uid), [], 0))
         names.append(printable(name, 64))
-        if acc.moves_left > 0 and self.foreign_dir is not None and self._move(spool, name, st):
-            acc.moves_left -= 1
-            moved += 1
-            self._make_theirs(spool, name)
+        if acc.moves_left > 0 and self.foreign_dir is not None:
+            held = self._swap_in_theirs(spool, name)  # the name is the user's at once
+            if self._move(spool, held or name, st):
+                acc.moves_left -= 1
+                moved += 1
         acc.foreign[st.st_uid] = (owner, names, moved)
 
     def _move(self, spool: int, name: str, st: os.stat_result) -> bool:
@@ -310,20 +315,44 @@ class WantSource:
             return False
         return True
 
-    def _make_theirs(self, spool: int, name: str) -> None:
-        """The want folder of the user ``name`` names, made by root and given to them."""
+    def _swap_in_theirs(self, spool: int, name: str) -> str | None:
+        """Put a folder made for the user ``name`` names where the squatter's entry is, in one
+        atomic exchange (so the squatter cannot take the name back in between); the name the
+        squatter's entry now has, or ``None`` (no such user, or no exchange here)."""
         uid = self.uid_of(name) if self.uid_of is not None and is_user_name(name) else None
         if uid is None or uid == 0:
-            return
+            return None
+        spare = f".ds01-{os.urandom(6).hex()}"
         try:
-            os.mkdir(name, 0o700, dir_fd=spool)
-            fd = os.open(name, _DIR, dir_fd=spool)
+            os.mkdir(spare, 0o700, dir_fd=spool)
         except OSError:
-            return  # made meanwhile: by its user, or by the same squatter (moved next pass)
+            return None
         try:
-            os.fchown(fd, uid, -1)
-        finally:
-            os.close(fd)
+            fd = os.open(spare, _DIR, dir_fd=spool)
+            try:
+                os.fchown(fd, uid, -1)
+            finally:
+                os.close(fd)
+            if exchange(spool, spare, name):
+                return spare
+        except OSError:
+            pass
+        os.rmdir(spare, dir_fd=spool)
+        return None
+
+
+def exchange(dir_fd: int, a: str, b: str) -> bool:
+    """Swap two names in one folder atomically (``renameat2(RENAME_EXCHANGE)``); ``False``
+    where the kernel or file system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rename_exchange = 2
+    return int(call(dir_fd, a.encode(), dir_fd, b.encode(), rename_exchange)) == 0
 
 
 SPOOL_MODE = 0o1733

@@ -200,10 +200,12 @@ def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> It
     lab = Lab(root, users)
     lab.machine()
     _install_unit(root, lab.nvml)
+    run(TB, "exec", "systemctl", "reset-failed", "ds01d", check=False)  # no start limit
     tb("systemctl", "start", "ds01d")  # Type=notify: returns once ds01d is READY
     try:
         yield lab
     finally:
+        print(tb("journalctl", "-u", "ds01d", "--no-pager", "-n", "40"))  # shown on failure
         tb("systemctl", "stop", "ds01d")
         ids = docker("ps", "-aq").split()
         if ids:

@@ -141,6 +141,14 @@ class Host:
         self.machine.now += seconds
 
 
+def unique_name(test: str) -> str:
+    """A folder name for one test (parametrized ones differ only at the end of their names)."""
+    import hashlib
+
+    digest = hashlib.sha1(test.encode()).hexdigest()[:8]
+    return "".join(c if c.isalnum() else "_" for c in test[:40]) + "-" + digest
+
+
 def make_host(base: Path, ids: dict[str, tuple[int, int]], name: str) -> Host:
     root = base / name
     shutil.rmtree(root, ignore_errors=True)
@@ -156,7 +164,7 @@ def make_host(base: Path, ids: dict[str, tuple[int, int]], name: str) -> Host:
 
 @pytest.fixture
 def host(base: Path, users: dict[str, tuple[int, int]], request: pytest.FixtureRequest) -> Host:
-    return make_host(base, users, request.node.name[:60].replace("[", "_").replace("]", ""))
+    return make_host(base, users, unique_name(request.node.name))
 
 
 def as_user(uid: int, gid: int, fn: Callable[[], int]) -> int:

@@ -50,12 +50,15 @@ def test_rules_and_dashboard_use_only_served_metrics() -> None:
         p["title"] for p in dash["panels"]}
 
 
-@pytest.mark.parametrize("unit", ["ds01d.service", "ds01.slice", "ds01-report.service",
-                                  "ds01-report.timer"])
+UNITS = ["ds01d.service", "ds01.slice", "ds01-report.service", "ds01-report.timer",
+         "ds01-docker.socket", "ds01-docker.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
 def test_systemd_analyze_verify(tmp_path: Path, unit: str) -> None:
     """Each unit as installed, with its binaries pointed at this checkout's venv."""
     bindir = Path(sys.executable).parent
-    for name in ("ds01d.service", "ds01.slice", "ds01-report.service", "ds01-report.timer"):
+    for name in UNITS:
         text = (REPO / "units" / name).read_text().replace("/usr/local/bin/", f"{bindir}/")
         (tmp_path / name).write_text(text)
     done = subprocess.run([tool("systemd-analyze"), "verify", str(tmp_path / unit)],

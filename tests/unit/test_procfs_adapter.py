@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ds01d.adapters.procfs import ProcfsAdapter, container_of_cgroup
 from ds01d.core.model import ProcOwner
 from tests.conftest import REPO
@@ -37,3 +39,20 @@ def test_a_gone_process_has_no_owner() -> None:
 def test_not_a_container_id() -> None:
     assert container_of_cgroup("0::/system.slice/docker.service\n") is None
     assert container_of_cgroup("0::/docker/abc\n") is None
+
+
+def test_the_owner_of_a_local_connection_is_found() -> None:
+    """/proc/net/tcp names the uid of each socket: the metrics server asks it who connects."""
+    import socket
+
+    from ds01d.adapters.procfs import tcp_peer_uid
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _ = server.accept()
+            with conn:
+                assert tcp_peer_uid(client.getsockname()[1], port) == os.getuid()
+                assert tcp_peer_uid(client.getsockname()[1], port + 1) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,3 +58,21 @@ def test_name_checks_match_their_patterns(name: str) -> None:
 
     assert names.is_user_name(name) == bool(re.match(names.USER_PATTERN, name))
     assert names.is_want_name(name) == bool(re.match(names.WANT_PATTERN, name))
+
+
+def test_top_help_is_argparses_to_the_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ds01 --help`` without argparse prints what argparse prints, at every width it
+    answers for (and leaves the others to argparse)."""
+    from ds01d import cli
+    from ds01d.cli.quick import top_help
+
+    answered = 0
+    for width in range(40, 101):
+        monkeypatch.setattr(cli, "_width", lambda width=width: width)
+        ours = top_help(cli.DESCRIPTION, cli.EPILOG,
+                        [(n, c[0]) for n, c in cli.COMMANDS.items()], width)
+        if ours is None:
+            continue
+        answered += 1
+        assert ours == cli.build_parser().format_help(), width
+    assert answered >= 20  # 80 columns and more, at least

@@ -146,3 +146,21 @@ def test_merge_keys_are_expanded_and_counted_here(monkeypatch: pytest.MonkeyPatc
         lines.append(f"b{i}: &b{i} {{<<: [*b{i - 1}, *a{i - 1}], y{i}: 1}}")
     with pytest.raises(ConfigError, match="more than 200000 values"):
         parse("\n".join(lines) + "\n", "f")
+
+
+def test_an_old_libyaml_is_not_trusted_with_deep_nesting(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """libyaml before 0.2.5 recursed without limit (a SIGSEGV on deep nesting); there the
+    pure-Python parser is used, whose recursion ends in an error ds01 reports."""
+    import yaml
+    from yaml import _yaml
+
+    from ds01d import yamlsrc
+
+    assert yamlsrc._loader() is yaml.CSafeLoader
+    monkeypatch.setattr(_yaml, "get_version", lambda: (0, 2, 2))
+    assert yamlsrc._loader() is yaml.SafeLoader
+    assert parse("a: [1, {b: 2}]\n", "f").data == {"a": [1, {"b": 2}]}
+    deep = "x:\n" + "".join("  " * (i + 1) + f"- k{i}:\n" for i in range(40))
+    with pytest.raises(ConfigError, match="nested more than"):
+        parse(deep, "f")
