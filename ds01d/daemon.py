@@ -128,7 +128,8 @@ class Daemon:
         self.config = ConfigSource(self.paths.etc)
         self.want_files = WantSource(
             self.paths.wants, user_name=None if self.simulate else nss_user_name,
-            uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign")
+            uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign",
+            saved=self.paths.state / "want-cache.pickle" if self.read_memory else None)
         self.limits_cache = EffectiveCache()
         self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
         self.events = EventLog(self.paths.events, user_copy=self.files.append_event)
@@ -142,6 +143,7 @@ class Daemon:
         if self.read_memory:
             self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
                                     else 3 * self.interval)
+            self.saver.adopt(self.carry)  # what is on disk: not written again unless it changes
 
     def real_adapters(self) -> Adapters:
         """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
@@ -370,6 +372,7 @@ class Daemon:
                 self.executor.write_statuses(result.plan.statuses, keep=keep)
                 self._write_job_map(result)
             self._save_carry()
+            self.want_files.save()
             return result
 
     def _write_job_map(self, result: PassResult) -> None:

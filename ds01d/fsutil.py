@@ -14,7 +14,14 @@ import os
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
                  durable: bool = True, dir_fd: int | None = None,
                  owner: tuple[int, int] | None = None) -> None:
-    """Replace ``path`` with ``text`` atomically: a new temp file in the same folder, then a
+    write_bytes_atomic(path, text.encode("utf-8"), mode=mode, durable=durable, dir_fd=dir_fd,
+                       owner=owner)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
+                       durable: bool = True, dir_fd: int | None = None,
+                       owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically: a new temp file in the same folder, then a
     rename. A reader sees the old file or the new one, never a half-written one.
 
     ``durable``: fsync the file and its folder (for what cannot be rebuilt); files ds01d
@@ -30,11 +37,11 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644,
                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                  dir_fd=dir_fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") as f:
             if owner is not None:
                 os.fchown(f.fileno(), *owner)
             os.fchmod(f.fileno(), mode)
-            f.write(text)
+            f.write(data)
             f.flush()
             if durable:
                 os.fsync(f.fileno())

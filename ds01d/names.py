@@ -18,11 +18,20 @@ _WANT_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _WANT_REST = _WANT_FIRST | frozenset("_.-")
 
 
+_USERS_SEEN: dict[str, bool] = {}
+
+
 def is_user_name(name: str) -> bool:
     """Whether ``name`` matches :data:`USER_PATTERN` (checked without ``re``: the commands
-    users type call this, and importing ``re`` costs more than they may)."""
-    return (0 < len(name) <= 128 and name[0] in _USER_FIRST
-            and all(c in _USER_REST for c in name[1:]))
+    users type call this, and importing ``re`` costs more than they may; ds01d asks for every
+    user every pass, so answers are kept)."""
+    known = _USERS_SEEN.get(name)
+    if known is None:
+        known = (0 < len(name) <= 128 and name[0] in _USER_FIRST
+                 and all(c in _USER_REST for c in name[1:]))
+        if len(_USERS_SEEN) < 100_000:
+            _USERS_SEEN[name] = known
+    return known
 
 
 def is_want_name(name: str) -> bool:

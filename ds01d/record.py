@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class Record:
-    __slots__: tuple[str, ...] = ()
+    __slots__: tuple[str, ...] = ("_hash",)
 
     def _set(self, values: dict[str, Any]) -> None:
         """Set every field from ``values`` (the caller's ``locals()``)."""
@@ -35,7 +35,13 @@ class Record:
         return type(other) is type(self) and self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._values()))
+        """Computed once (the value cannot change): records key caches pass after pass."""
+        try:
+            return int(object.__getattribute__(self, "_hash"))
+        except AttributeError:
+            h = hash((type(self).__name__, self._values()))
+            object.__setattr__(self, "_hash", h)
+            return h
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)

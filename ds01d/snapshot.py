@@ -139,9 +139,12 @@ def write(root: str, body: dict[str, Any]) -> bool:
     lines += [f"L {name}" for name in body["named"]]
     lines += [f"B {i} " + json.dumps(b, separators=(",", ":"), sort_keys=True)
               for i, b in enumerate(body["bodies"])]
+    text = "\n".join(lines) + "\n"
+    if _read(path) == text.encode():
+        return True  # already right: a restart rewrites nothing
     try:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        write_atomic(path, "\n".join(lines) + "\n", durable=False)
+        write_atomic(path, text, durable=False)
     except OSError:
         return False
     return True

@@ -60,7 +60,11 @@ def _apply(args: argparse.Namespace, host: SimHost) -> str:
         return ""
     if cmd == "host-process":
         return _host_process(args, host)
-    return host.to_json() if args.json else _show(host)
+    if args.json:
+        import json
+
+        return json.dumps(json.loads(host.to_json()), indent=1, sort_keys=True)
+    return _show(host)
 
 
 def _host_process(args: argparse.Namespace, host: SimHost) -> str:

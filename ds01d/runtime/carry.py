@@ -122,15 +122,28 @@ class Saver:
     last: Carry | None = None
     at: float = 0.0
 
+    def adopt(self, carry: Carry) -> None:
+        """``carry`` is what the file on disk holds (read at start), marked alive when it was
+        last written or touched."""
+        self.last = carry
+        try:
+            self.at = (self.folder / FILE).stat().st_mtime
+        except OSError:
+            self.at = 0.0
+
     def save(self, carry: Carry) -> bool:
         """Write the state when it changed; otherwise only mark it alive (its time) once a
         period, which writes no data. ``True`` when the file was written."""
         now = time.time()
         if carry == self.last:
-            if now - self.at >= self.refresh_s:
+            if now - self.at < self.refresh_s:
+                return False
+            try:
                 os.utime(self.folder / FILE)
                 self.at = now
-            return False
+                return False
+            except FileNotFoundError:
+                pass  # never written yet (or removed): write it
         self.folder.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"saved_at": now, **carry.to_json()}, indent=1, sort_keys=True)
         write_atomic(self.folder / FILE, body + "\n", mode=0o600, durable=True)

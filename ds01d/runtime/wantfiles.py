@@ -119,6 +119,27 @@ class WantSource:
     foreign_dir: Path | None = None
     cache: dict[Key, tuple[Stamp, Want | str]] = field(default_factory=dict)
     listings: dict[str, tuple[Stamp, tuple[list[str], list[str]]]] = field(default_factory=dict)
+    saved: Path | None = None
+    """Where the parsed wants are kept across restarts (root's file), so that a new ds01d
+    parses only the files that changed meanwhile; ``None``: not kept."""
+    saved_cache: dict[Key, tuple[Stamp, Want | str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.saved is not None:
+            self.cache = load_cache(self.saved)
+            self.saved_cache = dict(self.cache)
+
+    def save(self) -> None:
+        """Keep the parsed wants for the next ds01d, when they changed (errors are said)."""
+        if self.saved is None or self.cache == self.saved_cache:
+            return
+        try:
+            save_cache(self.saved, self.cache)
+            self.saved_cache = dict(self.cache)
+        except OSError as e:
+            import logging
+
+            logging.getLogger("ds01d").warning("want cache not saved: %s", e.strerror or e)
 
     def load(self) -> WantsRead:
         acc = _Acc()
@@ -188,6 +209,8 @@ class WantSource:
             return
         if not stat.S_ISDIR(st.st_mode):
             raise _Refused(f"wants/{user} is not a folder")
+        if self._unchanged(spool, user, st, uid, acc):
+            return
         try:
             fd = os.open(user, _DIR, dir_fd=spool)
         except OSError as e:
@@ -200,6 +223,30 @@ class WantSource:
             self._wants(fd, user, uid, _stamp(here), acc)
         finally:
             os.close(fd)
+
+    def _unchanged(self, spool: int, user: str, st: os.stat_result, uid: int, acc: _Acc
+                   ) -> bool:
+        """Nothing in the folder changed since it was last read through a descriptor: the
+        folder's stamp, and each want file's, as then (``lstat`` by name, no open). A name that
+        now leads elsewhere (the folder swapped for a link) gives another file's stamp, never
+        the one kept (the inode, link count and times are in it): then the folder is read
+        through a descriptor as always."""
+        known = self.listings.get(user)
+        if known is None or known[0] != _stamp(st):
+            return False
+        stats = {}
+        for name in known[1][0][:MAX_WANTS]:
+            cached = self.cache.get((user, name[:-5]))
+            try:
+                here = os.stat(f"{user}/{name}", dir_fd=spool, follow_symlinks=False)
+            except OSError:
+                return False
+            if cached is None or cached[0] != _stamp(here):
+                return False
+            stats[name] = here
+        acc.folders.append(user)
+        self._wants(-1, user, uid, known[0], acc, stats=stats)
+        return True
 
     def _listing(self, fd: int, user: str, stamp: Stamp) -> tuple[list[str], list[str]]:
         """(want names to read, file names ds01 cannot use), cached by the folder's stamp."""
@@ -219,7 +266,9 @@ class WantSource:
         self.listings[user] = (stamp, result)
         return result
 
-    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc) -> None:
+    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc, *,
+               stats: dict[str, os.stat_result] | None = None) -> None:
+        """Every want file of the folder ``fd`` (``stats``: their stamps, already taken)."""
         good, bad = self._listing(fd, user, stamp)
         if bad:
             shown = ", ".join(printable(b, 40) for b in bad[:3]) + (" ..." * (len(bad) > 3))
@@ -233,13 +282,15 @@ class WantSource:
                 acc.fail(key, f"more than {MAX_WANTS} want files: this one is not read "
                          "(ds01 drop container the ones you no longer need)")
                 continue
-            budget = self._one(fd, name, key, acc, uid=uid, budget=budget)
+            budget = self._one(fd, name, key, acc, uid=uid, budget=budget,
+                               st=None if stats is None else stats[name])
 
-    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int]
-             ) -> list[int]:
+    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int],
+             st: os.stat_result | None = None) -> list[int]:
         """Read one want file (if changed and within the budget: bytes, files); what is left."""
         try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if st is None:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return budget  # dropped meanwhile
         stamp = _stamp(st)
@@ -383,3 +434,62 @@ def _names(fd: int) -> Iterator[str]:
         for entry in it:
             yield entry.name
 
+
+
+CACHE_VERSION = 1
+
+
+def _cache_tag() -> str:
+    """What a saved cache must have been made by: this ds01, these schemas and this code
+    that judges want files (any change to them and every file is read again)."""
+    import hashlib
+
+    import ds01d
+    from ds01d import __version__
+
+    top = os.path.dirname(os.path.abspath(ds01d.__file__))
+    judges = [os.path.join(top, "schemas", n) for n in sorted(os.listdir(
+        os.path.join(top, "schemas")))]
+    judges += [os.path.join(top, *m.split("/")) for m in (
+        "config/want.py", "config/settings.py", "yamlsrc.py", "schema.py", "patterns.py",
+        "units.py", "names.py", "runtime/wantfiles.py")]
+    digest = hashlib.sha256()
+    for path in judges:
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        except OSError:
+            digest.update(path.encode())
+    return f"{CACHE_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
+
+
+def load_cache(path: Path) -> dict[Key, tuple[Stamp, Want | str]]:
+    """The parsed wants a previous ds01d kept (root's own file, made by this version of ds01
+    with these schemas; anything else is ignored and the files are parsed again)."""
+    import pickle
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return {}
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            tag, cache = pickle.load(f)
+    except Exception:  # a damaged cache only costs parsing the files again
+        return {}
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return cache if tag == _cache_tag() and isinstance(cache, dict) else {}
+
+
+def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]]) -> None:
+    import pickle
+
+    from ds01d.fsutil import write_bytes_atomic
+
+    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache), protocol=5), mode=0o600)
