@@ -59,7 +59,7 @@ test: lint unit e2e
 # the fuzz tests with 100,000 cases per entry point (make test runs 20,000)
 fuzz: $(STAMP) $(FAKENVML)
 	DS01_FUZZ_EXAMPLES=100000 DS01_FUZZ_PROCESSES=500 LD_LIBRARY_PATH=$(CURDIR)/build/fakenvml \
-	  $(BIN)/pytest -q tests/unit/test_fuzz.py
+	  $(BIN)/pytest -q --hypothesis-show-statistics tests/unit/test_fuzz.py
 
 demo: $(STAMP)
 	scripts/demo.sh

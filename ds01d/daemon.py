@@ -314,11 +314,12 @@ class Daemon:
         busy = busy_signals(observed, desired.effective)
         idle = track_idle(self.carry.idle_since, observed, desired.effective, now, busy=busy)
         started = track_started(self.carry.started, observed)
-        self.carry = replace(self.carry, idle_since=idle, started=started)
+        expected = carry.pending(self.carry.expected, {c.id for c in observed.containers}, now)
+        self.carry = replace(self.carry, idle_since=idle, started=started, expected=expected)
         reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
         reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
-        observed = replace(observed, idle_since=idle, started=started, reported=reported,
-                           previous_reasons=reasons, busy=busy)
+        observed = replace(observed, idle_since=idle, started=started, expected=expected,
+                           reported=reported, previous_reasons=reasons, busy=busy)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -393,8 +394,9 @@ class Daemon:
         if x is not None:
             self.carry = replace(self.carry, reported=frozenset(x.reported),
                                  reasons=dict(x.reasons), flagged=dict(x.flagged),
-                                 started={**self.carry.started, **x.started})
-            x.started = {}
+                                 started={**self.carry.started, **x.started},
+                                 expected={**self.carry.expected, **x.expected})
+            x.started, x.expected = {}, {}
         try:
             self.saver.save(self.carry)
         except OSError as e:

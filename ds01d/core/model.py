@@ -143,6 +143,15 @@ _ACTIVE = frozenset(("created", "running", "restarting", "paused"))
 
 
 @dataclass(frozen=True)
+class Expected:
+    """A container ds01d created: its id, devices, and when."""
+
+    container_id: str
+    devices: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything seen in one pass, plus the daemon's short memory (``idle_since``...)."""
 
@@ -154,6 +163,9 @@ class Observed:
     owners: Mapping[int, ProcOwner]
     idle_since: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when it was first seen idle (absent: active at the last sample)."""
+    expected: Mapping[tuple[str, str], Expected] = field(default_factory=dict)
+    """(user, name) -> a container ds01d created for that want and does not see yet (a
+    listing that lags): its devices stay held, and the want is not served twice."""
     started: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when ds01d started it (its runtime counts from then: Docker's own
     restarts of it, which move ``StartedAt``, do not start the count again)."""

@@ -149,6 +149,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     offer = Offer.of(devices)
     for key, want in sorted(wants.items()):
         c = _primary(groups, key)
+        if c is None and _expected(want, observed, state):
+            continue
         if not _settled(want, c, desired=desired, observed=observed, life=life, offer=offer,
                         state=state):
             waiting.append(want)
@@ -163,6 +165,23 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
                 want.requested_at)
     return actions + state.actions, list(state.statuses.values())
+
+
+def _expected(want: Want, observed: Observed, state: _Pass) -> bool:
+    """A container ds01d made for ``want`` that the listing does not show yet: it is never
+    made twice, and its devices are nobody else's meanwhile."""
+    made = observed.expected.get((want.user, want.name))
+    if made is None:
+        return False
+    taken = set(made.devices)
+    if any(d.uuid in taken for d in state.free):
+        state.free = [d for d in state.free if d.uuid not in taken]
+        state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
+    state.containers[want.user] = state.containers.get(want.user, 0) + 1
+    state.statuses[(want.user, want.name)] = WantStatus(
+        want.user, want.name, "Running", "starting", made.devices, want.gpu_equivalents, None,
+        made.at)
+    return True
 
 
 def _held_statuses(desired: Desired, groups: Mapping[Key, list[Container]],

@@ -27,11 +27,14 @@ from typing import Any
 
 from ds01d.core.asks import Ask
 from ds01d.core.asks import from_json as ask_from_json
+from ds01d.core.model import Expected
 from ds01d.fsutil import write_atomic
 from ds01d.units import iso, parse_when
 
 Key = tuple[str, str]
 FILE = "ds01d-state.json"
+EXPECT_S = 60.0
+"""How long a created container ds01d does not see listed still counts as made."""
 VERSION = 1
 
 
@@ -49,6 +52,9 @@ class Carry:
     """(user, name) -> the want version ds01d saw, and when."""
     started: Mapping[str, datetime] = field(default_factory=dict)
     """Container id -> when ds01d started it (its runtime limit counts from then)."""
+    expected: Mapping[Key, Expected] = field(default_factory=dict)
+    """(user, name) -> a container ds01d created and has not seen listed yet (kept at most
+    :data:`EXPECT_S`: never made twice meanwhile)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION,
@@ -57,7 +63,9 @@ class Carry:
                 "reasons": [[u, n, r] for (u, n), r in sorted(self.reasons.items())],
                 "flagged": dict(sorted(self.flagged.items())),
                 "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
-                "started": {k: iso(v) for k, v in sorted(self.started.items())}}
+                "started": {k: iso(v) for k, v in sorted(self.started.items())},
+                "expected": [[u, n, e.container_id, list(e.devices), iso(e.at)]
+                             for (u, n), e in sorted(self.expected.items())]}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
@@ -69,7 +77,15 @@ class Carry:
                 asks[(str(row[0]), str(row[1]))] = ask
         reasons = {(str(u), str(n)): str(r) for u, n, r in _rows(body.get("reasons"), 3)}
         flagged = body.get("flagged")
+        expected = {}
+        for u, n, cid, devices, at in _rows(body.get("expected"), 5):
+            try:
+                expected[(str(u), str(n))] = Expected(str(cid), tuple(map(str, devices)),
+                                                      parse_when(str(at)))
+            except (ValueError, TypeError):
+                continue
         out = cls(reasons=reasons, asks=asks, started=_times(body.get("started")),
+                  expected=expected,
                   flagged={str(k): None if v is None else str(v)
                            for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
         if not fresh:
@@ -77,7 +93,8 @@ class Carry:
         reported = body.get("reported")
         return cls(_times(body.get("idle_since")),
                    frozenset(str(r) for r in reported) if isinstance(reported, list)
-                   else frozenset(), out.reasons, out.flagged, out.asks, out.started)
+                   else frozenset(), out.reasons, out.flagged, out.asks, out.started,
+                   out.expected)
 
 
 def _times(raw: object) -> dict[str, datetime]:
@@ -150,3 +167,10 @@ class Saver:
         self.last, self.at = carry, now
         return True
 
+
+
+def pending(expected: Mapping[Key, Expected], seen: set[str], now: datetime
+            ) -> dict[Key, Expected]:
+    """The creations still to be seen: not listed yet, and recent."""
+    return {k: e for k, e in expected.items()
+            if e.container_id not in seen and (now - e.at).total_seconds() < EXPECT_S}

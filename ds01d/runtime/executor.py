@@ -16,7 +16,7 @@ from typing import Any
 
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
-from ds01d.core.model import Observed
+from ds01d.core.model import Expected, Observed
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
@@ -84,6 +84,8 @@ class Executor:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     started: dict[str, datetime] = field(default_factory=dict)
     """Containers this executor started this pass (their runtime counts from now)."""
+    expected: dict[tuple[str, str], Expected] = field(default_factory=dict)
+    """Containers this executor created this pass (not made twice while not yet listed)."""
     """(user, name) -> why ds01 stopped it: shown in its status while it stays stopped."""
     totals: Totals = field(default_factory=Totals)
     flagged: dict[str, str | None] = field(default_factory=dict)
@@ -147,6 +149,7 @@ class Executor:
         cid = self.adapters.docker.create_and_start(s)
         self.reasons.pop((s.user, s.want_name), None)
         self.started[cid] = now
+        self.expected[(s.user, s.want_name)] = Expected(cid, tuple(s.devices), now)
         asked = s.labels.get("ds01.requested_at")
         waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],

@@ -379,3 +379,28 @@ def test_an_archived_user_is_given_no_container(tmp_path: Path) -> None:
     assert status["phase"] == "Failed"
     assert status["reason"] == ("your access has ended (groups/archived.members): ask the "
                                 "lab's admins to restore it")
+
+
+def test_a_creation_not_listed_yet_is_never_made_twice(lab: Lab) -> None:
+    """Docker's listing may lag a create: the next pass must neither create the want again
+    nor give its device to someone else (controllers call these expectations)."""
+    from dataclasses import replace
+
+    from ds01d.core import actions as a
+    from ds01d.core.model import Expected
+
+    lab.want("carol", "big", gpus=1)
+    lab.want("dave", "other", gpus=1)
+    first = lab.plan()
+    (made,) = [x for x in first.actions if isinstance(x, a.CreateContainer)
+               and x.spec.user == "carol"]
+    observed = lab.observed()  # nothing created: as if the listing did not show it yet
+    expecting = replace(observed, expected={("carol", "big"): Expected(
+        "c" * 64, made.spec.devices, lab.now)})
+    again = plan(lab.desired(observed), expecting, lab.now)
+    creates = [x.spec for x in again.actions if isinstance(x, a.CreateContainer)]
+    assert [(s.user, s.devices) for s in creates if s.user == "carol"] == []
+    assert all(set(s.devices).isdisjoint(made.spec.devices) for s in creates)
+    status = next(s for s in again.statuses if s.user == "carol")
+    assert (status.phase, status.reason, status.devices) == ("Running", "starting",
+                                                            made.spec.devices)
