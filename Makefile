@@ -35,9 +35,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # the fake libnvidia-ml.so.1 the NVML adapter's tests run the real nvidia-ml-py against
-$(FAKENVML): tests/fakenvml/fakenvml.c $(STAMP)
+# (with the MIG profiles and placements of the GPU models it fakes beside it)
+$(FAKENVML): tests/fakenvml/fakenvml.c ds01d/adapters/gpu_models.json $(STAMP)
 	mkdir -p $(dir $@)
-	gcc -O2 -Wall -Wextra -Werror -shared -fPIC -Wl,-soname,libnvidia-ml.so.1 -o $@ $< -lcjson
+	gcc -O2 -Wall -Wextra -Werror -shared -fPIC -Wl,-soname,libnvidia-ml.so.1 -o $@ $< -lcjson -ldl
+	cp ds01d/adapters/gpu_models.json $(dir $@)gpu-models.json
 
 fakenvml: $(FAKENVML)
 

@@ -37,7 +37,7 @@ def build(root: Path, users: int) -> tuple[Paths, SimHost]:
     paths = Paths(root)
     init_sim_root(paths)
     (paths.etc / "resource-limits.yaml").write_text(CONFIG)
-    for name in ("user-overrides.yaml", "lifecycle-exemptions.yaml", "mig-layout.yaml"):
+    for name in ("user-overrides.yaml", "lifecycle-exemptions.yaml"):
         (paths.etc / name).unlink(missing_ok=True)
     for f in (paths.etc / "groups").glob("*.members"):
         f.unlink()
@@ -48,6 +48,10 @@ def build(root: Path, users: int) -> tuple[Paths, SimHost]:
     gpus = [sim_gpu(i) for i in range(half)] + \
         [sim_gpu(i, {"1g.5gb": 7}) for i in range(half, 2 * half)]
     host = SimHost(gpus=gpus)
+    (paths.etc / "mig-layout.yaml").write_text(  # the host's own: every GPU compared, none drifts
+        "version: 1\ngpus:\n  all: {mig-enabled: false}\n" + "".join(
+            f'  "{i}": {{mig-enabled: true, mig-devices: {{1g.5gb: 7}}}}\n'
+            for i in range(half, 2 * half)))
     mig = [i for g in gpus for i in g["instances"]]
     for n, u in enumerate(range(0, users, 4)):
         device = (f"mig: {mig[n]['profile']}\n" if n < len(mig)

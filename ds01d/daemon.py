@@ -319,7 +319,8 @@ class Daemon:
         reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
         reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
         observed = replace(observed, idle_since=idle, started=started, expected=expected,
-                           reported=reported, previous_reasons=reasons, busy=busy)
+                           reported=reported, previous_reasons=reasons, busy=busy,
+                           drain_since=self.carry.mig_drain_since)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -368,6 +369,7 @@ class Daemon:
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_gone(result.plan, result.observed)
             self.executor.forget_reports(result.plan.report_keys, now)
+            self.carry = replace(self.carry, mig_drain_since=dict(result.plan.drain_since))
             if not blocking(result.observed.adapter_errors):
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()
                 self.executor.write_statuses(result.plan.statuses, keep=keep)

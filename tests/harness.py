@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ds01d.adapters.base import Dcgm
 from ds01d.adapters.sim import SimHost, set_activity
@@ -21,7 +22,7 @@ from ds01d.paths import Paths
 from ds01d.runtime.desired import assemble
 from ds01d.runtime.events import EventLog
 from ds01d.runtime.executor import Executor
-from ds01d.runtime.observe import observe
+from ds01d.runtime.observe import Adapters, observe
 from ds01d.runtime.simroot import EXAMPLE, sim_adapters
 from ds01d.runtime.userfiles import UserFiles
 from ds01d.runtime.wantfiles import WantsRead
@@ -43,6 +44,8 @@ def summary(action: a.Action) -> str:
         return f"remove {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.RemoveWant):
         return f"remove-want {action.user}/{action.name}"
+    if isinstance(action, a.Warn) and action.event_type.startswith("mig."):
+        return f"warn {action.user}/{action.name} {action.event_type}"
     if isinstance(action, a.Warn):
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
@@ -53,6 +56,15 @@ def summary(action: a.Action) -> str:
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):
         return f"set {action.name} {sorted(action.properties)}"
+    if isinstance(action, a.SetMigMode):
+        return f"mig {action.gpu_index} mode {'on' if action.enabled else 'off'}"
+    if isinstance(action, a.DestroyMigInstance):
+        return f"mig {action.gpu_index} destroy {action.profile} gi {action.gpu_instance_id}"
+    if isinstance(action, a.CreateMigInstance):
+        return f"mig {action.gpu_index} create {action.profile} at {action.start}"
+    if isinstance(action, a.MigEvent):
+        return f"report gpu {action.gpu_index} {action.event_type}"
+    assert isinstance(action, a.StopSlice)
     return f"stop-slice {action.name}"
 
 
@@ -65,9 +77,18 @@ class Lab:
     host: SimHost = field(default_factory=SimHost)
     wants: dict[tuple[str, str], Want] = field(default_factory=dict)
     idle: dict[str, datetime] = field(default_factory=dict)
+    drains: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
     dcgm: Dcgm | None = None
     """A DCGM reader (e.g. the real adapter against tests/fakedcgm.py); ``None``: none."""
+    nvml: Any = None
+    """An NVML adapter to use instead of the simulated host's (the real one, over the fake
+    libnvidia-ml)."""
+
+    def adapters(self) -> Adapters:
+        """The simulated host's adapters (with :attr:`nvml` in place of its NVML, and :attr:`dcgm`)."""
+        sim = replace(sim_adapters(self.host)[0], dcgm=self.dcgm)
+        return sim if self.nvml is None else replace(sim, nvml=self.nvml)
 
     @property
     def now(self) -> datetime:
@@ -94,21 +115,21 @@ class Lab:
         set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu, net=net)
 
     def desired(self, observed: Observed | None = None) -> Desired:
-        observed = observed or observe(sim_adapters(self.host)[0], self.now)
+        observed = observed or observe(self.adapters(), self.now)
         owners = {c.owner for c in observed.containers if c.owner}  # as ds01d: socket-made too
         return assemble(self.config, WantsRead(tuple(self.wants.values())), users=owners,
                         nss=NoNss(), account=lambda u: Account(1000, 1000, f"/home/{u}"),
                         now=self.now)
 
     def observed(self) -> Observed:
-        observed = observe(replace(sim_adapters(self.host)[0], dcgm=self.dcgm), self.now)
+        observed = observe(self.adapters(), self.now)
         desired = self.desired(observed)
         busy = busy_signals(observed, desired.effective)
         self.idle = track_idle(self.idle, observed, desired.effective, self.now, busy=busy)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons, busy=busy)
+                       previous_reasons=reasons, busy=busy, drain_since=dict(self.drains))
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
@@ -125,20 +146,23 @@ class Lab:
             paths = Paths(self.root)
             files = UserFiles(paths.status, account=lambda u: Account(None, None, "/"),
                               owned=False)
-            self.executor = Executor(sim_adapters(self.host)[0], paths,
+            self.executor = Executor(self.adapters(), paths,
                                      EventLog(paths.events, user_copy=files.append_event),
                                      files=files)
         p = self.plan()
         self.executor.apply(list(p.actions), self.now)
         self.executor.forget_reports(p.report_keys)
+        self.drains = dict(p.drain_since)
         for x in p.actions:
             if isinstance(x, a.RemoveWant):
                 self.wants.pop((x.user, x.name), None)
         return p
 
     def restart(self) -> None:
-        """ds01d restarted with an empty memory: idle timers, reports, backoff all gone."""
+        """ds01d restarted with an empty memory: idle timers, reports, drains, backoff all
+        gone."""
         self.idle = {}
+        self.drains = {}
         self.executor = None
 
     def status(self, user: str, name: str) -> dict[str, object]:
@@ -153,3 +177,13 @@ def config_from(text: str) -> DesiredConfig:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "resource-limits.yaml").write_text(text)
         return load_config(Path(d))
+
+
+def with_layout(config: DesiredConfig, text: str) -> DesiredConfig:
+    """``config`` with the MIG layout of one mig-layout.yaml text (through the loader)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "resource-limits.yaml").write_text("version: 1\n")
+        (Path(d) / "mig-layout.yaml").write_text(text)
+        return replace(config, mig_layout=load_config(Path(d)).mig_layout)

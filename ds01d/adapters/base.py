@@ -61,10 +61,62 @@ class Docker(Protocol):
 
 class Nvml(Protocol):
     def gpus(self) -> list[Gpu]:
-        """GPUs with MIG mode, MIG instances and utilisation."""
+        """GPUs with MIG mode, MIG profiles, MIG instances and utilisation."""
 
     def processes(self) -> list[GpuProcess]:
         """Every compute process, per GPU or MIG instance."""
+
+    def set_mig_mode(self, gpu_uuid: str, enabled: bool) -> None:
+        """Turn MIG on or off; raises when the change is left pending (in use, or a reset
+        is needed)."""
+
+    def destroy_instance(self, gpu_uuid: str, gpu_instance_id: int) -> None:
+        """Destroy a GPU instance and its compute instance (gone already: nothing to do)."""
+
+    def create_instance(self, gpu_uuid: str, profile_id: int, start: int) -> str:
+        """Create a GPU instance at a placement, and one compute instance filling it;
+        returns the new MIG device's UUID."""
+
+
+def _pids(pids: list[tuple[int, str]]) -> str:
+    return ", ".join(f"{pid} ({name})" if name else str(pid) for pid, name in pids)
+
+
+def mig_mode_in_use(gpu: int, enabled: bool, pids: list[tuple[int, str]], *,
+                    instances: int = 0) -> TemporaryError:
+    """MIG mode left pending because something uses the GPU (retried: it may stop)."""
+    mode = "on" if enabled else "off"
+    if instances:
+        why = f"it still has {instances} MIG instances"
+    elif pids:
+        why = f"in use by processes {_pids(pids)}"
+    else:
+        why = ("in use by another client NVML cannot name: nvidia-persistenced, the nvidia_drm "
+               "module (modeset), a display server or a monitoring agent (dcgm, "
+               f"nv-hostengine); `fuser -v /dev/nvidia{gpu}` names them")
+    return TemporaryError(f"MIG mode {mode} on GPU {gpu} is pending: {why}")
+
+
+def mig_mode_needs_reset(gpu: int, enabled: bool) -> PermanentError:
+    """MIG mode set, taking effect only at the next GPU reset."""
+    mode = "on" if enabled else "off"
+    return PermanentError(f"MIG mode {mode} on GPU {gpu} takes effect at the next GPU reset: "
+                          f"run `nvidia-smi -r -i {gpu}` while nothing uses it (or reboot)")
+
+
+def mig_instance_in_use(gpu: int, uuid: str, pids: list[tuple[int, str]]) -> TemporaryError:
+    return TemporaryError(f"MIG instance {uuid} on GPU {gpu} is in use by processes "
+                          f"{_pids(pids)}")
+
+
+def mig_profile_unsupported(gpu: int, model: str, profile: str) -> PermanentError:
+    return PermanentError(f"GPU {gpu} ({model}) does not support MIG profile {profile}")
+
+
+def mig_out_of_placement(gpu: int, profile: str, start: int) -> TemporaryError:
+    """The placement is taken (by an instance ds01 did not expect): the next pass re-plans."""
+    return TemporaryError(f"GPU {gpu}: no room for {profile} at memory slice {start} (another "
+                          "instance takes it, or the GPU holds no more of this profile)")
 
 
 class Dcgm(Protocol):

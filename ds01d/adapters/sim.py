@@ -3,7 +3,9 @@
 They behave like the real things where ds01 depends on it: a slice exists once started and
 cannot be started twice; a container gets an id, a state and timestamps; a container asking
 for a device the host lacks is created but fails at start, as Docker does; MIG instances have
-UUIDs and profiles; a stopped container's processes are gone. The state lives in memory for
+UUIDs and profiles; a stopped container's processes are gone. MIG instances are created and
+destroyed with the profiles and placements of the real GPU model (``gpu_models.json``, the
+figures NVML reports) and the errors a real driver gives. The state lives in memory for
 tests and in ``var/lib/ds01/sim/host.json`` for ``ds01d --simulate`` and ``ds01 sim``, so
 other processes see it (:func:`locked` serialises them with ``flock``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ds01d.adapters import base
 from ds01d.adapters.base import PermanentError, TemporaryError
 from ds01d.core.actions import ContainerSpec
 from ds01d.core.model import (
@@ -28,6 +32,7 @@ from ds01d.core.model import (
     Gpu,
     GpuProcess,
     MigInstance,
+    MigProfile,
     ProcOwner,
     SliceState,
 )
@@ -43,18 +48,47 @@ def _uuid(kind: str, *parts: object) -> str:
     return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
+MODELS = Path(__file__).resolve().parent / "gpu_models.json"
+
+
+@functools.cache
+def model_profiles(model: str) -> tuple[MigProfile, ...]:
+    """The MIG profiles a GPU model reports (none: no MIG), from ``gpu_models.json``."""
+    for m in json.loads(MODELS.read_text())["models"]:
+        if model in m["names"]:
+            return tuple(MigProfile(p["name"], p["id"], p["slices"], p["instances"],
+                                    p["memory_mib"], tuple((a, b) for a, b in p["placements"]))
+                         for p in m["profiles"])
+    return ()
+
+
+def _taken(instances: list[dict[str, Any]]) -> int:
+    """The memory slices instances take (a bit each)."""
+    return sum(((1 << i["size"]) - 1) << i["start"] for i in instances if "start" in i)
+
+
+def _first_free(profile: MigProfile, taken: int) -> tuple[int, int] | None:
+    return next(((a, b) for a, b in profile.placements if not taken & (((1 << b) - 1) << a)),
+                None)
+
+
 def sim_gpu(index: int, profiles: Mapping[str, int] | None = None,
             model: str = "NVIDIA A100-PCIE-40GB", memory_mib: int = 40960) -> dict[str, Any]:
-    """One simulated GPU; ``profiles`` (e.g. ``{"3g.20gb": 2}``) turns MIG on."""
+    """One simulated GPU; ``profiles`` (e.g. ``{"3g.20gb": 2}``) turns MIG on. Each instance
+    takes the first free placement of its profile, in order."""
     uuid = _uuid("GPU", "sim", index)
-    instances = []
+    table = {p.name: p for p in model_profiles(model)}
+    instances: list[dict[str, Any]] = []
     gi = 1
     for profile, count in (profiles or {}).items():
         for _ in range(count):
-            instances.append({"uuid": _uuid("MIG", uuid, gi), "profile": profile, "gi": gi})
+            start, size = _first_free(table[profile], _taken(instances)) or (0, 0)
+            instances.append({"uuid": _uuid("MIG", uuid, gi), "profile": profile, "gi": gi,
+                              "start": start, "size": size})
             gi += 1
     return {"index": index, "uuid": uuid, "model": model, "memory_mib": memory_mib,
-            "mig_enabled": bool(profiles), "instances": instances, "utilization": 0.0}
+            "mig_enabled": bool(profiles), "mig_pending": None, "instances": instances,
+            "utilization": 0.0}
 
 
 def default_gpus() -> list[dict[str, Any]]:
@@ -74,6 +108,8 @@ class SimHost:
     users: dict[str, int] = field(default_factory=dict)
     next_id: int = 1
     next_pid: int = 4000
+    next_serial: int = 1
+    """MIG devices made on this host (a re-created instance gets a new UUID)."""
 
     def clock(self) -> datetime:
         return datetime.fromtimestamp(self.now, UTC)
@@ -272,18 +308,79 @@ def set_activity(host: SimHost, ref: str, *, gpu_util: float | None, cpu: float 
 
 
 class SimNvml:
+    """GPUs, MIG instances and processes; MIG mode and instances change as on a real GPU."""
+
     def __init__(self, host: SimHost) -> None:
         self.host = host
 
     def gpus(self) -> list[Gpu]:
         return [Gpu(g["index"], g["uuid"], g["model"], g["memory_mib"], g["mig_enabled"],
-                    tuple(MigInstance(i["uuid"], i["profile"], i["gi"]) for i in g["instances"]),
-                    None if g["mig_enabled"] else float(g["utilization"]))
+                    tuple(MigInstance(i["uuid"], i["profile"], i["gi"],
+                                      (i["start"], i["size"]) if "start" in i else None)
+                          for i in g["instances"]),
+                    None if g["mig_enabled"] else float(g["utilization"]),
+                    g.get("mig_pending"), model_profiles(g["model"]))
                 for g in self.host.gpus]
 
     def processes(self) -> list[GpuProcess]:
         return [GpuProcess(p["pid"], p["device"], p["mem"])
                 for p in sorted(self.host.processes.values(), key=lambda p: p["pid"])]
+
+    def _gpu(self, uuid: str) -> dict[str, Any]:
+        g = next((g for g in self.host.gpus if g["uuid"] == uuid), None)
+        if g is None:
+            raise PermanentError(f"no GPU {uuid} on this host")
+        if not model_profiles(g["model"]):
+            raise PermanentError(f"GPU {g['index']} ({g['model']}) does not support MIG")
+        return g
+
+    def _pids(self, devices: set[str]) -> list[tuple[int, str]]:
+        return [(p["pid"], "") for p in self.host.processes.values() if p["device"] in devices]
+
+    def set_mig_mode(self, gpu_uuid: str, enabled: bool) -> None:
+        g = self._gpu(gpu_uuid)
+        if g["mig_enabled"] == enabled:
+            g["mig_pending"] = None
+            return
+        g["mig_pending"] = enabled
+        devices = {g["uuid"]} | {i["uuid"] for i in g["instances"]}
+        if g["instances"] or g.get("held") or self._pids(devices):
+            raise base.mig_mode_in_use(g["index"], enabled, self._pids(devices),
+                                       instances=len(g["instances"]))
+        if g.get("mig_reset_required"):
+            raise base.mig_mode_needs_reset(g["index"], enabled)
+        g.update(mig_enabled=enabled, mig_pending=None, utilization=0.0)
+
+    def destroy_instance(self, gpu_uuid: str, gpu_instance_id: int) -> None:
+        g = self._gpu(gpu_uuid)
+        inst = next((i for i in g["instances"] if i["gi"] == gpu_instance_id), None)
+        if inst is None:
+            return  # already gone: what the step wanted
+        if pids := self._pids({inst["uuid"]}):
+            raise base.mig_instance_in_use(g["index"], inst["uuid"], pids)
+        g["instances"].remove(inst)
+
+    def create_instance(self, gpu_uuid: str, profile_id: int, start: int) -> str:
+        g = self._gpu(gpu_uuid)
+        profile = next((p for p in model_profiles(g["model"]) if p.id == profile_id), None)
+        if profile is None:
+            raise base.mig_profile_unsupported(g["index"], g["model"], str(profile_id))
+        if not g["mig_enabled"]:
+            raise PermanentError(f"GPU {g['index']}: MIG is off; no instance can be created")
+        size = dict(profile.placements).get(start)
+        if size is None:
+            raise PermanentError(f"GPU {g['index']}: {profile.name} cannot start at memory "
+                                 f"slice {start} (placements: {list(profile.placements)})")
+        mine = [i for i in g["instances"] if i["profile"] == profile.name]
+        if _taken(g["instances"]) & (((1 << size) - 1) << start) or \
+                len(mine) >= profile.instances:
+            raise base.mig_out_of_placement(g["index"], profile.name, start)
+        gi = min(set(range(1, 16)) - {i["gi"] for i in g["instances"]})
+        uuid = _uuid("MIG", g["uuid"], gi, "serial", self.host.next_serial)
+        self.host.next_serial += 1
+        g["instances"].append({"uuid": uuid, "profile": profile.name, "gi": gi, "start": start,
+                               "size": size})
+        return uuid
 
 
 class SimProcfs:

@@ -173,6 +173,23 @@ def _report_args(p: _Parser) -> None:
                    "DIR (relative: under --root), as the daily timer does")
 
 
+def _mig_args(p: _Parser) -> None:
+    mig = p.add_subparsers(dest="mig_command", metavar="ACTION", parser_class=_parser_class(),
+                           required=True)
+    s = mig.add_parser("plan", help="what ds01d would change on each GPU, and who it affects")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    mig.add_parser("assert", help="exit 0 when every GPU matches mig-layout.yaml, 1 if not")
+    mig.add_parser("export", help="the GPUs' layout as a mig-layout.yaml")
+    s = mig.add_parser("import", help="a mig-parted configuration as a mig-layout.yaml",
+                       description="Print the layout of one config of NVIDIA mig-parted's file "
+                       "as ds01's mig-layout.yaml (redirect it to etc/ds01/mig-layout.yaml, "
+                       "then ds01 check-config). What ds01 cannot express is refused with "
+                       "the line and the reason.")
+    s.add_argument("file", metavar="FILE", help="mig-parted's config file (version: v1)")
+    s.add_argument("-c", "--config", required=True, metavar="NAME",
+                   help="the config under mig-configs to import")
+
+
 def _sim_args(p: _Parser) -> None:
     sim = p.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_parser_class(),
                            required=True)
@@ -227,6 +244,12 @@ COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]]
                ("ds01d.cli.status", "run_events")),
     "report": ("GPU-hours, idle time reclaimed, queue waits, untracked use", "",
                _report_args, ("ds01d.cli.report", "run")),
+    "mig": ("the MIG layout: plan, assert, export, import (for admins)",
+            "What ds01d would change to reach etc/ds01/mig-layout.yaml (plan), whether every "
+            "GPU matches it (assert), the GPUs' layout as one (export), or a mig-parted "
+            "config as one (import). Nothing here changes the machine: ds01d applies the "
+            "layout, draining only the GPUs that change.", _mig_args,
+            ("ds01d.cli.mig", "run_mig")),
     "sim": ("drive the simulated host (no GPU needed)",
             "A simulated 4x A100 host under --root, shared with ds01d --simulate. Simulated "
             "time moves only with `sim advance`.", _sim_args, ("ds01d.cli.sim", "run_sim")),

@@ -159,15 +159,30 @@ def run_plan(args: argparse.Namespace) -> int:
     if result.plan is None:
         raise InvalidInput("the configuration is invalid: see ds01 check-config")
     plan: Plan = result.plan
+    waits = _mig_waits(plan)
     if args.json:
         import json
 
-        print(json.dumps([{"action": type(a).__name__, "key": a.key} for a in plan.actions],
+        print(json.dumps([{"action": type(a).__name__, "key": a.key} for a in plan.actions]
+                         + [{"action": "MigLayout", "key": k, "waits": w} for k, w in waits],
                          indent=2))
-    elif not plan.actions:
+    elif not plan.actions and not waits:
         print("nothing to do: the machine matches the desired state")
     else:
         for a in plan.actions:
             print(f"{type(a).__name__:<20} {a.key}")
+        for key, why in waits:
+            print(f"{'MigLayout':<20} {key} waits: {why} (ds01 mig plan)")
     return 0
+
+
+def _mig_waits(plan: Any) -> list[tuple[str, str]]:
+    """GPUs whose MIG layout differs but gets no step this pass, and why."""
+    out = []
+    for c in plan.mig.changes:
+        if c.problem is not None:
+            out.append((f"mig/{c.gpu.index}", c.problem))
+        elif plan.mig.blocked(c):
+            out.append((f"mig/{c.gpu.index}", "its instances that go are in use"))
+    return out
 

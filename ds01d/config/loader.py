@@ -464,7 +464,10 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
     if doc is None:
         return None
     gpus = {}
-    for gpu, value in _dict(doc.data.get("gpus")).items():
+    schema = js.load_schema("mig-layout.schema.json")
+    data = _dict(doc.data)
+    default = data.get("drain_deadline_h", schema["properties"]["drain_deadline_h"]["default"])
+    for gpu, value in _dict(data.get("gpus")).items():
         raw = _dict(value)
         devices = {p: n for p, n in _dict(raw.get("mig-devices")).items() if _whole(n)}
         enabled = raw.get("mig-enabled") is True
@@ -480,8 +483,21 @@ def _mig_layout(files: _Files, doc: Document | None) -> MigLayout | None:
         if slices > units.COMPUTE_SLICES_PER_GPU:
             files.error(doc, (*path, "mig-devices"), f"needs {slices} compute slices; a GPU has "
                         f"{units.COMPUTE_SLICES_PER_GPU}")
-        gpus[gpu] = GpuLayout(enabled, devices)
+        deadline = raw.get("drain_deadline_h", default)
+        number = isinstance(deadline, int | float) and not isinstance(deadline, bool)
+        gpus[gpu] = GpuLayout(enabled, devices, float(deadline) if number else None)
     return MigLayout(gpus)
+
+
+def check_mig_layout(doc: Document) -> list[Diagnostic]:
+    """Every error in one ``mig-layout.yaml`` document (schema, then sense), as ``load_config``
+    would report them (``ds01 mig import`` checks what it writes with it)."""
+    files = _Files(Path())
+    for err in js.validate("mig-layout.schema.json", doc.data):
+        files.error(doc, err.path, err.message)
+    if not files.errors:
+        _mig_layout(files, doc)
+    return sorted(files.errors)
 
 
 # --- sections read and ignored, global policies, container types -------------------------

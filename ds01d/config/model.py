@@ -79,6 +79,9 @@ class GpuLayout:
     mig_enabled: bool
     devices: Mapping[str, int]
     """MIG profile -> instance count (empty when MIG is off)."""
+    drain_deadline_h: float | None = 24.0
+    """Hours its holders keep a GPU that must change to this layout (``None``: until they
+    stop); the GPU's own ``drain_deadline_h``, else the file's."""
 
 
 @dataclass(frozen=True)

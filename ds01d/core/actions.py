@@ -188,8 +188,70 @@ class FlagUntracked:
         return self.report_key
 
 
+class _OnGpu:
+    """MIG steps on a GPU: keyed ``mig/<gpu index>`` (one failing step holds back the rest)."""
+
+    gpu_index: int
+
+    @property
+    def key(self) -> str:
+        return f"mig/{self.gpu_index}"
+
+
+@dataclass(frozen=True)
+class SetMigMode(_OnGpu):
+    """Turn MIG on or off (ref: nvmlDeviceSetMigMode; may need a GPU reset to take effect)."""
+
+    gpu_index: int
+    gpu_uuid: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class DestroyMigInstance(_OnGpu):
+    """Destroy a GPU instance and its compute instance (ref: nvmlComputeInstanceDestroy,
+    nvmlGpuInstanceDestroy)."""
+
+    gpu_index: int
+    gpu_uuid: str
+    gpu_instance_id: int
+    uuid: str
+    """The MIG device's UUID (empty for a GPU instance without a compute instance)."""
+    profile: str
+
+
+@dataclass(frozen=True)
+class CreateMigInstance(_OnGpu):
+    """Create a GPU instance at a placement and one compute instance filling it (ref:
+    nvmlDeviceCreateGpuInstanceWithPlacement, nvmlGpuInstanceCreateComputeInstance)."""
+
+    gpu_index: int
+    gpu_uuid: str
+    profile: str
+    profile_id: int
+    start: int
+    size: int
+
+
+@dataclass(frozen=True)
+class MigEvent:
+    """A MIG layout change reported (event + journal): once per ``report_key``."""
+
+    gpu_index: int
+    event_type: str
+    message: str
+    report_key: str
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
-          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | ReleaseDevices)
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | ReleaseDevices
+          | SetMigMode | DestroyMigInstance | CreateMigInstance | MigEvent)
+MIG_STEPS = (SetMigMode, DestroyMigInstance, CreateMigInstance)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,
-            StopContainer, RemoveContainer, RemoveWant)
+            StopContainer, RemoveContainer, RemoveWant, *MIG_STEPS)
 """Actions that change the machine (the rest only report)."""

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from ds01d.config.model import DesiredConfig, Effective, Value
 from ds01d.config.want import Want
 from ds01d.core.actions import Action, RemoveContainer, RemoveWant, StopContainer, Warn
+from ds01d.core.mig import RELAYOUT, MigPlan, drain_note, drain_warning, holder_deadline
 from ds01d.core.model import Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)
@@ -33,6 +34,8 @@ class LifecycleResult:
     stopping: set[str] = field(default_factory=set)
     report_keys: set[str] = field(default_factory=set)
     stops_at: dict[str, datetime] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Container id -> its status reason while it runs, where not plain ``running``."""
 
 
 def asked_again(want: Want, c: Container) -> bool:
@@ -166,6 +169,30 @@ def _warn(out: LifecycleResult, c: Container, event: str, *, stage: float, messa
     out.actions.append(Warn(user, name, event, message, key))
 
 
+def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
+                 out: LifecycleResult) -> None:
+    """Holders of devices a layout change takes away: warned with the deadline, stopped and
+    removed at it (reason ``mig-relayout``; their wants stay, queued again for the new
+    layout)."""
+    for change in mig.changes:
+        for c in mig.holders(change, observed.containers):
+            if c.id in out.stopping:
+                continue
+            deadline = holder_deadline(change, c)
+            user, name = _label(c)
+            if deadline is not None and observed.now >= deadline:
+                out.actions.append(StopContainer(c.id, user, name, RELAYOUT, grace_s, c.devices))
+                out.actions.append(RemoveContainer(c.id, user, name, RELAYOUT))
+                out.stopping.add(c.id)
+                continue
+            if deadline is not None:
+                out.stops_at[c.id] = min(deadline, out.stops_at.get(c.id, deadline))
+            out.notes[c.id] = drain_note(change, c)
+            warning = drain_warning(c, change)
+            out.report_keys.add(warning.report_key)
+            out.actions.append(warning)
+
+
 def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
                   config: DesiredConfig, now: datetime, out: LifecycleResult) -> None:
     """Remove a stopped ds01 container after ``container_hold_after_stop_h``; a stuck
@@ -188,5 +215,6 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
     out.stops_at[c.id] = remove_at
     if now >= remove_at:
         out.actions.append(RemoveContainer(c.id, user, name, "held_expired"))
+        out.stopping.add(c.id)  # no longer counts against its owner's containers this pass
         if want is not None and user is not None:
             out.actions.append(RemoveWant(user, want.name))

@@ -21,8 +21,12 @@ LABEL_TYPE = "ds01.type"
 LABEL_SPEC = "ds01.spec"
 LABEL_WORKSPACE = "ds01.workspace"
 """The real path bind-mounted at ``/workspace`` (checked again before every start)."""
+LABEL_RECREATED = "ds01.recreated_from"
+"""On a container made again because its devices were destroyed by a MIG layout change: the
+old device UUIDs (its owner is told once it runs)."""
 RESERVED_LABELS = (LABEL_MANAGED, LABEL_USER, LABEL_NAME, LABEL_GROUP, LABEL_DEVICES,
-                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC, LABEL_WORKSPACE)
+                   LABEL_GPUEQ, LABEL_REQUESTED, LABEL_TYPE, LABEL_SPEC, LABEL_WORKSPACE,
+                   LABEL_RECREATED)
 """Every label ds01 reads: a container made through the socket has each one set by ds01
 (an image's own ``ds01.*`` labels would otherwise be inherited)."""
 
@@ -36,10 +40,36 @@ class SliceState:
 
 
 @dataclass(frozen=True)
+class MigProfile:
+    """A GPU instance profile as the GPU reports it (NVML profile info and placements)."""
+
+    name: str
+    """``3g.20gb``, as the driver names it."""
+    id: int
+    """NVML's profile id: what creating an instance of it takes."""
+    slices: int
+    """Compute slices (of 7)."""
+    instances: int
+    """How many instances of it the GPU can hold."""
+    memory_mib: int
+    placements: tuple[tuple[int, int], ...]
+    """Where an instance may go: (first memory slice, memory slices), in the driver's order."""
+
+
+@dataclass(frozen=True)
 class MigInstance:
+    """A GPU instance; with a compute instance (``uuid`` set) it is a MIG device."""
+
     uuid: str
     profile: str
     gpu_instance_id: int
+    placement: tuple[int, int] | None = None
+    """(first memory slice, memory slices); ``None`` where the driver did not say."""
+
+    @property
+    def device(self) -> bool:
+        """A MIG device (a compute instance in it), not a bare GPU instance."""
+        return bool(self.uuid)
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,10 @@ class Gpu:
     instances: tuple[MigInstance, ...] = ()
     utilization: float | None = None
     """Percent; ``None`` where NVML does not report it (MIG mode)."""
+    mig_pending: bool | None = None
+    """The MIG mode after the next GPU reset, where it differs from ``mig_enabled``."""
+    profiles: tuple[MigProfile, ...] = ()
+    """The MIG profiles this GPU offers (empty: no MIG, or not readable)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +213,8 @@ class Observed:
     a compute process on an instance counts as activity."""
     busy: Mapping[str, str] = field(default_factory=dict)
     """Container id -> the signal that kept it busy at this sample (absent: idle)."""
+    drain_since: Mapping[str, datetime] = field(default_factory=dict)
+    """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
 
 
 @dataclass(frozen=True)
@@ -223,5 +259,5 @@ def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
             out.append(Device(gpu.uuid, gpu.index, None, 1.0))
             continue
         out.extend(Device(i.uuid, gpu.index, i.profile, mig_gpu_equivalents(i.profile),
-                          i.gpu_instance_id) for i in gpu.instances)
+                          i.gpu_instance_id) for i in gpu.instances if i.device)
     return tuple(out)

@@ -6,17 +6,20 @@ and starts (devices are taken), then warnings and flags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import attrgetter
 
 from ds01d.config.want import Want
 from ds01d.core.actions import (
+    MIG_STEPS,
     MUTATING,
     Action,
     CreateContainer,
     EnsureSlice,
     FlagUntracked,
+    MigEvent,
     ReleaseDevices,
     RemoveContainer,
     RemoveWant,
@@ -29,12 +32,14 @@ from ds01d.core.actions import (
 from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     LifecycleResult,
+    check_drains,
     check_running,
     check_stopped,
     high_demand,
     timers_for,
 )
-from ds01d.core.model import Desired, Observed, devices_of
+from ds01d.core.mig import MigPlan, mig_actions, plan_mig, recreated_notice
+from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
@@ -47,6 +52,13 @@ class Plan:
     statuses: tuple[WantStatus, ...]
     report_keys: frozenset[str]
     """Warnings and flags whose condition holds now (given once while it lasts)."""
+    mig: MigPlan = field(default_factory=MigPlan)
+    """GPUs whose MIG layout must change, with their steps (or why they cannot)."""
+
+    @property
+    def drain_since(self) -> Mapping[str, datetime]:
+        """What the next pass must be told (``Observed.drain_since``): when each drain began."""
+        return self.mig.drain_since
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -55,14 +67,18 @@ class Plan:
 
 
 def _order(a: Action) -> int:
+    """Slices; stops and removals (devices released); MIG steps; creations and starts
+    (devices taken); reports; slices no longer used."""
     if isinstance(a, EnsureSlice | SetSliceProperties):
         return 0
-    if isinstance(a, CreateContainer | StartContainer):
+    if isinstance(a, MIG_STEPS):
         return 2
-    if isinstance(a, Warn | FlagUntracked):
+    if isinstance(a, CreateContainer | StartContainer):
         return 3
-    if isinstance(a, StopSlice):
+    if isinstance(a, Warn | FlagUntracked | MigEvent):
         return 4
+    if isinstance(a, StopSlice):
+        return 5
     return 1
 
 
@@ -90,12 +106,18 @@ def plan_holders(desired: Desired, observed: Observed, start: Holding,
                                               exit_reason(c), c.finished_at))
 
 
-def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
-                   start: Holding) -> LifecycleResult:
-    """Stops, removals and warnings for existing containers; ``busy``: high demand."""
+def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: Holding,
+                   mig: MigPlan | None = None,
+                   devices: Mapping[str, Device] | None = None) -> LifecycleResult:
+    """Stops, removals and warnings for existing containers; ``busy``: high demand; ``start``:
+    who holds each device at the start of the pass; ``mig``: the layout changes whose holders
+    are warned, then stopped; ``devices``: by uuid."""
+    mig = mig or MigPlan()
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
     plan_holders(desired, observed, start, out)
+    if devices is None:
+        devices = {d.uuid: d for d in devices_of(observed.gpus)}
     for c in observed.containers:
         key = (c.owner or "", c.want_name or "")
         want = wants.get(key)
@@ -107,8 +129,12 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
         if c.state == "running":
             check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
                           config=desired.config, busy=busy, out=out)
+            if (notice := recreated_notice(c, devices)) is not None:
+                out.report_keys.add(notice.report_key)
+                out.actions.append(notice)
         elif c.managed or c.made_for_user:
             check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
+    check_drains(mig, observed, grace_s=desired.config.policies.sigterm_grace_s, out=out)
     return out
 
 
@@ -141,27 +167,33 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     """
     observed = replace(observed, now=now)
     devices = devices_of(observed.gpus)
+    mig = plan_mig(desired.config, observed)
     start = holding(observed, devices, desired.effective, releasing=frozenset())
     busy = high_demand(desired.config, len(start.by_device), len(devices))
-    life = plan_lifecycle(desired, observed, busy=busy, start=start)
-    want_actions, statuses = plan_wants(desired, observed, life, devices)
+    by_uuid = {d.uuid: d for d in devices}
+    life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)
+    want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        busier = plan_lifecycle(desired, observed, busy=True, start=start)
+        busier = plan_lifecycle(desired, observed, busy=True, start=start, mig=mig,
+                                devices=by_uuid)
         if busier.actions != life.actions:  # only then can the wants come out otherwise
-            want_actions, statuses = plan_wants(desired, observed, busier, devices)
+            want_actions, statuses = plan_wants(desired, observed, busier, devices, mig)
         else:
             statuses = restamp(statuses, observed, busier)
         life = busier
     flags, flag_keys = plan_untracked(observed)
+    relayout, mig_keys = mig_actions(mig, observed)
     removed = life.actions + want_actions
     gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))
     expired = {(x.user, x.name) for x in removed if isinstance(x, RemoveWant)}
     after = replace(desired, wants=tuple(w for w in desired.wants
                                          if (w.user, w.name) not in expired))
-    actions = plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
-    keys = frozenset(life.report_keys | flag_keys)
-    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked)
+    actions = (plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
+               + relayout)
+    keys = frozenset(life.report_keys | flag_keys | mig_keys)
+    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | MigEvent)
                                         and a.report_key in observed.reported)]
     ordered = sorted(fresh, key=_order)
-    return Plan(tuple(ordered), tuple(sorted(statuses, key=attrgetter("user", "name"))), keys)
+    return Plan(tuple(ordered), tuple(sorted(statuses, key=attrgetter("user", "name"))), keys,
+                mig)

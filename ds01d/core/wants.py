@@ -25,6 +25,7 @@ from ds01d.core.actions import (
 )
 from ds01d.core.devices import Holding, choose, holding
 from ds01d.core.lifecycle import LifecycleResult, asked_again
+from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
@@ -55,6 +56,7 @@ class _Pass:
     containers: dict[str, int]
     gpus_unread: bool = False
     """NVML could not be read this pass: no device is given (CPU-only wants go on)."""
+    mig: MigPlan = field(default_factory=MigPlan)
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
 
@@ -79,15 +81,20 @@ def _retire(c: Container, reason: str, grace: float, actions: list[Action]) -> N
 
 @dataclass(frozen=True)
 class Offer:
-    """What this server has: its MIG profiles and its whole GPUs."""
+    """What this server has: its MIG profiles and its whole GPUs (once the MIG layout changes
+    under way are done)."""
 
     profiles: tuple[str, ...]
     whole: int
 
     @classmethod
-    def of(cls, devices: tuple[Device, ...]) -> Offer:
-        return cls(tuple(sorted({d.profile for d in devices if d.profile})),
-                   sum(1 for d in devices if d.profile is None))
+    def of(cls, devices: tuple[Device, ...], mig: MigPlan | None = None) -> Offer:
+        mig = mig or MigPlan()
+        staying = [d for d in devices if d.uuid not in mig.going]
+        coming = [c.future for c in mig.changes if c.problem is None]
+        profiles = {d.profile for d in staying if d.profile} | {p for f in coming for p in f if p}
+        return cls(tuple(sorted(profiles)), sum(1 for d in staying if d.profile is None)
+                   + sum(f[""] for f in coming))
 
 
 def host_problems(want: Want, offer: Offer) -> list[str]:
@@ -125,8 +132,11 @@ def queue_order(wants: list[Want], desired: Desired, usage: Mapping[str, float])
 
 
 def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
-               devices: tuple[Device, ...]) -> tuple[list[Action], list[WantStatus]]:
-    """Create, start, replace or retire containers so that each want is served or queued."""
+               devices: tuple[Device, ...], mig: MigPlan | None = None
+               ) -> tuple[list[Action], list[WantStatus]]:
+    """Create, start, replace or retire containers so that each want is served or queued.
+    ``mig``: layout changes under way (their devices that go are handed to no one)."""
+    mig = mig or MigPlan()
     groups = by_want(observed)
     wants = {(w.user, w.name): w for w in desired.wants}
     actions: list[Action] = []
@@ -143,10 +153,11 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             releasing.add(extra.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
-                        others=tuple(c for c in observed.containers if c.made_for_user))
+                        others=tuple(c for c in observed.containers if c.made_for_user),
+                        mig=mig)
     state.gpus_unread = "nvml" in observed.adapter_errors
     waiting: list[Want] = []
-    offer = Offer.of(devices)
+    offer = Offer.of(devices, mig)
     for key, want in sorted(wants.items()):
         c = _primary(groups, key)
         if c is None and _expected(want, observed, state):
@@ -216,7 +227,7 @@ def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | Non
 
 def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 groups: Mapping[Key, list[Container]], releasing: set[str],
-                others: tuple[Container, ...] = ()) -> _Pass:
+                others: tuple[Container, ...] = (), mig: MigPlan | None = None) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
     count: dict[str, int] = {}
@@ -225,8 +236,9 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
     for c in others:  # made through the Docker socket: they count too
         if c.owner and c.id not in releasing:
             count[c.owner] = count.get(c.owner, 0) + 1
-    free = [d for d in devices if d.uuid not in hold.by_device]
-    return _Pass(now, free, usage, count)
+    mig = mig or MigPlan()
+    free = [d for d in devices if d.uuid not in hold.by_device and d.uuid not in mig.going]
+    return _Pass(now, free, usage, count, mig=mig)
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -294,9 +306,10 @@ def exit_reason(c: Container) -> str:
 
 def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult) -> WantStatus:
     gpueq = want.gpu_equivalents
-    return WantStatus(want.user, want.name, "Running", "running", c.devices, gpueq, None,
-                      c.started_at or c.created_at, observed.idle_since.get(c.id),
-                      life.stops_at.get(c.id), c.name, observed.busy.get(c.id))
+    return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
+                      c.devices, gpueq, None, c.started_at or c.created_at,
+                      observed.idle_since.get(c.id), life.stops_at.get(c.id), c.name,
+                      observed.busy.get(c.id))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -334,19 +347,30 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         return "waiting: the GPUs cannot be read right now (NVML); CPU-only containers go on"
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
     if want.device_count and picked is None:
-        what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
-        return f"queued for {what}"
+        return _queued(want, state)
     if c is not None:
         state.actions.append(RemoveContainer(c.id, want.user, want.name, "replaced"))
     uuids = tuple(d.uuid for d in picked or ())
-    state.actions.append(CreateContainer(container_spec(want, eff, desired, uuids),
+    gone = stale(c, state.mig) if c is not None else ()
+    state.actions.append(CreateContainer(container_spec(want, eff, desired, uuids,
+                                                        recreated_from=gone),
                                          want.gpu_equivalents))
     _take(state, want, uuids, counted=False, new=c is None)
     return None
 
 
+def _queued(want: Want, state: _Pass) -> str:
+    """Why a want waits for a device: none free, or a GPU's new layout will bring one."""
+    change = state.mig.provider(want.mig)
+    if change is not None:
+        due = state.mig.due(change, state.now)
+        return f"waiting for GPU {change.gpu.index}'s new layout ({due})"
+    what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
+    return f"queued for {what}"
+
+
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get(m.LABEL_SPEC) != spec_hash(want):
+    if c.labels.get(m.LABEL_SPEC) != spec_hash(want) or set(c.devices) & state.mig.going:
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -367,8 +391,10 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,
-                   devices: tuple[str, ...]) -> ContainerSpec:
-    """How a want's container is made: exactly its devices, its limits, as its owner."""
+                   devices: tuple[str, ...], *, recreated_from: tuple[str, ...] = ()
+                   ) -> ContainerSpec:
+    """How a want's container is made: exactly its devices, its limits, as its owner;
+    ``recreated_from``: the devices of the container it replaces that no longer exist."""
     full = with_defaults(want, eff.limits)
     acct = desired.accounts[want.user]  # _serve never creates for an unknown account
     swap = eff.limits.memory_swap
@@ -381,6 +407,8 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_SPEC: spec_hash(want)}
     if want.settings is not None:
         labels[m.LABEL_TYPE] = want.settings.kind
+    if recreated_from:
+        labels[m.LABEL_RECREATED] = ",".join(recreated_from)
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,

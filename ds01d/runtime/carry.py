@@ -9,6 +9,8 @@ root's, 0600) and read back whole at start.
   keepalive caps; see :mod:`ds01d.core.asks`). Always trusted: a time seen stays seen.
 - ``reasons``: why ds01d stopped each stopped container (shown while it stays stopped).
 - ``flagged``: GPU use nobody was allocated that was reported, and whose it was.
+- ``mig_drain_since``: when each GPU's MIG layout drain began (the deadline its holders were
+  told counts from then). Always trusted: the change was seen then, whatever came after.
 - ``idle_since`` and ``reported`` (warnings given): trusted only when the state is fresh (at
   most ``max_age_s`` old: three resync periods on a real host), since what happened while no
   ds01d watched is unknown; stale, they start again, which can delay a stop, never cause one.
@@ -55,6 +57,8 @@ class Carry:
     expected: Mapping[Key, Expected] = field(default_factory=dict)
     """(user, name) -> a container ds01d created and has not seen listed yet (kept at most
     :data:`EXPECT_S`: never made twice meanwhile)."""
+    mig_drain_since: Mapping[str, datetime] = field(default_factory=dict)
+    """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION,
@@ -65,7 +69,8 @@ class Carry:
                 "asks": [[u, n, *a.to_json()] for (u, n), a in sorted(self.asks.items())],
                 "started": {k: iso(v) for k, v in sorted(self.started.items())},
                 "expected": [[u, n, e.container_id, list(e.devices), iso(e.at)]
-                             for (u, n), e in sorted(self.expected.items())]}
+                             for (u, n), e in sorted(self.expected.items())],
+                "mig_drain_since": {k: iso(v) for k, v in sorted(self.mig_drain_since.items())}}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
@@ -87,14 +92,15 @@ class Carry:
         out = cls(reasons=reasons, asks=asks, started=_times(body.get("started")),
                   expected=expected,
                   flagged={str(k): None if v is None else str(v)
-                           for k, v in (flagged.items() if isinstance(flagged, dict) else ())})
+                           for k, v in (flagged.items() if isinstance(flagged, dict) else ())},
+                  mig_drain_since=_times(body.get("mig_drain_since")))
         if not fresh:
             return out
         reported = body.get("reported")
         return cls(_times(body.get("idle_since")),
                    frozenset(str(r) for r in reported) if isinstance(reported, list)
                    else frozenset(), out.reasons, out.flagged, out.asks, out.started,
-                   out.expected)
+                   out.expected, out.mig_drain_since)
 
 
 def _times(raw: object) -> dict[str, datetime]:

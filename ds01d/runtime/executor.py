@@ -31,7 +31,7 @@ BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
-               a.RemoveWant, a.Warn, a.ReleaseDevices),
+               a.RemoveWant, a.Warn, a.ReleaseDevices, *a.MIG_STEPS),
     "systemd": (a.EnsureSlice, a.SetSliceProperties, a.StopSlice, a.CreateContainer,
                 a.StartContainer),
 }
@@ -39,11 +39,11 @@ _NEEDS = {
 
 def needs(x: a.Action) -> set[str]:
     """The adapters an action depends on: NVML only for what involves devices (a CPU-only
-    container does not wait for a GPU driver to answer)."""
+    container does not wait for a GPU driver to answer) and for MIG steps."""
     out = {name for name, kinds in _NEEDS.items() if isinstance(x, kinds)}
     devices = (x.spec.devices if isinstance(x, a.CreateContainer)
                else x.devices if isinstance(x, a.StartContainer) else ())
-    if devices or isinstance(x, a.FlagUntracked):
+    if devices or isinstance(x, (a.FlagUntracked, *a.MIG_STEPS)):
         out.add("nvml")
     return out
 
@@ -199,8 +199,30 @@ class Executor:
         self._emit("want.expire", now, x.user, container=x.name)
 
     def _do_Warn(self, x: a.Warn, now: datetime) -> None:
-        self.totals.lifecycle[x.event_type.split(".", 1)[1]] += 1
+        kind, _, action = x.event_type.partition(".")
+        if kind == "lifecycle":
+            self.totals.lifecycle[action] += 1
         self._emit(x.event_type, now, x.user, container=x.name, message=x.message)
+        self.reported.add(x.report_key)
+
+    def _do_SetMigMode(self, x: a.SetMigMode, now: datetime) -> None:
+        self.adapters.nvml.set_mig_mode(x.gpu_uuid, x.enabled)
+        self._emit("mig.mode", now, None, gpu=x.gpu_index, uuid=x.gpu_uuid,
+                   enabled=x.enabled)
+
+    def _do_DestroyMigInstance(self, x: a.DestroyMigInstance, now: datetime) -> None:
+        self.adapters.nvml.destroy_instance(x.gpu_uuid, x.gpu_instance_id)
+        self._emit("mig.destroy", now, None, gpu=x.gpu_index, gpu_instance=x.gpu_instance_id,
+                   profile=x.profile, device=x.uuid or None)
+
+    def _do_CreateMigInstance(self, x: a.CreateMigInstance, now: datetime) -> None:
+        uuid = self.adapters.nvml.create_instance(x.gpu_uuid, x.profile_id, x.start)
+        self._emit("mig.create", now, None, gpu=x.gpu_index, profile=x.profile,
+                   placement=[x.start, x.size], device=uuid)
+
+    def _do_MigEvent(self, x: a.MigEvent, now: datetime) -> None:
+        self.events.emit(event(x.event_type, when=now, user=None,
+                               details={**x.details, "message": x.message}), x.message)
         self.reported.add(x.report_key)
 
     def _do_FlagUntracked(self, x: a.FlagUntracked, now: datetime) -> None:

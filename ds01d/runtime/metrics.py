@@ -32,6 +32,13 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ds01_drift_objects": ("gauge", "Objects the next pass would change, by kind "
                            "(slices, containers, devices, mig_layout).", ("kind",)),
+    "ds01_mig_layout_drift": ("gauge", "1 for a GPU whose MIG layout differs from "
+                              "mig-layout.yaml.", ("gpu",)),
+    "ds01_mig_draining": ("gauge", "1 for a GPU whose MIG layout change waits for what uses "
+                          "the instances that go.", ("gpu",)),
+    "ds01_mig_drain_deadline_timestamp_seconds": ("gauge", "When a draining GPU's containers "
+                                                  "are stopped for its new layout (Unix "
+                                                  "time).", ("gpu",)),
     "ds01_converged": ("gauge", "1 when the machine matches the desired state, else 0.", ()),
     "ds01_gpu_allocated": ("gauge", "1 for each device held by a ds01 container.",
                            ("gpu", "device", "profile", "user", "group", "container")),
@@ -93,7 +100,8 @@ def build(plan: Plan, observed: Observed, desired: Desired, *, valid: bool,
          if c.id in observed.idle_since else 0.0)
         for c in observed.containers if c.managed and c.state == "running"]
     drift = _drift(plan)
-    drift["mig_layout"] = len(mig_drift(desired, observed))
+    drift["mig_layout"] = len(plan.mig.changes)
+    _mig(g, plan, desired, observed)
     g["ds01_drift_objects"] = [({"kind": k}, float(v)) for k, v in sorted(drift.items())]
     g["ds01_converged"] = [({}, 1.0 if not any(drift.values()) else 0.0)]
     g["ds01_adapter_up"] = [({"adapter": a}, 0.0 if a in observed.adapter_errors else 1.0)
@@ -153,21 +161,23 @@ def _untracked(g: dict[str, Samples], observed: Observed,
                                             for k, v in sorted(memory.items())]
 
 
-def mig_drift(desired: Desired, observed: Observed) -> list[int]:
-    """GPUs whose MIG mode or instances differ from ``mig-layout.yaml`` (ds01 reports this;
-    changing a layout is left to NVIDIA's tools)."""
-    layout = desired.config.mig_layout
-    if layout is None:
-        return []
-    out = []
+def _mig(g: dict[str, Samples], plan: Plan, desired: Desired, observed: Observed) -> None:
+    """Per GPU that ``mig-layout.yaml`` names: drift, whether its change waits for what uses
+    it (draining), and its deadline."""
+    from ds01d.core.mig import layout_for
+
+    changes = {c.gpu.index: c for c in plan.mig.changes}
     for gpu in observed.gpus:
-        want = layout.for_gpu(gpu.index)
-        if want is None:
+        if layout_for(desired.config, gpu) is None:
             continue
-        have = Counter(i.profile for i in gpu.instances)
-        if gpu.mig_enabled != want.mig_enabled or have != Counter(want.devices):
-            out.append(gpu.index)
-    return out
+        label = {"gpu": str(gpu.index)}
+        change = changes.get(gpu.index)
+        draining = change is not None and change.problem is None and plan.mig.blocked(change)
+        g["ds01_mig_layout_drift"].append((label, 0.0 if change is None else 1.0))
+        g["ds01_mig_draining"].append((label, 1.0 if draining else 0.0))
+        if draining and change is not None and change.deadline is not None:
+            g["ds01_mig_drain_deadline_timestamp_seconds"].append(
+                (label, change.deadline.timestamp()))
 
 
 def _drift(plan: Plan) -> dict[str, int]:

@@ -3,6 +3,7 @@ against a real dockerd and the fake NVML, driven through the ds01 CLI as real us
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,21 +79,23 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def users() -> Iterator[dict[str, tuple[int, int]]]:
+@contextlib.contextmanager
+def unix_users(names: tuple[str, ...]) -> Iterator[dict[str, tuple[int, int]]]:
+    """Real Unix users for a test (made with useradd, removed after): name -> (uid, gid)."""
     if "DOCKER_HOST" not in os.environ or "DS01_TESTBED_DIR" not in os.environ:
         pytest.fail("run the end-to-end tests with `make e2e` (it starts the testbed)")
     made = []
     homes = REPO / "build/e2e-home"
     try:
-        for u in USERS:
+        for u in names:
             if run("id", u, check=False).returncode != 0:
                 run("useradd", "--no-create-home", "--no-user-group", "--shell",
                     "/usr/sbin/nologin", "--home-dir", str(homes / u), u)
                 made.append(u)
             else:  # left over from an interrupted run: their home is ours for this run
                 run("usermod", "--home", str(homes / u), u)
-        ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout)) for u in USERS}
+        ids = {u: (int(run("id", "-u", u).stdout), int(run("id", "-g", u).stdout))
+               for u in names}
         for u, (uid, gid) in ids.items():  # real homes: the users' own (ds01d works there as them)
             home = homes / u
             home.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,13 @@ def users() -> Iterator[dict[str, tuple[int, int]]]:
     finally:
         for u in made:
             run("userdel", u, check=False)
-        shutil.rmtree(homes, ignore_errors=True)
+            shutil.rmtree(homes / u, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def users() -> Iterator[dict[str, tuple[int, int]]]:
+    with unix_users(USERS) as made:
+        yield made
 
 
 class Lab:
@@ -188,15 +197,19 @@ RestartSec=1s
     tb("systemctl", "daemon-reload")
 
 
-@pytest.fixture
-def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> Iterator[Lab]:
+@contextlib.contextmanager
+def running_lab(name: str, users: dict[str, tuple[int, int]], *, idle: str = "null",
+                files: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A ds01 root with the test config (and ``files`` in etc/ds01), the fake NVML machine and
+    ds01d started by the testbed's systemd; stopped, with every container removed, after."""
     build()
-    root = REPO / "build/e2e" / request.node.name
+    root = REPO / "build/e2e" / name
     shutil.rmtree(root, ignore_errors=True)
     (root / "etc/ds01").mkdir(parents=True)
-    idle = getattr(request, "param", None) or "null"
     (root / "etc/ds01/resource-limits.yaml").write_text(
         CONFIG.format(idle=idle, alice=ALICE, bob=BOB, carol=CAROL))
+    for file, text in (files or {}).items():
+        (root / "etc/ds01" / file).write_text(text)
     lab = Lab(root, users)
     lab.machine()
     _install_unit(root, lab.nvml)
@@ -210,3 +223,10 @@ def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> It
         ids = docker("ps", "-aq").split()
         if ids:
             docker("rm", "-f", *ids)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, users: dict[str, tuple[int, int]]) -> Iterator[Lab]:
+    idle = getattr(request, "param", None) or "null"
+    with running_lab(request.node.name, users, idle=idle) as made:
+        yield made

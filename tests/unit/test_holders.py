@@ -21,7 +21,7 @@ from ds01d.report import report
 from ds01d.runtime.executor import safe_actions
 from ds01d.runtime.observe import observe
 from ds01d.runtime.simroot import sim_adapters
-from tests.harness import Lab, config_from
+from tests.harness import Lab, config_from, example_config
 from tests.unit.test_idle import NoNvml
 
 
@@ -129,7 +129,8 @@ def test_every_process_on_a_device_counts_it_busy(lab: Lab) -> None:
 
 
 def test_a_ds01_container_on_devices_given_to_another_is_stopped(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"3g.20gb": 1})]))
+    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"3g.20gb": 1})]),
+              config=replace(example_config(), mig_layout=None))
     lab.want("alice", "a", mig="3g.20gb")
     lab.apply()
     mine = lab.host.container(docker_name("alice", "a"))

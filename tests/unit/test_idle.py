@@ -125,10 +125,21 @@ def test_a_detection_window_in_minutes(tmp_path: Path) -> None:
 
 
 class NoNvml:
+    """NVML that cannot be read (a driver upgraded under a running ds01d)."""
+
     def gpus(self) -> list[Gpu]:
         raise AdapterError("NVML: Driver/library version mismatch")
 
     def processes(self) -> list[GpuProcess]:
+        raise AdapterError("NVML: Driver/library version mismatch")
+
+    def set_mig_mode(self, gpu_uuid: str, enabled: bool) -> None:
+        raise AdapterError("NVML: Driver/library version mismatch")
+
+    def destroy_instance(self, gpu_uuid: str, gpu_instance_id: int) -> None:
+        raise AdapterError("NVML: Driver/library version mismatch")
+
+    def create_instance(self, gpu_uuid: str, profile_id: int, start: int) -> str:
         raise AdapterError("NVML: Driver/library version mismatch")
 
 

@@ -59,8 +59,8 @@ def test_gpus_mig_instances_and_utilisation(nvml: tuple[NvmlAdapter, Write]) -> 
                                    False, 35.0)
     assert split.mig_enabled and split.utilization is None  # not reported in MIG mode
     assert split.instances == (
-        MigInstance("MIG-aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", "3g.20gb", 1),
-        MigInstance("MIG-bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb", "3g.20gb", 2))
+        MigInstance("MIG-aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", "3g.20gb", 1, (0, 4)),
+        MigInstance("MIG-bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb", "3g.20gb", 2, (4, 4)))
     assert adapter.driver_version() == "550.54.15"
 
 

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -170,13 +171,32 @@ def test_docs_list_exactly_the_served_metrics() -> None:
 
 
 
-def test_mig_layout_drift_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mig_layout_drift_drain_and_deadline_by_gpu(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     lab = Lab(tmp_path / "root", capsys)
     lab.ds01("sim", "init")  # the example layout matches the simulated host
-    assert value(scrape(lab), "ds01_drift_objects", kind="mig_layout") == 0
+    lab.ds01("--as", "bob", "want", "container", "b", "--mig", "2g.10gb")
+    text = scrape(lab)
+    assert value(text, "ds01_drift_objects", kind="mig_layout") == 0
+    assert [value(text, "ds01_mig_layout_drift", gpu=str(i)) for i in range(4)] == [0] * 4
+    lab.ds01("sim", "activity", "bob/b", "--cpu", "50")
     layout = lab.root / "etc/ds01/mig-layout.yaml"
-    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}"))
-    assert value(scrape(lab), "ds01_drift_objects", kind="mig_layout") == 1
+    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}")
+                      .replace("version: 1", "version: 1\ndrain_deadline_h: 2"))
+    text = scrape(lab)  # bob holds a 2g.10gb on GPU 3: it drains
+    assert value(text, "ds01_drift_objects", kind="mig_layout") == 1
+    assert [value(text, "ds01_mig_layout_drift", gpu=str(i)) for i in range(4)] == [0, 0, 0, 1]
+    assert [value(text, "ds01_mig_draining", gpu=str(i)) for i in range(4)] == [0, 0, 0, 1]
+    assert value(text, "ds01_mig_drain_deadline_timestamp_seconds", gpu="3") == \
+        datetime(2026, 1, 5, 11, tzinfo=UTC).timestamp()
+    assert "ds01_mig_drain_deadline_timestamp_seconds{gpu=\"2\"}" not in text
+    lab.ds01("sim", "advance", "2h")
+    for _ in range(2):
+        scrape(lab)  # bob stopped at the deadline; GPU 3 laid out
+    text = scrape(lab)
+    assert value(text, "ds01_mig_layout_drift", gpu="3") == 0
+    assert value(text, "ds01_mig_draining", gpu="3") == 0
+    assert "ds01_mig_drain_deadline_timestamp_seconds{" not in text
 
 
 def test_users_see_only_their_own_events(tmp_path: Path, capsys: pytest.CaptureFixture[str],

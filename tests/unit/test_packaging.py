@@ -33,7 +33,7 @@ def test_every_alert_has_a_test_a_summary_and_a_runbook() -> None:
     rules = (PROMETHEUS / "ds01-rules.yml").read_text()
     tests = (PROMETHEUS / "ds01-rules.test.yml").read_text()
     alerts = re.findall(r"- alert: (\w+)", rules)
-    assert len(alerts) == 7
+    assert len(alerts) == 8
     for alert in alerts:
         assert f"alertname: {alert}" in tests, alert
     assert rules.count("summary:") == rules.count("runbook:") == len(alerts)

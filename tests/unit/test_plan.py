@@ -7,6 +7,7 @@ idle exempt; dave faculty; erin admin).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from ds01d.adapters.sim import SimHost, sim_gpu
 from ds01d.core.plan import plan
-from tests.harness import Lab, config_from
+from tests.harness import Lab, config_from, example_config
 
 
 @pytest.fixture
@@ -23,7 +24,8 @@ def lab(tmp_path: Path) -> Lab:
 
 
 def test_mig_want_gets_an_instance_best_fit(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]))
+    lab = Lab(tmp_path, host=SimHost(gpus=[sim_gpu(0, {"2g.10gb": 3}), sim_gpu(1, {"2g.10gb": 3})]),
+              config=replace(example_config(), mig_layout=None))
     lab.want("alice", "a", mig="2g.10gb")
     assert lab.record() == [f"create alice/a {lab.uuid(0, 0)}"]
     lab.apply()
@@ -404,3 +406,20 @@ def test_a_creation_not_listed_yet_is_never_made_twice(lab: Lab) -> None:
     status = next(s for s in again.statuses if s.user == "carol")
     assert (status.phase, status.reason, status.devices) == ("Running", "starting",
                                                             made.spec.devices)
+
+
+def test_a_container_removed_after_its_hold_frees_its_place_in_the_same_pass(lab: Lab) -> None:
+    """frank (two containers at most): both idle-stopped; a third want waits for a place; when
+    the first two are removed after the hold, the third is made in that same pass."""
+    for name in ("a", "b"):
+        start_idle(lab, "frank", name)
+    lab.advance(hours=3)
+    lab.apply()  # both idle-stopped
+    assert [lab.status("frank", n)["reason"] for n in ("a", "b")] == ["idle", "idle"]
+    lab.want("frank", "c")
+    lab.apply()
+    assert lab.status("frank", "c")["phase"] == "Pending"
+    lab.advance(hours=25)
+    assert sorted(lab.record()) == ["create frank/c ",
+                                    "remove frank/a held_expired", "remove frank/b held_expired",
+                                    "remove-want frank/a", "remove-want frank/b"]
