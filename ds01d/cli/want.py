@@ -158,7 +158,10 @@ def run_want(args: argparse.Namespace) -> int:
                                f"(max_containers_per_user is {cap}): ds01 drop container one "
                                "first")
         again = f"{want.name}.yaml" in names
-        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd, owner=_owner(p, user))
+        # renamed into place, not fsynced: a power cut may lose a want written in its last
+        # seconds (its owner asks again); an fsync would cost every want a disk flush
+        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd, owner=_owner(p, user),
+                     durable=False)
     finally:
         os.close(fd)
     devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
@@ -207,7 +210,8 @@ def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> N
             raise InvalidInput(str(e.errors[0])) from None
         finally:
             os.close(ffd)
-        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user))
+        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user),
+                     durable=False)
     finally:
         os.close(fd)
 
