@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ds01d.adapters.base import Dcgm
 from ds01d.adapters.sim import SimHost, set_activity
 from ds01d.config.effective import NoNss
 from ds01d.config.loader import load_config
 from ds01d.config.model import DesiredConfig
 from ds01d.config.want import Want
 from ds01d.core import actions as a
-from ds01d.core.idle import track_idle
+from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.naming import docker_name
 from ds01d.core.plan import Plan, plan
@@ -49,6 +50,8 @@ def summary(action: a.Action) -> str:
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
         return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
+    if isinstance(action, a.ReleaseDevices):
+        return f"release {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.EnsureSlice):
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):
@@ -76,13 +79,15 @@ class Lab:
     idle: dict[str, datetime] = field(default_factory=dict)
     drains: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
+    dcgm: Dcgm | None = None
+    """A DCGM reader (e.g. the real adapter against tests/fakedcgm.py); ``None``: none."""
     nvml: Any = None
     """An NVML adapter to use instead of the simulated host's (the real one, over the fake
     libnvidia-ml)."""
 
     def adapters(self) -> Adapters:
-        """The simulated host's adapters (with :attr:`nvml` in place of its NVML)."""
-        sim = sim_adapters(self.host)[0]
+        """The simulated host's adapters (with :attr:`nvml` in place of its NVML, and :attr:`dcgm`)."""
+        sim = replace(sim_adapters(self.host)[0], dcgm=self.dcgm)
         return sim if self.nvml is None else replace(sim, nvml=self.nvml)
 
     @property
@@ -106,8 +111,8 @@ class Lab:
         self.host.now += timedelta(**delta).total_seconds()
 
     def activity(self, user: str, name: str, *, gpu: float | None = None,
-                 cpu: float | None = None) -> None:
-        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
+                 cpu: float | None = None, net: float | None = None) -> None:
+        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu, net=net)
 
     def desired(self, observed: Observed | None = None) -> Desired:
         observed = observed or observe(self.adapters(), self.now)
@@ -119,11 +124,12 @@ class Lab:
     def observed(self) -> Observed:
         observed = observe(self.adapters(), self.now)
         desired = self.desired(observed)
-        self.idle = track_idle(self.idle, observed, desired.effective, self.now)
+        busy = busy_signals(observed, desired.effective)
+        self.idle = track_idle(self.idle, observed, desired.effective, self.now, busy=busy)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons, drain_since=dict(self.drains))
+                       previous_reasons=reasons, busy=busy, drain_since=dict(self.drains))
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does

@@ -54,6 +54,8 @@ def _table(rows: list[dict[str, Any]], now: datetime) -> str:
         idle = _idle_h(r["idle_since"], now) if r.get("idle_since") else None
         if idle is not None:
             reason += f" (idle {idle:.1f}h)"
+        elif r.get("busy"):
+            reason += f" (busy: {r['busy']})"
         if r.get("stops_at"):
             verb = "removed" if r.get("phase") == "Stopped" else "stops"
             reason += f"; {verb} at {_when(r['stops_at'])}"

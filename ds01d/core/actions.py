@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ds01d.config.settings import ContainerSettings
 
@@ -74,6 +75,8 @@ class ContainerSpec:
     home: str = ""
     """The owner's home: the workspace is made and checked from there as the owner; every
     bind source of ``settings`` lies under it."""
+    tmp_size: int | None = None
+    """Bytes of a tmpfs at ``/tmp`` (``storage_tmp``; ``None``: none)."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
     settings: ContainerSettings | None = None
@@ -125,6 +128,19 @@ class RemoveContainer(_OnContainer):
     user: str | None
     name: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ReleaseDevices(_OnContainer):
+    """Record that a ds01 container stopped without ds01 (it exited, or its owner stopped
+    it) and its devices went back: ``gpu.release`` at ``at``, so reports count right."""
+
+    container_id: str
+    user: str
+    name: str
+    devices: tuple[str, ...]
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -233,8 +249,8 @@ class MigEvent:
 
 
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
-          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | SetMigMode
-          | DestroyMigInstance | CreateMigInstance | MigEvent)
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | ReleaseDevices
+          | SetMigMode | DestroyMigInstance | CreateMigInstance | MigEvent)
 MIG_STEPS = (SetMigMode, DestroyMigInstance, CreateMigInstance)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,
             StopContainer, RemoveContainer, RemoveWant, *MIG_STEPS)

@@ -24,6 +24,8 @@ class Timers:
     max_runtime_h: float | None
     sigterm_grace_s: float
     keepalive_until: datetime | None = None
+    idle_window_h: float = 0.0
+    """``idle_detection_window``: idle time counts only once it has lasted this long."""
 
 
 @dataclass
@@ -80,9 +82,10 @@ def idle_timeout(timers: Timers, config: DesiredConfig, busy: bool) -> float | N
 def timers_for(c: Container, want: Want | None, eff: Effective | None,
                config: DesiredConfig) -> Timers:
     grace = config.policies.sigterm_grace_s
+    window = eff.policies.idle_detection_window if eff is not None else 0.0
     if c.managed and eff is not None:
         keep = want.keepalive_until if want is not None else None
-        return Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h, grace, keep)
+        return Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h, grace, keep, window)
     settings: Mapping[str, Value] = config.container_types.get(container_type(c), {})
     fallback = eff.limits if eff is not None else None
 
@@ -92,7 +95,7 @@ def timers_for(c: Container, want: Want | None, eff: Effective | None,
 
     return Timers(pick("idle_timeout_h", fallback.idle_timeout_h if fallback else None),
                   pick("max_runtime_h", fallback.max_runtime_h if fallback else None),
-                  pick("sigterm_grace_s", grace) or 0.0)
+                  pick("sigterm_grace_s", grace) or 0.0, idle_window_h=window)
 
 
 def _label(c: Container) -> tuple[str | None, str]:
@@ -140,8 +143,11 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     if now < started + timedelta(minutes=config.policies.grace_period_m):
         return
     limit = timedelta(hours=timeout)
-    stop_at = since + limit
+    window = timedelta(hours=timers.idle_window_h)
+    stop_at = since + max(limit, window)
     out.stops_at[c.id] = min(stop_at, out.stops_at.get(c.id, stop_at))
+    if now - since < window:
+        return  # not idle for the whole detection window yet
     fraction = (now - since) / limit if limit else 1.0
     if fraction >= 1.0:
         out.actions.append(StopContainer(c.id, user, name, "idle", timers.sigterm_grace_s,

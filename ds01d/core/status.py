@@ -26,9 +26,12 @@ class WantStatus:
     compute "idle for" from it, so the file is not rewritten as time passes)."""
     stops_at: datetime | None = None
     container: str | None = None
+    busy: str | None = None
+    """The signal that kept a running container busy at the last sample (``None``: idle)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container)."""
+        """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container,
+        busy)."""
         def when(t: datetime | None) -> str | None:
             return None if t is None else iso(t)
 
@@ -37,4 +40,5 @@ class WantStatus:
                 "gpu_equivalents": round(self.gpu_equivalents, 4),
                 "queue_position": self.queue_position, "since": when(self.since),
                 "idle_since": when(self.idle_since),
-                "stops_at": when(self.stops_at), "container": self.container}
+                "stops_at": when(self.stops_at), "container": self.container,
+                "busy": self.busy}
