@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.conftest import (  # noqa: E402
+    ALICE,
+    BOB,
+    CAROL,
     CONFIG,
     Lab,
     _install_unit,
@@ -40,8 +43,8 @@ def start(root: Path, idle: str, interval: float) -> Lab:
 
     shutil.rmtree(root, ignore_errors=True)
     (root / "etc/ds01").mkdir(parents=True)
-    text = CONFIG.format(idle=idle).replace("max_containers_per_user: 3",
-                                            "max_containers_per_user: null")
+    text = CONFIG.format(idle=idle, alice=ALICE, bob=BOB, carol=CAROL).replace(
+        "max_containers_per_user: 3", "max_containers_per_user: null")
     (root / "etc/ds01/resource-limits.yaml").write_text(text)
     lab = Lab(root, {})
     lab.machine()
@@ -66,7 +69,7 @@ def docker_alone() -> float:
     for i in range(RUNS):
         t = time.perf_counter()
         run("docker", "run", "-d", "--name", f"bench-alone-{i}", "--cgroup-parent",
-            "ds01-student-dsalice.slice", "--memory", "256m", "--cpus", "1", "ds01-test:1",
+            f"ds01-student-{ALICE}.slice", "--memory", "256m", "--cpus", "1", "ds01-test:1",
             "sleep", "infinity")
         times.append((time.perf_counter() - t) * 1000)
     docker("rm", "-f", *[f"bench-alone-{i}" for i in range(RUNS)])
@@ -77,19 +80,19 @@ def want_to_running(lab: Lab) -> float:
     times = []
     for i in range(RUNS):
         t = time.perf_counter()
-        lab.want("dsalice", f"b{i}")
-        wait_for("running", lambda i=i: lab.running("dsalice", f"b{i}"), timeout=60)  # type: ignore[misc]
+        lab.want(ALICE, f"b{i}")
+        wait_for("running", lambda i=i: lab.running(ALICE, f"b{i}"), timeout=60)  # type: ignore[misc]
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
 
 def idle_to_release(lab: Lab) -> float:
     """Seconds from the idle timeout reached to the device released."""
-    lab.want("dsalice", "idle", "--gpus", "1")
-    wait_for("running", lambda: lab.running("dsalice", "idle"), timeout=60)
-    started = lab.inspect("dsalice", "idle")["State"]["StartedAt"][:26].rstrip("Z")
+    lab.want(ALICE, "idle", "--gpus", "1")
+    wait_for("running", lambda: lab.running(ALICE, "idle"), timeout=60)
+    started = lab.inspect(ALICE, "idle")["State"]["StartedAt"][:26].rstrip("Z")
     start_at = datetime.fromisoformat(started).timestamp()
-    wait_for("released", lambda: lab.status("dsalice", "idle").get("phase") == "Stopped",
+    wait_for("released", lambda: lab.status(ALICE, "idle").get("phase") == "Stopped",
              timeout=120)
     released = time.time()
     return released - (start_at + IDLE_H * 3600)

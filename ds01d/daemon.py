@@ -36,7 +36,7 @@ from ds01d.adapters.tty import UTMP, Terminals
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
-from ds01d.core.idle import track_idle, track_started
+from ds01d.core.idle import busy_signals, track_idle, track_started
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
 from ds01d.core.wants import by_want
@@ -111,6 +111,8 @@ class Daemon:
     accounts: dict[str, tuple[Account, float]] = field(default_factory=dict)
     """User -> their account and when it was looked up."""
     real: Adapters | None = None
+    dcgm_reader: tuple[Any, Any] | None = None
+    """The ``dcgm:`` settings in use, and their reader (made again when they change)."""
     snapshot_of: DesiredConfig | None = None
     snapshot_until: datetime | None = None
     job_map: dict[str, str] | None = None
@@ -213,7 +215,10 @@ class Daemon:
             return None
         self.alerter.config = config.alerts
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
-        if (config is not self.snapshot_of or stale) and not self.read_only:
+        nss = self.nss()
+        self.limits_cache.watch(config, nss)  # Unix group changes: seen in this pass
+        if (config is not self.snapshot_of or stale or self.limits_cache.nss_changed) \
+                and not self.read_only:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
         if self.watcher is not None:
@@ -231,7 +236,7 @@ class Daemon:
         self.carry = replace(self.carry, asks=asks)
         owners = {c.owner for c in observed.containers if c.owner}  # socket-made too
         return assemble(config, replace(read, wants=tuple(wants)), users=owners,
-                        nss=self.nss(), account=self.account, now=observed.now,
+                        nss=nss, account=self.account, now=observed.now,
                         cache=self.limits_cache)
 
     def account(self, user: str) -> Account | None:
@@ -316,13 +321,27 @@ class Daemon:
         self.shown_errors = shown
         self.config_valid = not shown
 
+    def with_dcgm(self, adapters: Adapters) -> Adapters:
+        """The adapters, with the DCGM reader the configuration names (``dcgm:``)."""
+        config = self.config.last or self.config.load()  # a change applies from the next pass
+        wanted = None if config is None else config.dcgm
+        if wanted is None:
+            self.dcgm_reader = None
+        elif self.dcgm_reader is None or self.dcgm_reader[0] != wanted:
+            from ds01d.adapters.dcgm import DcgmExporter
+
+            self.dcgm_reader = (wanted, DcgmExporter(wanted.exporter_url,
+                                                     timeout_s=wanted.timeout_s))
+        return replace(adapters, dcgm=None if self.dcgm_reader is None else self.dcgm_reader[1])
+
     def plan_once(self, adapters: Adapters, now: datetime, host: Any) -> PassResult:
         """Observe and plan, without executing (``ds01 plan``, and the first half of a pass)."""
-        observed = observe(adapters, now)
+        observed = observe(self.with_dcgm(adapters), now)
         desired = self.desired(observed, host)
         if desired is None:
             return PassResult(None, observed)
-        idle = track_idle(self.carry.idle_since, observed, desired.effective, now)
+        busy = busy_signals(observed, desired.effective)
+        idle = track_idle(self.carry.idle_since, observed, desired.effective, now, busy=busy)
         started = track_started(self.carry.started, observed)
         expected = carry.pending(self.carry.expected, {c.id for c in observed.containers}, now)
         self.carry = replace(self.carry, idle_since=idle, started=started, expected=expected)
@@ -331,7 +350,7 @@ class Daemon:
         reasons = dict(x.reasons) if x else dict(self.carry.reasons)
         warned = dict(x.warned) if x else dict(self.carry.warned)
         observed = replace(observed, idle_since=idle, started=started, expected=expected,
-                           reported=reported, previous_reasons=reasons,
+                           reported=reported, previous_reasons=reasons, busy=busy,
                            drain_since=self.carry.mig_drain_since, warned=warned)
         return PassResult(plan(desired, observed, now), observed, desired)
 

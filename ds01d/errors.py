@@ -64,8 +64,11 @@ class InvalidInput(Exception):
 
 
 class ConfigError(InvalidInput):
-    """Desired state that does not validate; carries every diagnostic, not just the first."""
+    """Desired state that does not validate; carries every diagnostic, not just the first,
+    and the warnings found in the same run (errors never hide them)."""
 
-    def __init__(self, errors: list[Diagnostic]) -> None:
+    def __init__(self, errors: list[Diagnostic], warnings: list[Diagnostic] | None = None
+                 ) -> None:
         self.errors = errors
+        self.warnings = warnings or []
         super().__init__("\n".join(str(e) for e in errors))

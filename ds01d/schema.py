@@ -102,6 +102,12 @@ def validate(name: str, instance: Any, *, limit: int = MAX_ERRORS) -> list[Schem
     return list(islice(_Run(name).check(load_schema(name), instance, ()), limit))
 
 
+def empty_sections(name: str, instance: Any) -> Any:
+    """``instance`` with every ``null`` that stands where the schema wants only a mapping made
+    ``{}``: a section whose keys are all commented out is an empty section, not an error."""
+    return _Run(name).fill(load_schema(name), instance)
+
+
 def _type_of(value: Any) -> str:
     if value is None:
         return "null"
@@ -199,6 +205,36 @@ class _Run:
             yield from self._any_of(schema, value, path)
         if "not" in schema and not any(True for _ in self.check(schema["not"], value, path)):
             yield SchemaError(path, schema.get("x-ds01-message", "this combination is not allowed"))
+
+    def fill(self, schema: Schema, value: Any) -> Any:
+        """See :func:`empty_sections`."""
+        if "x-ds01-base" in schema and schema["x-ds01-base"] != self.base:
+            return _Run(schema["x-ds01-base"]).fill(
+                {k: v for k, v in schema.items() if k != "x-ds01-base"}, value)
+        if schema.get("$ref", "#").partition("#")[0] not in ("", self.base):
+            return self.fill(self.resolve(schema["$ref"]), value)
+        if value is None:
+            return {} if self._mapping_only(schema) else None
+        if not isinstance(value, dict):
+            return value
+        branch = next((b for b in schema.get("anyOf", []) if self._mapping_only(b)), None)
+        if branch is not None:
+            return self.fill(branch, value)
+        props = declared(schema, self)
+        extra = self._deref(schema).get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            out[key] = item if sub is None else self.fill(sub, item)
+        return out
+
+    def _mapping_only(self, schema: Schema) -> bool:
+        if "x-ds01-base" in schema and schema["x-ds01-base"] != self.base:
+            return _Run(schema["x-ds01-base"])._mapping_only(
+                {k: v for k, v in schema.items() if k != "x-ds01-base"})
+        if "type" not in schema and "$ref" in schema:
+            return self._mapping_only(self.resolve(schema["$ref"]))
+        return schema.get("type") == "object"
 
     def _deref(self, schema: Schema) -> Schema:
         while "$ref" in schema and "type" not in schema:

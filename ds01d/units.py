@@ -18,6 +18,7 @@ _PATTERNS = {
     "duration": r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$",
     "part": r"([0-9]+(?:\.[0-9]+)?)([smhdw])",
     "percent": r"^([0-9]+(?:\.[0-9]+)?)%$",
+    "rate": r"^([0-9]+(?:\.[0-9]+)?)([kKmMgG]?)/s$",
 }
 COMPUTE_SLICES_PER_GPU = 7
 
@@ -35,13 +36,15 @@ def _re(name: str) -> re.Pattern[str]:
     return found
 
 
-SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high"})
+SIZE_KEYS = frozenset({"memory", "memory_swap", "shm_size", "memory_max", "memory_high",
+                       "storage_tmp"})
 """Settings that are sizes (bytes)."""
 MAX_SIZE = 1 << 50
 """The largest size ds01 reads anywhere: 1 PiB (far below what Docker's and systemd's 64-bit
 fields hold)."""
 MIN_SIZE = {"memory": 6 << 20, "memory_swap": 6 << 20, "memory_max": 6 << 20,
-            "memory_high": 6 << 20, "shm_size": 1 << 20, "shm": 1 << 20}
+            "memory_high": 6 << 20, "shm_size": 1 << 20, "shm": 1 << 20,
+            "storage_tmp": 1 << 20}
 """The smallest value of each size setting: 6 MiB is the least memory Docker accepts, and 0
 would mean "no limit" to Docker and systemd (``null`` is how ds01 says unlimited)."""
 MAX_PERCENT = 100_000.0
@@ -61,6 +64,10 @@ def show_value(value: int | float | bool | None, key: str) -> str:
         return format_size(value)
     if key == "cpu_quota":
         return f'"{value:g}%"'
+    if key == "network_idle_threshold":
+        return format_rate(float(value))
+    if key == "idle_detection_window":
+        return format_duration(float(value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -134,6 +141,39 @@ def parse_duration_s(value: str) -> float:
     if hours > MAX_DURATION_H:
         raise ValueError(f"{value!r} is longer than ten years")
     return hours * 3600.0
+
+
+def parse_rate(value: str) -> float:
+    """Bytes per second from ``1k/s``, ``512/s``, ``2.5M/s`` (powers of 1024)."""
+    m = _re("rate").match(value.strip()) if len(value) <= 32 else None
+    if not m:
+        raise ValueError(f"{value[:32]!r} is not a rate (use 1k/s)")
+    bps = float(m.group(1)) * _SIZE_MULT[m.group(2).lower()]
+    if bps > MAX_SIZE:
+        raise ValueError(f"{value!r} is more than 1P/s (the most ds01 reads)")
+    return bps
+
+
+def round_rate(bps: float) -> float:
+    """A rate rounded the way :func:`format_rate` writes it (whole bytes from 10/s on)."""
+    return float(round(bps)) if bps >= 10 else float(f"{bps:.3g}")
+
+
+def format_rate(bps: float) -> str:
+    """A rate as it is written: 1024.0 -> ``1K/s``, 291.27 -> ``291/s``."""
+    for suffix, mult in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if bps >= mult and (bps / mult).is_integer():
+            return f"{int(bps // mult)}{suffix}/s"
+    return f"{bps:.0f}/s" if bps >= 10 else f"{bps:.3g}/s"
+
+
+def format_duration(h: float) -> str:
+    """A duration string as a config file takes it: 0.5 -> ``30m``, 3 -> ``3h``, 0.01 -> ``36s``."""
+    for unit, per_h in (("h", 1.0), ("m", 60.0), ("s", 3600.0)):
+        n = h * per_h
+        if abs(n - round(n)) < 1e-9 and round(n) > 0:
+            return f"{round(n)}{unit}"
+    return f"{h:g}h"
 
 
 def format_hours(h: float) -> str:

@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ds01d.adapters.base import Dcgm
 from ds01d.adapters.sim import SimHost, set_activity
 from ds01d.config.effective import NoNss
 from ds01d.config.loader import load_config
 from ds01d.config.model import DesiredConfig
 from ds01d.config.want import Want
 from ds01d.core import actions as a
-from ds01d.core.idle import track_idle
+from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.naming import docker_name
 from ds01d.core.plan import Plan, plan
@@ -51,6 +52,8 @@ def summary(action: a.Action) -> str:
         return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
     if isinstance(action, a.Alert):
         return f"alert {action.event_type} {action.user}"
+    if isinstance(action, a.ReleaseDevices):
+        return f"release {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.EnsureSlice):
         return f"ensure {action.name}"
     if isinstance(action, a.SetSliceProperties):
@@ -78,13 +81,15 @@ class Lab:
     idle: dict[str, datetime] = field(default_factory=dict)
     drains: dict[str, datetime] = field(default_factory=dict)
     executor: Executor | None = None
+    dcgm: Dcgm | None = None
+    """A DCGM reader (e.g. the real adapter against tests/fakedcgm.py); ``None``: none."""
     nvml: Any = None
     """An NVML adapter to use instead of the simulated host's (the real one, over the fake
     libnvidia-ml)."""
 
     def adapters(self) -> Adapters:
-        """The simulated host's adapters (with :attr:`nvml` in place of its NVML)."""
-        sim = sim_adapters(self.host)[0]
+        """The simulated host's adapters (with :attr:`nvml` in place of its NVML, and :attr:`dcgm`)."""
+        sim = replace(sim_adapters(self.host)[0], dcgm=self.dcgm)
         return sim if self.nvml is None else replace(sim, nvml=self.nvml)
 
     @property
@@ -108,8 +113,8 @@ class Lab:
         self.host.now += timedelta(**delta).total_seconds()
 
     def activity(self, user: str, name: str, *, gpu: float | None = None,
-                 cpu: float | None = None) -> None:
-        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu)
+                 cpu: float | None = None, net: float | None = None) -> None:
+        set_activity(self.host, docker_name(user, name), gpu_util=gpu, cpu=cpu, net=net)
 
     def desired(self, observed: Observed | None = None) -> Desired:
         observed = observed or observe(self.adapters(), self.now)
@@ -121,12 +126,14 @@ class Lab:
     def observed(self) -> Observed:
         observed = observe(self.adapters(), self.now)
         desired = self.desired(observed)
-        self.idle = track_idle(self.idle, observed, desired.effective, self.now)
+        busy = busy_signals(observed, desired.effective)
+        self.idle = track_idle(self.idle, observed, desired.effective, self.now, busy=busy)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
         warned = dict(self.executor.warned) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons, drain_since=dict(self.drains), warned=warned)
+                       previous_reasons=reasons, busy=busy, drain_since=dict(self.drains),
+                       warned=warned)
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
@@ -136,6 +143,13 @@ class Lab:
         """The actions of one plan, summarised (slice actions left out unless asked)."""
         return [summary(x) for x in self.plan().actions
                 if slices or not isinstance(x, a.EnsureSlice | a.SetSliceProperties | a.StopSlice)]
+
+    def after_notice(self) -> list[str]:
+        """This pass tells the owners of coming stops; ``stop_notice_m`` later: the actions
+        then (ds01d stops nothing it has not announced at least that long before)."""
+        self.apply()
+        self.advance(minutes=self.config.policies.stop_notice_m)
+        return self.record()
 
     def apply(self) -> Plan:
         """One full pass: plan, execute on the fake host, remember like ds01d does."""

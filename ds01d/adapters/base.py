@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ds01d.core.actions import ContainerSpec
-from ds01d.core.model import Container, Gpu, GpuProcess, ProcOwner, SliceState
+from ds01d.core.model import Container, Gpu, GpuProcess, MigReading, ProcOwner, SliceState
 
 
 class AdapterError(Exception):
@@ -117,6 +117,11 @@ def mig_out_of_placement(gpu: int, profile: str, start: int) -> TemporaryError:
     """The placement is taken (by an instance ds01 did not expect): the next pass re-plans."""
     return TemporaryError(f"GPU {gpu}: no room for {profile} at memory slice {start} (another "
                           "instance takes it, or the GPU holds no more of this profile)")
+
+
+class Dcgm(Protocol):
+    def mig_activity(self) -> list[MigReading]:
+        """Each MIG instance's activity (DCGM profiling metrics)."""
 
 
 class Procfs(Protocol):

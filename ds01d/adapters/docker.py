@@ -124,12 +124,86 @@ class CpuMeter:
         return 100.0 * (used - before[1]) / ((now - before[0]) * 1e9)
 
 
+class NetMeter:
+    """Network traffic of a container, received and sent, bytes per second between two
+    looks, from the counters of its network namespace (``/proc/<pid>/net/dev``, loopback
+    left out). A container on the host's network is not measured (``None``)."""
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self.proc = proc
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def _bytes(self, pid: int) -> int | None:
+        try:
+            with open(self.proc / str(pid) / "net" / "dev", "rb") as f:
+                text = f.read(1 << 16).decode("ascii", errors="replace")
+        except OSError:
+            return None
+        total = 0
+        for line in text.splitlines()[2:]:
+            name, _, counters = line.partition(":")
+            fields = counters.split()
+            if name.strip() == "lo" or len(fields) < 9:
+                continue
+            if fields[0].isdigit() and fields[8].isdigit():
+                total += int(fields[0]) + int(fields[8])
+        return total
+
+    def rate(self, cid: str, pid: int, network_mode: str) -> float | None:
+        if network_mode == "host" or pid <= 0:
+            return None
+        used = self._bytes(pid)
+        if used is None:
+            return None
+        now = time.monotonic()
+        before = self.last.get(cid)
+        self.last[cid] = (now, used)
+        if before is None or now <= before[0] or used < before[1]:
+            return 0.0
+        return (used - before[1]) / (now - before[0])
+
+
+def _visible(env: list[str]) -> str | None:
+    for item in env:
+        if item.startswith("NVIDIA_VISIBLE_DEVICES="):
+            return item.partition("=")[2].strip()
+    return None
+
+
+def gpu_request(host: dict[str, Any], env: list[str]) -> tuple[tuple[str, ...], int, bool]:
+    """What GPUs Docker and the NVIDIA runtime give a container: (device references as
+    written: UUIDs, indices, ``0:1``; a count, -1 for all; whether it can use every GPU).
+
+    Device requests decide (``--gpus``: IDs, or a count the runtime turns into the first N
+    GPUs). Without one, ``NVIDIA_VISIBLE_DEVICES`` decides under the NVIDIA runtime (as the
+    default runtime too: Docker records it in ``HostConfig.Runtime``). ``--privileged`` sees
+    every device. ref: Docker Engine API v1.41 HostConfig.DeviceRequests, Runtime;
+    NVIDIA Container Toolkit, NVIDIA_VISIBLE_DEVICES.
+    """
+    requests = [r for r in host.get("DeviceRequests") or []
+                if r.get("Driver") == "nvidia" or any("gpu" in caps for caps in
+                                                      r.get("Capabilities") or [])]
+    refs = [str(d) for r in requests for d in r.get("DeviceIDs") or []]
+    counts = [int(r.get("Count") or 0) for r in requests]
+    count = -1 if -1 in counts else sum(c for c in counts if c > 0)
+    if not requests and host.get("Runtime") in ("nvidia", None, ""):
+        visible = _visible(env)
+        if visible == "all":
+            count = -1
+        elif visible and visible not in ("none", "void"):
+            refs = [d for d in visible.split(",") if d.strip()]
+    every = bool(host.get("Privileged")) or "all" in refs or count == -1
+    return tuple(r for r in refs if r != "all"), max(count, 0), every
+
+
 class DockerAdapter:
     """The :class:`ds01d.adapters.base.Docker` protocol over the Docker Engine API."""
 
-    def __init__(self, client: Any = None, *, cpu: CpuMeter | None = None) -> None:
+    def __init__(self, client: Any = None, *, cpu: CpuMeter | None = None,
+                 net: NetMeter | None = None) -> None:
         self._client = client
         self.cpu = cpu or CpuMeter()
+        self.net = net or NetMeter()
         self.inspected: dict[tuple[str, str], dict[str, Any]] = {}
         """Inspections by (id, state), kept while nothing happened to the container: a
         container event (from :meth:`wait_for_events`) or a change of state drops its own."""
@@ -182,13 +256,11 @@ class DockerAdapter:
         if info is None:
             return None
         host, state, config = info["HostConfig"], info["State"], info["Config"]
-        requests = host.get("DeviceRequests") or []
-        devices = tuple(d for r in requests for d in r.get("DeviceIDs") or [])
-        env = config.get("Env") or []
-        every = bool(host.get("Privileged")) or "NVIDIA_VISIBLE_DEVICES=all" in env or any(
-            "all" in (r.get("DeviceIDs") or []) or r.get("Count") == -1 for r in requests)
+        devices, count, every = gpu_request(host, config.get("Env") or [])
         parent = host.get("CgroupParent") or ""
         running = state.get("Status") == "running"
+        net = self.net.rate(info["Id"], int(state.get("Pid") or 0),
+                            str(host.get("NetworkMode") or "")) if running else None
         return Container(
             id=info["Id"], name=info["Name"].lstrip("/"), image=config.get("Image", ""),
             labels=dict(config.get("Labels") or {}), state=state.get("Status", "unknown"),
@@ -197,7 +269,8 @@ class DockerAdapter:
             finished_at=None if running else _when(state.get("FinishedAt")),
             all_gpus=every, cgroup_parent=parent,
             cpu_percent=self.cpu.percent(info["Id"], parent) if running else 0.0,
-            exit_code=None if running else state.get("ExitCode"))
+            exit_code=None if running else state.get("ExitCode"), net_bytes_per_s=net,
+            gpu_count=count)
 
     def create_and_start(self, spec: ContainerSpec) -> str:
         """Create the container from the body ds01 checked (``core/engine.py``; the same the

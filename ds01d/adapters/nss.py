@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 
 TYPE_CHECKING = False  # mypy reads this name as True; every ds01 command imports this module
@@ -33,6 +34,18 @@ class SystemNss:
             except KeyError:
                 self._primary[user] = None
         return self._primary[user]
+
+    def state(self, groups: tuple[str, ...]) -> object:
+        """The members of ``groups`` (LDAP/SSSD answers too) and the local user and group
+        files as they are now: a change to either shows in the next pass."""
+        files = []
+        for path in ("/etc/group", "/etc/passwd"):
+            try:
+                st = os.stat(path)
+                files.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                files.append((path, 0, 0, 0))
+        return ([(g, sorted(self.unix_group_members(g) or ())) for g in groups], files)
 
 
 def account(user: str) -> Account | None:

@@ -224,7 +224,9 @@ class SimDocker:
             or self.host.clock(), started_at=_when(c["started_at"]),
             finished_at=_when(c["finished_at"]), all_gpus=bool(c.get("all_gpus")),
             cpu_percent=float(c.get("cpu_percent", 0.0)), cgroup_parent=c["cgroup_parent"],
-            exit_code=c.get("exit_code"))
+            exit_code=c.get("exit_code"),
+            net_bytes_per_s=float(c.get("net_bps", 0.0)) if c["state"] == "running" else None,
+            gpu_count=int(c.get("gpu_count", 0)))
 
     def create_and_start(self, spec: ContainerSpec) -> str:
         if any(c["name"] == spec.docker_name for c in self.host.containers.values()):
@@ -239,7 +241,8 @@ class SimDocker:
             "id": cid, "name": spec.docker_name, "image": spec.image, "labels": dict(spec.labels),
             "state": "created", "devices": list(spec.devices), "created_at": self.host.now,
             "started_at": None, "finished_at": None, "cpu_percent": 0.0, "gpu_util": 0.0,
-            "cgroup_parent": spec.cgroup_parent, "exit_code": None}
+            "cgroup_parent": spec.cgroup_parent, "exit_code": None, "net_bps": 0.0,
+            "tmp_size": spec.tmp_size}
         if spec.settings is None or spec.settings.start == "ds01d":
             self.start(cid)
         return cid
@@ -258,7 +261,7 @@ class SimDocker:
         if c["state"] != "running":
             return
         c.update(state="exited", finished_at=self.host.now, exit_code=143, cpu_percent=0.0,
-                 gpu_util=0.0)
+                 gpu_util=0.0, net_bps=0.0)
         for pid, p in list(self.host.processes.items()):
             if p["container_id"] == c["id"]:
                 del self.host.processes[pid]
@@ -279,7 +282,8 @@ def _refresh_utilization(host: SimHost) -> None:
                                default=0.0)
 
 
-def set_activity(host: SimHost, ref: str, *, gpu_util: float | None, cpu: float | None) -> None:
+def set_activity(host: SimHost, ref: str, *, gpu_util: float | None, cpu: float | None,
+                 net: float | None = None) -> None:
     """``ds01 sim activity``: whole GPUs report ``gpu_util``; a MIG instance cannot, so GPU
     activity there is a compute process in the container on each of its instances."""
     c = host.container(ref)
@@ -287,6 +291,8 @@ def set_activity(host: SimHost, ref: str, *, gpu_util: float | None, cpu: float 
         raise PermanentError(f"{c['name']} is not running")
     if cpu is not None:
         c["cpu_percent"] = cpu
+    if net is not None:
+        c["net_bps"] = net
     if gpu_util is not None:
         c["gpu_util"] = gpu_util
         mig = {i["uuid"] for g in host.gpus for i in g["instances"]}

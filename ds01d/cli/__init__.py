@@ -96,7 +96,10 @@ if TYPE_CHECKING:
 
 
 def _check_args(p: _Parser) -> None:
-    del p
+    p.add_argument("--migrate", nargs="?", const="resource-limits.yaml", metavar="FILE",
+                   help="print FILE (default resource-limits.yaml) written in today's keys, "
+                   "comments kept; older keys renamed with their values in today's units, keys "
+                   "ds01 ignores commented out. The file itself is not changed.")
 
 
 def _limits_args(p: _Parser) -> None:
@@ -244,6 +247,7 @@ def _sim_args(p: _Parser) -> None:
     s.add_argument("target", metavar="USER/NAME")
     s.add_argument("--gpu-util", type=float, metavar="PCT", help="GPU utilisation (percent)")
     s.add_argument("--cpu", type=float, metavar="PCT", help="CPU use (percent of one CPU)")
+    s.add_argument("--net", metavar="RATE", help="network traffic, e.g. 20k/s")
     s = sim.add_parser("host-process", help="start or end a GPU process outside containers")
     hp = s.add_subparsers(dest="action", metavar="add|remove", parser_class=_parser_class(),
                           required=True)

@@ -13,6 +13,16 @@ from ds01d.runtime.simroot import init_sim_root, touch_trigger
 from ds01d.units import parse_duration_s
 
 
+def _rate(text: str) -> float:
+    from ds01d.errors import InvalidInput
+    from ds01d.units import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as e:
+        raise InvalidInput(f"--net: {e}") from None
+
+
 def run_sim(args: argparse.Namespace) -> int:
     p = paths(args)
     if args.sim_command == "init":
@@ -44,7 +54,9 @@ def _apply(args: argparse.Namespace, host: SimHost) -> str:
         user, _, name = args.target.partition("/")
         if not name:
             raise InvalidInput("name the container as USER/NAME")
-        set_activity(host, docker_name(user, name), gpu_util=args.gpu_util, cpu=args.cpu)
+        net = None if args.net is None else _rate(args.net)
+        set_activity(host, docker_name(user, name), gpu_util=args.gpu_util, cpu=args.cpu,
+                     net=net)
         return ""
     if cmd == "host-process":
         return _host_process(args, host)

@@ -48,6 +48,8 @@ def _reason(r: dict[str, Any], now: datetime, again: str | None) -> str:
     idle = _idle_h(r["idle_since"], now) if r.get("idle_since") else None
     if idle is not None:
         reason += f" (idle {idle:.1f}h)"
+    elif r.get("busy"):
+        reason += f" (busy: {r['busy']})"
     if r.get("stops_at"):
         verb = "removed" if r.get("phase") == "Stopped" else "stops"
         reason += f"; {verb} at {_when(r['stops_at'])}"

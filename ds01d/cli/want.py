@@ -147,20 +147,19 @@ def _refusals(want: Want, limits: Limits, p: Paths) -> list[str]:
 def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
                 mine: dict[str, dict[str, Any]]) -> str | None:
     """Why ``want`` cannot be served with what the user holds now (it would not queue: only
-    they can make room), or ``None``."""
+    they can make room), or ``None``. The caps are the queue's own (``quota_caps``)."""
+    from ds01d.config.want import quota_caps
+
     running = {n: s for n, s in mine.items() if s.get("phase") == "Running" and n != want.name}
     held = sum(float(s.get("gpu_equivalents") or 0) for s in running.values())
-    devices = sum(len(s.get("devices") or []) for s in running.values())
     names = ", ".join(sorted(n for n, s in running.items() if s.get("devices"))) or "-"
-    quota, cap = limits.max_gpu_equivalents, aggregate.get("gpu_limit")
-    if want.gpu_equivalents and quota is not None and \
-            held + want.gpu_equivalents > quota + 1e-9:
-        return (f"you hold {held:.3g} of your {quota:g} GPU-equivalents ({names}) and "
-                f"{want.name} needs {want.gpu_equivalents:.3g} more (max_gpu_equivalents): "
-                "drop one first (ds01 drop container NAME), then ask again")
-    if want.device_count and cap is not None and devices + want.device_count > cap:
-        return (f"you hold {devices} of your {cap} devices ({names}) (gpu_limit): drop one "
-                "first (ds01 drop container NAME), then ask again")
+    if not want.gpu_equivalents:
+        return None
+    for key, cap in quota_caps(limits.max_gpu_equivalents, aggregate.get("gpu_limit")):
+        if held + want.gpu_equivalents > cap + 1e-9:
+            return (f"you hold {held:.3g} of your {cap:g} GPU-equivalents ({names}) and "
+                    f"{want.name} needs {want.gpu_equivalents:.3g} more ({key}): drop one first "
+                    "(ds01 drop container NAME), then ask again")
     return None
 
 
@@ -240,7 +239,10 @@ def run_want(args: argparse.Namespace) -> int:
                                f", your limit (max_containers_per_user is {cap}): ds01 drop "
                                "container one first")
         again = f"{want.name}.yaml" in names
-        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd, owner=_owner(p, user))
+        # renamed into place, not fsynced: a power cut may lose a want written in its last
+        # seconds (its owner asks again); an fsync would cost every want a disk flush
+        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd, owner=_owner(p, user),
+                     durable=False)
     finally:
         os.close(fd)
     devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
@@ -288,7 +290,8 @@ def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> N
             raise InvalidInput(str(e.errors[0])) from None
         finally:
             os.close(ffd)
-        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user))
+        write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user),
+                     durable=False)
     finally:
         os.close(fd)
 

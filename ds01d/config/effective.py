@@ -35,6 +35,10 @@ class Nss(Protocol):
     def primary_group(self, user: str) -> str | None:
         """The name of the user's primary Unix group; ``None``: unknown user."""
 
+    def state(self, groups: tuple[str, ...]) -> object:
+        """A value that changes whenever membership of ``groups`` or a user's primary group
+        may have changed (compared pass to pass: group changes are seen within a pass)."""
+
 
 class NoNss:
     """No Unix groups at all (the simulated host, and tests)."""
@@ -43,6 +47,9 @@ class NoNss:
         return None
 
     def primary_group(self, user: str) -> str | None:
+        return None
+
+    def state(self, groups: tuple[str, ...]) -> object:
         return None
 
 
@@ -59,39 +66,63 @@ class FakeNss:
     def primary_group(self, user: str) -> str | None:
         return self.primary.get(user)
 
+    def state(self, groups: tuple[str, ...]) -> object:
+        return (sorted((g, sorted(self.groups.get(g, ()))) for g in groups),
+                sorted(self.primary.items()))
+
 
 def local_part(name: str) -> str:
     """``alice@lab.example`` -> ``alice``."""
     return name.split("@", 1)[0]
 
 
-def same_user(entry: str, user: str) -> bool:
-    """Whether a list entry names ``user``: with or without ``@domain`` on either side.
+def same_user(entry: str, user: str, *, loose: bool = True) -> bool:
+    """Whether a list entry names ``user``. Domains compare case-insensitively.
 
-    Two names that both carry a domain must match whole (domain case-insensitive).
+    ``loose`` (``match_without_domain``, the default): a name without ``@domain`` also matches
+    the same name with one, either way round; two names that both carry a domain must match
+    whole. Not loose: both must be written alike.
     """
-    if "@" in entry and "@" in user:
-        e_local, e_dom = entry.split("@", 1)
-        u_local, u_dom = user.split("@", 1)
+    if entry == user:
+        return True
+    e_local, e_at, e_dom = entry.partition("@")
+    u_local, u_at, u_dom = user.partition("@")
+    if e_at and u_at:
         return e_local == u_local and e_dom.lower() == u_dom.lower()
-    return local_part(entry) == local_part(user)
+    return loose and e_local == u_local and bool(e_at) != bool(u_at)
 
 
-def _named_in(entries: frozenset[str] | None, user: str) -> bool:
-    return any(same_user(e, user) for e in entries or ())
+def _named_in(entries: frozenset[str] | None, user: str, loose: bool) -> bool:
+    return any(same_user(e, user, loose=loose) for e in entries or ())
+
+
+def unix_groups_named(config: DesiredConfig) -> tuple[str, ...]:
+    """Every Unix group some group's ``unix_groups`` names."""
+    return tuple(sorted({u for g in config.groups.values() for u in g.unix_groups}))
+
+
+def listed_as(config: DesiredConfig, user: str) -> dict[str, str]:
+    """Group -> the entry naming ``user`` in its members (inline, file or placement)."""
+    loose = config.match_without_domain
+    out: dict[str, str] = {}
+    for entry, g in config.member_index.get(local_part(user), ()):
+        if same_user(entry, user, loose=loose) and (g not in out or entry == user):
+            out[g] = entry
+    return out
 
 
 def groups_of(config: DesiredConfig, user: str, nss: Nss) -> list[str]:
     """Every group that lists ``user``: inline, members file or one of its Unix groups."""
-    listed = {g for entry, g in config.member_index.get(local_part(user), ())
-              if same_user(entry, user)}
+    listed = listed_as(config, user)
+    loose = config.match_without_domain
     return [g.name for g in config.groups.values()
-            if g.name in listed or (g.unix_groups and _in_unix_groups(g.unix_groups, user, nss))]
+            if g.name in listed
+            or (g.unix_groups and _in_unix_groups(g.unix_groups, user, nss, loose))]
 
 
-def _in_unix_groups(names: tuple[str, ...], user: str, nss: Nss) -> bool:
+def _in_unix_groups(names: tuple[str, ...], user: str, nss: Nss, loose: bool) -> bool:
     for name in names:
-        if _named_in(nss.unix_group_members(name), user):
+        if _named_in(nss.unix_group_members(name), user, loose):
             return True
         primary = nss.primary_group(user)
         if primary is not None and primary == name:
@@ -112,15 +143,18 @@ def choose_group(config: DesiredConfig, user: str, nss: Nss) -> tuple[str | None
                   "(highest priority)"]
 
 
-def find_override(overrides: Mapping[str, object], user: str) -> str | None:
+def find_override(overrides: Mapping[str, object], user: str, *, loose: bool = True
+                  ) -> str | None:
     """The override key naming ``user`` (exact spelling first)."""
     if user in overrides:
         return user
-    return next((k for k in overrides if same_user(k, user)), None)
+    return next((k for k in overrides if same_user(k, user, loose=loose)), None)
 
 
 def _exemption_layer(config: DesiredConfig, user: str, now: datetime) -> Layer | None:
-    lifted = {k for e in config.exemptions if same_user(e.username, user) and e.active(now)
+    loose = config.match_without_domain
+    lifted = {k for e in config.exemptions
+              if same_user(e.username, user, loose=loose) and e.active(now)
               for k in e.exempt_from}
     if not lifted:
         return None
@@ -130,10 +164,10 @@ def _exemption_layer(config: DesiredConfig, user: str, now: datetime) -> Layer |
 def layers_for(config: DesiredConfig, user: str, group: str | None,
                now: datetime) -> list[Layer]:
     """The layers that apply to ``user``, least specific first."""
-    layers = [config.builtin, config.defaults]
+    layers = [config.builtin, config.lab_defaults, config.defaults]
     if group is not None and group in config.groups:
         layers.append(config.groups[group].layer)
-    key = find_override(config.overrides, user)
+    key = find_override(config.overrides, user, loose=config.match_without_domain)
     if key is not None:
         layers.append(config.overrides[key].layer)
     exemption = _exemption_layer(config, user, now)
@@ -154,6 +188,33 @@ def _merge(layers: list[Layer], part: str, keys: tuple[str, ...], prefix: str,
     return values
 
 
+def _priority(layers: list[Layer], sources: dict[str, str]) -> int:
+    """The most specific ``priority``: an override's, the group's, ``defaults``', builtin."""
+    value, source = 0, "builtin"
+    for layer in layers:
+        if layer.priority is not None:
+            value, source = layer.priority, layer.source
+    sources["priority"] = source
+    return value
+
+
+def _spelling_notes(config: DesiredConfig, user: str, group: str | None) -> list[str]:
+    """Say when ``user`` was found under another spelling (with or without ``@domain``)."""
+    if not config.match_without_domain:
+        return []
+    found = []
+    entry = listed_as(config, user).get(group or "")
+    if entry is not None and entry != user:
+        found.append(f"the entry {entry!r} of group {group}")
+    key = find_override(config.overrides, user)
+    if key is not None and key != user:
+        found.append(f"the override {key!r}")
+    found += [f"the exemption for {e.username!r}" for e in config.exemptions
+              if e.username != user and same_user(e.username, user)]
+    return [f"{user} is matched to {what}: names match with or without @domain "
+            "(match_without_domain: false turns this off)" for what in found]
+
+
 Signature = tuple[str | None, str | None, frozenset[str], tuple[str, ...]]
 
 
@@ -162,9 +223,21 @@ def signature(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> S
     lifts, and any note. Users with the same signature have the same limits (and sources):
     the limits of a lab's 2,000 users come from a handful of computations."""
     group, warnings = choose_group(config, user, nss)
-    lifted = frozenset(k for e in config.exemptions if same_user(e.username, user)
+    loose = config.match_without_domain
+    lifted = frozenset(k for e in config.exemptions if same_user(e.username, user, loose=loose)
                        and e.active(now) for k in e.exempt_from)
-    return group, find_override(config.overrides, user), lifted, tuple(warnings)
+    notes, _ = _notes(config, user, group, warnings)
+    return group, find_override(config.overrides, user, loose=loose), lifted, tuple(notes)
+
+
+def _notes(config: DesiredConfig, user: str, group: str | None, warnings: list[str]
+           ) -> tuple[list[str], bool]:
+    """What ``ds01 limits`` notes for ``user`` (several groups, access ended, another
+    spelling matched), and whether their access has ended."""
+    archived = _named_in(config.archived, user, config.match_without_domain)
+    ended = [f"{user} is listed in groups/archived.members: access has ended, ds01 gives "
+             "them no container"] if archived else []
+    return [*warnings, *ended, *_spelling_notes(config, user, group)], archived
 
 
 def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
@@ -175,18 +248,19 @@ def resolve(config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Eff
     limits = _merge(layers, "limits", LIMIT_KEYS, "", sources)
     aggregate = _merge(layers, "aggregate", AGGREGATE_KEYS, "aggregate.", sources)
     policies = _merge(layers, "policies", POLICY_KEYS, "policies.", sources)
-    key = find_override(config.overrides, user)
+    key = find_override(config.overrides, user, loose=config.match_without_domain)
+    notes, archived = _notes(config, user, group, warnings)
     return Effective(
         user=user,
         group=group,
-        priority=config.groups[group].priority if group is not None and group in config.groups
-        else 0,
+        priority=_priority(layers, sources),
         limits=Limits(**limits),  # type: ignore[arg-type]
         aggregate=Aggregate(**aggregate),  # type: ignore[arg-type]
         policies=IdlePolicy(**policies),  # type: ignore[arg-type]
         sources=sources,
         reason=config.overrides[key].reason if key is not None else None,
-        warnings=tuple(warnings),
+        warnings=tuple(notes),
+        archived=archived,
     )
 
 
@@ -196,7 +270,7 @@ def effective_json(eff: Effective) -> dict[str, Any]:
     return {"user": eff.user, "group": eff.group, "limits": eff.limits.as_dict(),
             "aggregate": asdict(eff.aggregate), "policies": asdict(eff.policies),
             "sources": dict(eff.sources), "priority": eff.priority, "reason": eff.reason,
-            "notes": list(eff.warnings)}
+            "notes": list(eff.warnings), "archived": eff.archived}
 
 
 UNLISTED = " unlisted"
@@ -211,7 +285,7 @@ def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
     edit made meanwhile leaves the snapshot stale (unused), never wrong.
     """
     names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
-    names |= {e.username for e in config.exemptions}
+    names |= {e.username for e in config.exemptions} | config.archived
 
     def entry(user: str) -> dict[str, Any]:
         body = effective_json(resolve(config, user, now=now, nss=nss))

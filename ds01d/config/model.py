@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cached_property
 
 from ds01d.config.values import Limits
-from ds01d.errors import Diagnostic
+from ds01d.errors import Diagnostic, KeyPath
 
 __all__ = ["Limits"]
 
@@ -19,7 +19,7 @@ LIMIT_KEYS: tuple[str, ...] = (
     "max_gpu_equivalents", "max_gpu_slots_per_container", "allow_full_gpu", "max_cpus",
     "memory", "memory_swap", "shm_size", "pids_limit", "max_containers_per_user",
     "max_runtime_h", "idle_timeout_h", "gpu_hold_after_stop_h", "container_hold_after_stop_h",
-    "max_tasks",
+    "max_tasks", "storage_tmp",
 )
 AGGREGATE_KEYS: tuple[str, ...] = ("cpu_quota", "memory_max", "memory_high", "tasks_max",
                                    "gpu_limit")
@@ -46,6 +46,7 @@ class Layer:
     limits: Mapping[str, Value] = field(default_factory=dict)
     aggregate: Mapping[str, Value] = field(default_factory=dict)
     policies: Mapping[str, Value] = field(default_factory=dict)
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,33 @@ class MigLayout:
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """How an older key is written today (``ds01 check-config --migrate``).
+
+    ``key``/``value``: the new name and value text (``None``: unchanged); ``drop``: the key is
+    read and ignored, and is commented out with ``note``; ``move_to``: the section the new key
+    goes to instead (the old one is commented out).
+    """
+
+    file: str
+    path: KeyPath
+    line: int
+    key: str | None = None
+    value: str | None = None
+    drop: bool = False
+    note: str = ""
+    move_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Dcgm:
+    """Where per-MIG-instance activity is read (``dcgm:`` in resource-limits.yaml)."""
+
+    exporter_url: str
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class GlobalPolicies:
     high_demand_threshold: float
     high_demand_idle_reduction: float
@@ -141,6 +169,26 @@ class DesiredConfig:
     """Admin alerts to a webhook (``None``: the journal and the event log only)."""
     socket_admins: tuple[str, ...] = ()
     """Unix groups whose members pass through the Docker socket (``docker_socket``)."""
+    lab_defaults: Layer = field(default_factory=lambda: Layer("policies"))
+    """Lab-wide defaults set in the global ``policies`` (idle thresholds, the hold after a
+    stop): between builtin and ``defaults``."""
+    archived: frozenset[str] = frozenset()
+    """Users whose access ended (``groups/archived.members``)."""
+    match_without_domain: bool = True
+    dcgm: Dcgm | None = None
+    rewrites: tuple[Rewrite, ...] = ()
+
+    @cached_property
+    def short_names(self) -> Mapping[str, tuple[str, ...]]:
+        """The short slice-name form of every user name the files name -> those names."""
+        from ds01d.core.naming import short_part
+
+        names = {e for g in self.groups.values() for e in g.members} | set(self.overrides)
+        names |= {e.username for e in self.exemptions} | self.archived
+        index: dict[str, list[str]] = {}
+        for name in sorted(names):
+            index.setdefault(short_part(name), []).append(name)
+        return {k: tuple(v) for k, v in index.items()}
 
     @cached_property
     def member_index(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
@@ -160,15 +208,20 @@ class Aggregate:
     memory_max: int | None
     memory_high: int | None
     tasks_max: int | None
-    gpu_limit: int | None
+    gpu_limit: float | None
+    """GPU-equivalents held at once over all the user's containers."""
 
 
 @dataclass(frozen=True)
 class IdlePolicy:
     gpu_idle_threshold: float
+    """Percent utilisation (whole GPU, or a MIG instance's DCGM activity)."""
     cpu_idle_threshold: float
+    """Percent of one CPU."""
     network_idle_threshold: float
+    """Bytes per second, received and sent."""
     idle_detection_window: float
+    """Hours every signal must stay below its threshold before the container counts as idle."""
 
 
 @dataclass(frozen=True)
@@ -185,3 +238,5 @@ class Effective:
     """``limits`` key, ``aggregate.<key>`` or ``policies.<key>`` -> layer source."""
     reason: str | None = None
     warnings: tuple[str, ...] = ()
+    archived: bool = False
+    """Listed in ``groups/archived.members``: access ended, no container is given."""

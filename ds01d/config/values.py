@@ -27,6 +27,7 @@ class Limits(Record):
         "memory_swap",
         "pids_limit",
         "shm_size",
+        "storage_tmp",
     )
     max_gpu_equivalents: float | None
     max_gpu_slots_per_container: int | None
@@ -42,6 +43,8 @@ class Limits(Record):
     gpu_hold_after_stop_h: float | None
     container_hold_after_stop_h: float | None
     max_tasks: int | None
+    storage_tmp: int | None
+    """Bytes of the tmpfs at ``/tmp`` in each container (``None``: no tmpfs)."""
 
     def __init__(self, *, max_gpu_equivalents: float | None,
                  max_gpu_slots_per_container: int | None, allow_full_gpu: bool,
@@ -49,5 +52,6 @@ class Limits(Record):
                  memory_swap: int | None, shm_size: int | None, pids_limit: int | None,
                  max_containers_per_user: int | None, max_runtime_h: float | None,
                  idle_timeout_h: float | None, gpu_hold_after_stop_h: float | None,
-                 container_hold_after_stop_h: float | None, max_tasks: int | None) -> None:
+                 container_hold_after_stop_h: float | None, max_tasks: int | None,
+                 storage_tmp: int | None = None) -> None:
         self._set(locals())

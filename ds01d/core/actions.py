@@ -86,6 +86,8 @@ class ContainerSpec:
     home: str = ""
     """The owner's home: the workspace is made and checked from there as the owner; every
     bind source of ``settings`` lies under it."""
+    tmp_size: int | None = None
+    """Bytes of a tmpfs at ``/tmp`` (``storage_tmp``; ``None``: none)."""
     command: tuple[str, ...] = ("sleep", "infinity")
     """What the container runs: it stays up for its owner to ``docker exec`` into."""
     settings: ContainerSettings | None = None
@@ -139,6 +141,19 @@ class RemoveContainer(_OnContainer):
     user: str | None
     name: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ReleaseDevices(_OnContainer):
+    """Record that a ds01 container stopped without ds01 (it exited, or its owner stopped
+    it) and its devices went back: ``gpu.release`` at ``at``, so reports count right."""
+
+    container_id: str
+    user: str
+    name: str
+    devices: tuple[str, ...]
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -255,6 +270,7 @@ class MigEvent(_Reported):
 
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
           | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | Alert
+          | ReleaseDevices
           | SetMigMode | DestroyMigInstance | CreateMigInstance | MigEvent)
 MIG_STEPS = (SetMigMode, DestroyMigInstance, CreateMigInstance)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,

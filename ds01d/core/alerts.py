@@ -13,8 +13,11 @@ from ds01d.core.model import Device
 
 def over_quota(hold: Holding, devices: tuple[Device, ...],
                effective: Mapping[str, Effective]) -> tuple[list[Action], set[str]]:
-    """An alert for each user holding more GPU-equivalents than ``max_gpu_equivalents`` (or
-    more devices than ``gpu_limit``), once while it lasts; and every current key."""
+    """An alert for each user holding more GPU-equivalents than a cap of theirs
+    (``max_gpu_equivalents``, ``aggregate.gpu_limit``: the caps the queue applies), once
+    while it lasts; and every current key."""
+    from ds01d.core.wants import gpu_quotas
+
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     actions: list[Action] = []
     keys: set[str] = set()
@@ -23,17 +26,15 @@ def over_quota(hold: Holding, devices: tuple[Device, ...],
         if eff is None:
             continue
         used = sum(gpueq.get(d, 0.0) for d in held)
-        quota, cap = eff.limits.max_gpu_equivalents, eff.aggregate.gpu_limit
-        over_eq = quota is not None and used > quota + 1e-9
-        over_n = cap is not None and len(held) > cap
-        if not (over_eq or over_n):
+        over = [(key, cap) for key, cap in gpu_quotas(eff) if used > cap + 1e-9]
+        if not over:
             continue
-        key = f"quota.over:{user}:{quota}:{cap}"
-        keys.add(key)
-        what = (f"{used:.3g} GPU-equivalents (max_gpu_equivalents {quota:g})" if over_eq
-                else f"{len(held)} devices (gpu_limit {cap})")
-        actions.append(Alert("quota.over", user, f"{user} holds {what}: over quota; nothing "
-                             "is stopped, their new wants wait until they are under it", key,
-                             {"gpu_equivalents": round(used, 4), "max_gpu_equivalents": quota,
-                              "devices": list(held), "gpu_limit": cap}))
+        key, cap = over[0]
+        report = f"quota.over:{user}:{key}:{cap:g}"
+        keys.add(report)
+        actions.append(Alert("quota.over", user, f"{user} holds {used:.3g} GPU-equivalents "
+                             f"({key} {cap:g}): over quota; nothing is stopped, their new wants "
+                             "wait until they are under it", report,
+                             {"gpu_equivalents": round(used, 4), "quota": key, "cap": cap,
+                              "devices": list(held)}))
     return actions, keys

@@ -55,6 +55,8 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
     if spec.devices:
         out["DeviceRequests"] = [{"Driver": "nvidia", "DeviceIDs": list(spec.devices),
                                   "Capabilities": [["gpu"]]}]
+    if spec.tmp_size is not None:  # storage_tmp; ref: Engine API HostConfig.Tmpfs
+        out["Tmpfs"] = {"/tmp": f"size={spec.tmp_size}"}
     return out
 
 

@@ -25,6 +25,8 @@ class Timers:
     max_runtime_h: float | None
     sigterm_grace_s: float
     keepalive_until: datetime | None = None
+    idle_window_h: float = 0.0
+    """``idle_detection_window``: idle time counts only once it has lasted this long."""
 
 
 @dataclass
@@ -81,9 +83,10 @@ def idle_timeout(timers: Timers, config: DesiredConfig, busy: bool) -> float | N
 def timers_for(c: Container, want: Want | None, eff: Effective | None,
                config: DesiredConfig) -> Timers:
     grace = config.policies.sigterm_grace_s
+    window = eff.policies.idle_detection_window if eff is not None else 0.0
     if c.managed and eff is not None:
         keep = want.keepalive_until if want is not None else None
-        return Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h, grace, keep)
+        return Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h, grace, keep, window)
     settings: Mapping[str, Value] = config.container_types.get(container_type(c), {})
     fallback = eff.limits if eff is not None else None
 
@@ -93,7 +96,7 @@ def timers_for(c: Container, want: Want | None, eff: Effective | None,
 
     return Timers(pick("idle_timeout_h", fallback.idle_timeout_h if fallback else None),
                   pick("max_runtime_h", fallback.max_runtime_h if fallback else None),
-                  pick("sigterm_grace_s", grace) or 0.0)
+                  pick("sigterm_grace_s", grace) or 0.0, idle_window_h=window)
 
 
 def _label(c: Container) -> tuple[str | None, str]:
@@ -210,10 +213,14 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     grace_end = (c.started_at or c.created_at) + timedelta(minutes=config.policies.grace_period_m)
     keep = timers.keepalive_until
     limit = timedelta(hours=timeout)
-    due = max(since + limit, grace_end, keep or since)
+    window = timedelta(hours=timers.idle_window_h)
+    due = max(since + max(limit, window), grace_end, keep or since)
     kept = keep is not None and now < keep
     if keep is not None and kept and now < keep - notice:
         return  # kept alive: its end is told in time
+    if now - since < window:
+        out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+        return  # not idle for the whole detection window yet: nothing to say
     fraction = (now - since) / limit if limit else 1.0
     stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
     if not kept and _quiet(c, due, stage, observed=observed, notice=notice, out=out):

@@ -89,6 +89,17 @@ class Gpu:
 
 
 @dataclass(frozen=True)
+class MigReading:
+    """One MIG instance's activity as DCGM reports it."""
+
+    gpu_index: int | None
+    gpu_uuid: str | None
+    gpu_instance_id: int
+    percent: float
+    """Percent of the time its engines were active (0-100)."""
+
+
+@dataclass(frozen=True)
 class Device:
     """What can be allocated: a whole GPU (MIG off) or one MIG instance."""
 
@@ -135,6 +146,11 @@ class Container:
     cpu_percent: float = 0.0
     cgroup_parent: str = ""
     exit_code: int | None = None
+    net_bytes_per_s: float | None = None
+    """Network traffic, received and sent, since the last look (``None``: not measured, e.g.
+    on the host's network)."""
+    gpu_count: int = 0
+    """A device request by count (``--gpus 2``; -1 is ``all``), resolved against the host."""
 
     managed: bool = field(init=False, compare=False, repr=False)
     """Made by ds01 (its labels say so)."""
@@ -200,6 +216,11 @@ class Observed:
     def __post_init__(self) -> None:
         object.__setattr__(self, "told", frozenset(k.split(":", 2)[1] for k in self.warned))
     adapter_errors: Mapping[str, str] = field(default_factory=dict)
+    mig_activity: Mapping[str, float] | None = None
+    """MIG instance uuid -> percent of its engines active (DCGM); ``None``: no DCGM reading,
+    a compute process on an instance counts as activity."""
+    busy: Mapping[str, str] = field(default_factory=dict)
+    """Container id -> the signal that kept it busy at this sample (absent: idle)."""
     drain_since: Mapping[str, datetime] = field(default_factory=dict)
     """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
 
@@ -228,6 +249,8 @@ class Desired:
     yet): their containers are kept as they are, never retired as dropped."""
     held_users: Mapping[str, str] = field(default_factory=dict)
     """User -> why their want folder could not be read: all their containers are kept."""
+    slice_parts: Mapping[str, str] = field(default_factory=dict)
+    """User -> their part of ``ds01-<group>-<user>.slice`` (see ``naming.user_parts``)."""
 
     def holds(self, user: str | None, name: str | None) -> bool:
         """Whether the container of (user, name) must be kept though no valid want names it."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 ROOT_SLICE = "ds01.slice"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_RUNS = re.compile(r"_+")
 MAX_PART = 32
 
 
@@ -28,13 +30,51 @@ def unit_part(name: str) -> str:
     return f"{safe or 'u'}_{digest}"
 
 
+@lru_cache(maxsize=65536)
+def short_part(name: str) -> str:
+    """A user name as the older scripts named its slice: ``@domain`` stripped, every other
+    character but letters, digits and ``_`` made ``_``, runs of ``_`` folded, none at either
+    end (``h.dang@lab.example`` -> ``h_dang``); a name longer than 32 then is hashed."""
+    short = _RUNS.sub("_", _UNSAFE.sub("_", name.split("@", 1)[0])).strip("_")
+    return short if short and len(short) <= MAX_PART else unit_part(name)
+
+
+def hashed_part(name: str) -> str:
+    """The short form with a hash of the whole name: two accounts never share it."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{short_part(name)[:MAX_PART - 7]}_{digest}"
+
+
+def user_parts(users: Iterable[str], known: Mapping[str, tuple[str, ...]],
+               same: Callable[[str, str], bool]) -> dict[str, str]:
+    """Each user's part of their slice name: the short form where no other user on the host
+    has it, a hashed one on a collision (a name that is its own short form keeps it).
+
+    ``users``: the accounts of this pass, each distinct (``dsrcol`` and ``dsrcol@lab`` are
+    two accounts, and never share a slice); ``known``: short form -> the names the files
+    list, which collide only with a user they do not name (``same``: whether an entry names
+    a user)."""
+    wanted = list(users)
+    index: dict[str, list[str]] = {}
+    for user in wanted:
+        index.setdefault(short_part(user), []).append(user)
+    out = {}
+    for user in wanted:
+        short = short_part(user)
+        clash = any(o != user for o in index[short]) or \
+            any(not same(o, user) for o in known.get(short, ()))
+        out[user] = short if not clash or user == short else hashed_part(user)
+    return out
+
+
 def group_slice(group: str) -> str:
     return f"ds01-{unit_part(group)}.slice"
 
 
-def user_slice(group: str, user: str) -> str:
-    """``ds01-<group>-<user>.slice``: systemd nests it in ``ds01-<group>.slice``."""
-    return f"ds01-{unit_part(group)}-{unit_part(user)}.slice"
+def user_slice(group: str, user: str, part: str | None = None) -> str:
+    """``ds01-<group>-<user>.slice``: systemd nests it in ``ds01-<group>.slice``. ``part``:
+    the user's part (:func:`user_parts`); by default the hashed form of a changed name."""
+    return f"ds01-{unit_part(group)}-{part or unit_part(user)}.slice"
 
 
 def docker_name(user: str, name: str) -> str:

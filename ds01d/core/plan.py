@@ -21,10 +21,12 @@ from ds01d.core.actions import (
     EnsureSlice,
     FlagUntracked,
     MigEvent,
+    ReleaseDevices,
     RemoveContainer,
     RemoveWant,
     SetSliceProperties,
     StartContainer,
+    StopContainer,
     StopSlice,
     Warn,
 )
@@ -43,7 +45,7 @@ from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
-from ds01d.core.wants import plan_wants
+from ds01d.core.wants import exit_reason, plan_wants
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,40 @@ def _order(a: Action) -> int:
     return 1
 
 
-def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
+DEVICES_TAKEN = "devices_taken"
+"""Why a ds01 container started outside ds01 on devices another container holds is stopped."""
+
+
+def plan_holders(desired: Desired, observed: Observed, start: Holding,
+                 out: LifecycleResult) -> None:
+    """A ds01 container running on devices that are no longer its own is stopped (its devices
+    stay with their holder); one that stopped without ds01 releases its devices."""
+    grace = desired.config.policies.sigterm_grace_s
+    for c in observed.containers:
+        if not c.devices or not c.managed:
+            continue
+        if c.state == "running" and any(start.by_device.get(d, c.id) != c.id
+                                        for d in c.devices):
+            out.actions.append(StopContainer(c.id, c.owner, c.want_name or c.name,
+                                             DEVICES_TAKEN, grace))
+            out.stopping.add(c.id)
+            continue
+        key = (c.owner or "", c.want_name or "")
+        if not c.active and c.finished_at is not None and key not in observed.previous_reasons:
+            out.actions.append(ReleaseDevices(c.id, key[0], key[1], c.devices,
+                                              exit_reason(c), c.finished_at))
+
+
+def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: Holding,
                    mig: MigPlan | None = None,
                    devices: Mapping[str, Device] | None = None) -> LifecycleResult:
-    """Stops, removals and warnings for existing containers; ``busy``: high demand; ``mig``:
-    the layout changes whose holders are warned, then stopped; ``devices``: by uuid."""
+    """Stops, removals and warnings for existing containers; ``busy``: high demand; ``start``:
+    who holds each device at the start of the pass; ``mig``: the layout changes whose holders
+    are warned, then stopped; ``devices``: by uuid."""
     mig = mig or MigPlan()
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
+    plan_holders(desired, observed, start, out)
     if devices is None:
         devices = {d.uuid: d for d in devices_of(observed.gpus)}
     for c in observed.containers:
@@ -98,6 +126,8 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool,
         eff = desired.effective.get(c.owner or "")
         if c.managed and want is None and not desired.holds(c.owner, c.want_name):
             continue  # dropped: the wants planner retires it
+        if c.id in out.stopping:
+            continue
         if c.state == "running":
             check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
                           config=desired.config, busy=busy, out=out)
@@ -143,11 +173,12 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     start = holding(observed, devices, desired.effective, releasing=frozenset())
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     by_uuid = {d.uuid: d for d in devices}
-    life = plan_lifecycle(desired, observed, busy=busy, mig=mig, devices=by_uuid)
+    life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)
     want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        busier = plan_lifecycle(desired, observed, busy=True, mig=mig, devices=by_uuid)
+        busier = plan_lifecycle(desired, observed, busy=True, start=start, mig=mig,
+                                devices=by_uuid)
         if busier.actions != life.actions:  # only then can the wants come out otherwise
             want_actions, statuses = plan_wants(desired, observed, busier, devices, mig)
         else:

@@ -44,7 +44,7 @@ def wanted_slices(desired: Desired, users: Iterable[str]) -> dict[str, dict[str,
         group = eff.group or "default"
         out.setdefault(ROOT_SLICE, {})
         out.setdefault(group_slice(group), {})
-        out[user_slice(group, user)] = slice_properties(eff)
+        out[user_slice(group, user, desired.slice_parts.get(user))] = slice_properties(eff)
     return out
 
 

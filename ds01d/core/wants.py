@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, with_defaults
+from ds01d.config.want import Want, limit_problems, quota_caps, with_defaults
 from ds01d.config.want import host_problems as want_host_problems
 from ds01d.core import model as m
 from ds01d.core.actions import (
@@ -55,8 +55,9 @@ class _Pass:
     now: datetime
     free: list[Device]
     usage: dict[str, float]
-    held: dict[str, int]
     containers: dict[str, int]
+    gpus_unread: bool = False
+    """NVML could not be read this pass: no device is given (CPU-only wants go on)."""
     mig: MigPlan = field(default_factory=MigPlan)
     releasing: frozenset[str] = frozenset()
     """Containers stopped or removed in this pass (their devices are free)."""
@@ -112,8 +113,13 @@ def host_problems(want: Want, offer: Offer) -> list[str]:
     return want_host_problems(want, offer.profiles, offer.whole)
 
 
+def gpu_quotas(eff: Effective) -> list[tuple[str, float]]:
+    """The caps on a user's GPU-equivalents held at once, with the key setting each."""
+    return quota_caps(eff.limits.max_gpu_equivalents, eff.aggregate.gpu_limit)
+
+
 def share(user: str, eff: Effective, usage: Mapping[str, float]) -> float:
-    quota = eff.limits.max_gpu_equivalents
+    quota = min((cap for _, cap in gpu_quotas(eff)), default=None)
     used = usage.get(user, 0.0)
     if quota is None:
         return 0.0
@@ -158,6 +164,7 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                         others=tuple(c for c in observed.containers if c.made_for_user),
                         mig=mig)
     state.replacing = frozenset(old.id for old in replacing)
+    state.gpus_unread = "nvml" in observed.adapter_errors
     waiting: list[Want] = []
     offer = Offer.of(devices, mig)
     for key, want in sorted(wants.items()):
@@ -195,7 +202,6 @@ def _expected(want: Want, observed: Observed, state: _Pass) -> bool:
     if any(d.uuid in taken for d in state.free):
         state.free = [d for d in state.free if d.uuid not in taken]
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
-        state.held[want.user] = state.held.get(want.user, 0) + len(made.devices)
     state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
         want.user, want.name, "Running", "starting", made.devices, want.gpu_equivalents, None,
@@ -279,7 +285,6 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
                 others: tuple[Container, ...] = (), mig: MigPlan | None = None) -> _Pass:
     gpueq = {d.uuid: d.gpu_equivalents for d in devices}
     usage = {u: sum(gpueq.get(d, 0.0) for d in ds) for u, ds in hold.by_user.items()}
-    held = {u: len(ds) for u, ds in hold.by_user.items()}
     count: dict[str, int] = {}
     for (user, _), cs in groups.items():
         count[user] = count.get(user, 0) + sum(1 for c in cs if c.id not in releasing)
@@ -288,8 +293,8 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
             count[c.owner] = count.get(c.owner, 0) + 1
     mig = mig or MigPlan()
     free = [d for d in devices if d.uuid not in hold.by_device and d.uuid not in mig.going]
-    return _Pass(now, free, usage, held, count, mig, frozenset(releasing), groups=groups,
-                 holding_ids=frozenset(hold.by_device.values()))
+    return _Pass(now, free, usage, count, mig=mig, releasing=frozenset(releasing),
+                 groups=groups, holding_ids=frozenset(hold.by_device.values()))
 
 
 def _holders(state: _Pass, user: str) -> list[str]:
@@ -332,11 +337,20 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         state.statuses[key] = _running(want, c, observed, life)
         return True
     if c is not None and not asked_again(want, c) and not _respecified(want, c):
-        reason = observed.previous_reasons.get(key) or _exit_reason(c)
+        reason = observed.previous_reasons.get(key) or exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
-    problems = (limit_problems(want, eff.limits, offer.profiles) + host_problems(want, offer)
-                + settings_problems(want, desired))
+    if eff.archived:
+        state.statuses[key] = WantStatus(want.user, want.name, "Failed", ARCHIVED_REASON, (),
+                                         want.gpu_equivalents, None, want.requested_at)
+        return True
+    problems = limit_problems(want, eff.limits, offer.profiles) + settings_problems(want, desired)
+    if "nvml" not in observed.adapter_errors:  # GPUs unseen: they are not missing, just unread
+        problems += host_problems(want, offer)
+    cap = eff.aggregate.gpu_limit
+    if cap is not None and want.gpu_equivalents > cap + 1e-9:
+        problems.append(f"asking for {want.gpu_equivalents:.3g} GPU-equivalents is over your "
+                        f"limit of {cap:g} (aggregate.gpu_limit)")
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
                                          (), want.gpu_equivalents, None, want.requested_at,
@@ -349,7 +363,11 @@ def _client_starts(want: Want) -> bool:
     return want.settings is not None and want.settings.start == "client"
 
 
-def _exit_reason(c: Container) -> str:
+ARCHIVED_REASON = ("your access has ended (groups/archived.members): ask the lab's admins "
+                   "to restore it")
+
+
+def exit_reason(c: Container) -> str:
     return "exited" if c.exit_code is None else f"exited with code {c.exit_code}"
 
 
@@ -357,8 +375,8 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
                       c.devices, gpueq, None, c.started_at or c.created_at,
-                      observed.idle_since.get(c.id),
-                      life.stops_at.get(c.id), c.name, spec_of(want))
+                      observed.idle_since.get(c.id), life.stops_at.get(c.id), c.name,
+                      observed.busy.get(c.id), spec_of(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -388,16 +406,15 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
         counted = any(hold.by_device.get(d) == c.id for d in c.devices)
         _take(state, want, c.devices, counted=counted, new=False)
         return None
-    quota = lim.max_gpu_equivalents
     used = state.usage.get(want.user, 0.0)
-    if quota is not None and used + want.gpu_equivalents > quota + 1e-9:
-        return (f"waiting for your other containers: {used:.3g} of {quota:g} GPU-equivalents "
-                f"in use (max_gpu_equivalents) and {want.gpu_equivalents:.3g} more does not "
-                f"fit: drop one first ({', '.join(_holders(state, want.user)) or '-'}: "
-                "ds01 drop container NAME) or wait until it stops")
-    gpu_limit = eff.aggregate.gpu_limit
-    if gpu_limit is not None and state.held.get(want.user, 0) + want.device_count > gpu_limit:
-        return f"waiting for your other containers: {gpu_limit} devices held (gpu_limit)"
+    for key, quota in gpu_quotas(eff):
+        if used + want.gpu_equivalents > quota + 1e-9:
+            return (f"waiting for your other containers: {used:.3g} of {quota:g} "
+                    f"GPU-equivalents in use ({key}) and {want.gpu_equivalents:.3g} more does "
+                    f"not fit: drop one first ({', '.join(_holders(state, want.user)) or '-'}: "
+                    "ds01 drop container NAME) or wait until it stops")
+    if want.device_count and state.gpus_unread:
+        return "waiting: the GPUs cannot be read right now (NVML); CPU-only containers go on"
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
     if want.device_count and picked is None:
         return _queued(want, state)
@@ -438,7 +455,6 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
         state.taken.setdefault(want.user, []).append(want.name)
     if not counted:
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
-        state.held[want.user] = state.held.get(want.user, 0) + len(uuids)
     if new:
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
@@ -468,9 +484,10 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
     return ContainerSpec(
         docker_name=docker_name(want.user, want.name), user=want.user, want_name=want.name,
         image=want.image, labels=labels, devices=devices,
-        cgroup_parent=user_slice(eff.group or "default", want.user),
+        cgroup_parent=user_slice(eff.group or "default", want.user,
+                                 desired.slice_parts.get(want.user)),
         nano_cpus=None if full.cpus is None else int(full.cpus * 1e9),
         memory=full.memory, memory_swap=swap, shm_size=full.shm,
         pids_limit=eff.limits.pids_limit, uid=acct.uid, gid=acct.gid,
         workspace=f"{acct.home}/workspace/{want.name}", home=acct.home,
-        settings=want.settings)
+        tmp_size=eff.limits.storage_tmp, settings=want.settings)

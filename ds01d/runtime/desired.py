@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ds01d import snapshot
-from ds01d.config.effective import Nss, resolve
+from ds01d.config.effective import Nss, resolve, same_user, unix_groups_named
 from ds01d.config.loader import load_config
 from ds01d.config.model import DesiredConfig, Effective
 from ds01d.core.model import Account, Desired
+from ds01d.core.naming import user_parts
 from ds01d.errors import ConfigError, Diagnostic
 from ds01d.runtime.wantfiles import WantsRead
 
@@ -49,11 +50,36 @@ class ConfigSource:
 
 @dataclass
 class EffectiveCache:
-    """Effective limits per user, kept while the configuration object and the set of the
-    user's active exemptions stay the same (the only way time changes them)."""
+    """Effective limits per user, kept while the configuration object, the name service's
+    answers about the Unix groups it names, and the set of the user's active exemptions stay
+    the same (time changes them only through exemptions)."""
 
     config: DesiredConfig | None = None
     table: dict[tuple[str, frozenset[int]], Effective] = field(default_factory=dict)
+    nss_state: object = None
+    nss_changed: bool = False
+    parts: tuple[object, frozenset[str], dict[str, str]] | None = None
+    """Slice-name parts of the last pass's users (the same users: the same parts)."""
+    """The last :meth:`watch` found Unix group membership changed (the snapshot is stale)."""
+
+    def watch(self, config: DesiredConfig, nss: Nss) -> None:
+        """Once a pass: forget every user's limits when group membership may have changed."""
+        named = unix_groups_named(config)
+        state = nss.state(named) if named else None
+        self.nss_changed = config is self.config and state != self.nss_state
+        if self.nss_changed:
+            self.table = {}
+        self.nss_state = state
+
+    def slice_parts(self, config: DesiredConfig, users: list[str]) -> dict[str, str]:
+        """Each user's part of their slice name (``naming.user_parts``), kept while the
+        configuration and the set of users stay the same."""
+        known = frozenset(users)
+        if self.parts is None or self.parts[0] is not config or self.parts[1] != known:
+            loose = config.match_without_domain
+            self.parts = (config, known, user_parts(users, config.short_names,
+                                                    lambda a, b: same_user(a, b, loose=loose)))
+        return self.parts[2]
 
     def get(self, config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
         if config is not self.config:
@@ -72,8 +98,9 @@ def assemble(config: DesiredConfig, read: WantsRead, *, users: Iterable[str], ns
     everyone = sorted({w.user for w in read.wants} | set(users) | {u for u, _ in read.failed}
                       | {u for u, _ in read.held} | set(read.held_users))
     lookup = cache or EffectiveCache()
+    lookup.watch(config, nss)
     effective = {u: lookup.get(config, u, now=now, nss=nss) for u in everyone}
     accounts = {u: acct for u in everyone if (acct := account(u)) is not None}
     return Desired(config, read.wants, effective, accounts, read.failed, read.held,
-                   read.held_users)
+                   read.held_users, lookup.slice_parts(config, everyone))
 

@@ -36,15 +36,26 @@ WAITED_S = 60.0
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
-               a.RemoveWant, a.Warn, *a.MIG_STEPS),
-    "nvml": (a.CreateContainer, a.StartContainer, a.FlagUntracked, *a.MIG_STEPS),
+               a.RemoveWant, a.Warn, a.ReleaseDevices, *a.MIG_STEPS),
     "systemd": (a.EnsureSlice, a.SetSliceProperties, a.StopSlice, a.CreateContainer,
                 a.StartContainer),
 }
 
 
+def needs(x: a.Action) -> set[str]:
+    """The adapters an action depends on: NVML only for what involves devices (a CPU-only
+    container does not wait for a GPU driver to answer) and for MIG steps."""
+    out = {name for name, kinds in _NEEDS.items() if isinstance(x, kinds)}
+    devices = (x.spec.devices if isinstance(x, a.CreateContainer)
+               else x.devices if isinstance(x, a.StartContainer) else ())
+    if devices or isinstance(x, (a.FlagUntracked, *a.MIG_STEPS)):
+        out.add("nvml")
+    return out
+
+
 def blocking(adapter_errors: Mapping[str, str]) -> bool:
-    """Whether an adapter ds01 depends on could not be read at all (one lost GPU does not)."""
+    """Whether an adapter statuses depend on could not be read at all: with Docker or systemd
+    unseen nothing can be said of a want (NVML unseen only makes GPU wants wait)."""
     return any(name in _NEEDS for name in adapter_errors)
 
 
@@ -52,8 +63,7 @@ def safe_actions(plan: Plan, adapter_errors: Mapping[str, str]) -> list[a.Action
     """Drop what depends on an adapter that could not be read this pass: with Docker unseen,
     every want would look container-less and be created twice; with NVML unseen, devices
     would look free."""
-    blocked = tuple(t for name in adapter_errors for t in _NEEDS.get(name, ()))
-    return [x for x in plan.actions if not isinstance(x, blocked)]
+    return [x for x in plan.actions if not needs(x) & adapter_errors.keys()]
 
 
 @dataclass
@@ -173,6 +183,7 @@ class Executor:
     def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
+        self.reasons.pop((s.user, s.want_name), None)
         self.started[cid] = now
         self.expected[(s.user, s.want_name)] = Expected(cid, tuple(s.devices), now)
         asked = s.labels.get("ds01.requested_at")
@@ -189,6 +200,7 @@ class Executor:
 
     def _do_StartContainer(self, x: a.StartContainer, now: datetime) -> None:
         self.adapters.docker.start(x.container_id)
+        self.reasons.pop((x.user, x.name), None)  # a new run: how the last one ended is past
         self.started[x.container_id] = now
         served = self._served(x.user, x.name, x.devices, now, kind="container.start",
                               asked=x.asked_at)
@@ -215,6 +227,12 @@ class Executor:
             self._emit("gpu.release", now, x.user, container=x.name, devices=list(x.devices),
                        reason=x.reason)
         self._deliver(told, now)
+
+    def _do_ReleaseDevices(self, x: a.ReleaseDevices, now: datetime) -> None:
+        """Stamped when it stopped (``x.at``): reports count the devices held until then."""
+        self.reasons[(x.user, x.name)] = x.reason
+        self._emit("gpu.release", x.at, x.user, container=x.name, devices=list(x.devices),
+                   reason="exited", how=x.reason, id=x.container_id[:12])
 
     def _do_RemoveContainer(self, x: a.RemoveContainer, now: datetime) -> None:
         self.adapters.docker.remove(x.container_id)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from ds01d.adapters.base import Docker, Nvml, Procfs, Systemd
-from ds01d.core.model import Observed, ProcOwner
+from ds01d.adapters.base import Dcgm, Docker, Nvml, Procfs, Systemd
+from ds01d.core.devices import DeviceTable
+from ds01d.core.idle import MIG_UNKNOWN
+from ds01d.core.model import Gpu, MigReading, Observed, ProcOwner
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class Adapters:
     docker: Docker
     nvml: Nvml
     procfs: Procfs
+    dcgm: Dcgm | None = None
+    """Per-MIG-instance activity (``dcgm.exporter_url``); ``None``: not configured."""
 
 
 T = TypeVar("T")
@@ -48,6 +52,36 @@ def observe(a: Adapters, now: datetime) -> Observed:
         except Exception as e:  # the process may be gone already
             owners[p.pid] = ProcOwner(p.pid, None, None, None)
             errors.setdefault("procfs", f"{type(e).__name__}: {e}")
-    return Observed(now=now, slices={s.name: s for s in slices}, containers=tuple(containers),
-                    gpus=tuple(gpus), processes=tuple(procs), owners=owners,
-                    adapter_errors=errors)
+    gpu_list = tuple(gpus)
+    table = DeviceTable.of(gpu_list)
+    held = tuple(table.resolve(c) if c.devices or c.gpu_count or c.all_gpus else c
+                 for c in containers)
+    return Observed(now=now, slices={s.name: s for s in slices}, containers=held,
+                    gpus=gpu_list, processes=tuple(procs), owners=owners,
+                    adapter_errors=errors, mig_activity=_mig_activity(a, gpu_list, errors))
+
+
+def _mig_activity(a: Adapters, gpus: tuple[Gpu, ...], errors: dict[str, str]
+                  ) -> dict[str, float] | None:
+    """MIG instance uuid -> DCGM activity; ``None`` (processes count) without a reading."""
+    if a.dcgm is None or not any(g.instances for g in gpus):
+        return None
+    try:
+        return by_instance(a.dcgm.mig_activity(), gpus)
+    except Exception as e:  # the exporter may be down or send anything: processes count
+        errors["dcgm"] = f"{type(e).__name__}: {e} ({MIG_UNKNOWN})"
+        return None
+
+
+def by_instance(found: Iterable[MigReading], gpus: Iterable[Gpu]) -> dict[str, float]:
+    """MIG instance uuid -> percent: each reading matched to the instance NVML named (its
+    GPU by UUID, else by index; then its GPU instance id)."""
+    table = {(r.gpu_uuid or f"#{r.gpu_index}", r.gpu_instance_id): r.percent for r in found}
+    out: dict[str, float] = {}
+    for g in gpus:
+        for i in g.instances:
+            for gpu in (g.uuid, f"#{g.index}"):
+                if (gpu, i.gpu_instance_id) in table:
+                    out[i.uuid] = table[(gpu, i.gpu_instance_id)]
+                    break
+    return out

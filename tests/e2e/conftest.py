@@ -21,7 +21,10 @@ from tests.fakenvml.build import build
 
 TB = REPO / "scripts/testbed.sh"
 BIN = Path(sys.executable).parent
-USERS = ("dsalice", "dsbob", "dscarol")
+USERS = tuple(os.environ.get("DS01_E2E_USERS", "dsalice,dsbob,dscarol").split(","))
+"""The test users (made with useradd when missing, removed after): three names, which a
+machine shared by several checkouts sets apart per checkout (``DS01_E2E_USERS``)."""
+ALICE, BOB, CAROL = USERS
 GPU0 = "GPU-e2e00000-0000-0000-0000-000000000000"
 GPU1 = "GPU-e2e11111-1111-1111-1111-111111111111"
 MIG_A = "MIG-e2eaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
@@ -44,10 +47,11 @@ defaults:
 default_group: student
 groups:
   student:
-    members: [dsalice, dsbob, dscarol]
+    members: [{alice}, {bob}, {carol}]
     aggregate: {{cpu_quota: "150%", memory_max: 512m, memory_high: 400m, tasks_max: 300,
                 gpu_limit: 2}}
-policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1, stop_notice_m: 0.1}}
+policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1,
+           idle_detection_window: 1s, stop_notice_m: 0.1}}
 """
 
 
@@ -202,7 +206,8 @@ def running_lab(name: str, users: dict[str, tuple[int, int]], *, idle: str = "nu
     root = REPO / "build/e2e" / name
     shutil.rmtree(root, ignore_errors=True)
     (root / "etc/ds01").mkdir(parents=True)
-    (root / "etc/ds01/resource-limits.yaml").write_text(CONFIG.format(idle=idle))
+    (root / "etc/ds01/resource-limits.yaml").write_text(
+        CONFIG.format(idle=idle, alice=ALICE, bob=BOB, carol=CAROL))
     for file, text in (files or {}).items():
         (root / "etc/ds01" / file).write_text(text)
     lab = Lab(root, users)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Lab, wait_for
+from tests.e2e.conftest import ALICE, Lab, wait_for
 
 
 def _started(lab: Lab, user: str, name: str) -> str:
@@ -23,21 +23,21 @@ def test_a_container_asked_for_again_is_seen_as_it_is_now(lab: Lab) -> None:
     ``ds01 want`` again, ds01d shows the first start as "since" (and counts the runtime limit
     from it); at the next idle stop it compares the request with the *first* stop, takes it
     for "asked again" and starts the container again by itself, stop after stop."""
-    lab.want("dsalice", "nap")
-    wait_for("running", lambda: lab.running("dsalice", "nap"))
-    wait_for("the idle stop", lambda: lab.status("dsalice", "nap").get("phase") == "Stopped",
+    lab.want(ALICE, "nap")
+    wait_for("running", lambda: lab.running(ALICE, "nap"))
+    wait_for("the idle stop", lambda: lab.status(ALICE, "nap").get("phase") == "Stopped",
              timeout=40)
     time.sleep(1.5)  # the next request is in a later second than the stop
-    lab.want("dsalice", "nap")  # asked again
-    wait_for("running again", lambda: lab.running("dsalice", "nap"))
+    lab.want(ALICE, "nap")  # asked again
+    wait_for("running again", lambda: lab.running(ALICE, "nap"))
     time.sleep(2)
-    since = str(lab.status("dsalice", "nap").get("since", ""))[:19].replace("T", " ")
-    started = _started(lab, "dsalice", "nap")
+    since = str(lab.status(ALICE, "nap").get("since", ""))[:19].replace("T", " ")
+    started = _started(lab, ALICE, "nap")
     wait_for("the second idle stop",
-             lambda: lab.inspect("dsalice", "nap")["State"]["Status"] == "exited", timeout=40)
+             lambda: lab.inspect(ALICE, "nap")["State"]["Status"] == "exited", timeout=40)
     states = []
     for _ in range(10):  # nobody asked again: it stays stopped
         time.sleep(1)
-        states.append(lab.inspect("dsalice", "nap")["State"]["Status"])
+        states.append(lab.inspect(ALICE, "nap")["State"]["Status"])
     starts = len(lab.events("container.start"))
     assert (since, set(states), starts) == (started, {"exited"}, 1)

@@ -47,9 +47,9 @@ def test_limits_json_matches_hand_computation(lab_root: Path,
         "max_cpus": 32.0, "memory": 64 * GiB, "memory_swap": 32 * GiB, "shm_size": 16 * GiB,
         "pids_limit": 4096, "max_containers_per_user": 3, "max_runtime_h": 48.0,
         "idle_timeout_h": None, "gpu_hold_after_stop_h": 0.25,
-        "container_hold_after_stop_h": 0.5, "max_tasks": 32768}
+        "container_hold_after_stop_h": 0.5, "max_tasks": 32768, "storage_tmp": None}
     assert got["aggregate"] == {"cpu_quota": None, "memory_max": 320 * GiB, "memory_high": None,
-                                "tasks_max": None, "gpu_limit": 4}
+                                "tasks_max": None, "gpu_limit": 4.0}
     assert got["sources"]["max_gpu_equivalents"] == "group:researcher"
     assert got["sources"]["memory_swap"] == "defaults"
     assert got["sources"]["idle_timeout_h"] == "override"

@@ -83,15 +83,25 @@ def test_quota_in_gpu_equivalents(lab: Lab) -> None:
         "container NAME) or wait until it stops")
 
 
-def test_aggregate_gpu_limit(tmp_path: Path) -> None:
+def test_aggregate_gpu_limit_counts_gpu_equivalents(tmp_path: Path) -> None:
+    """The lab's "gpu_limit: 2.0 # gpueq": three 2g.10gb instances are 6/7 of a GPU, within
+    2.0 (read as 2 devices, the third was refused); a whole GPU on top is over it."""
     lab = Lab(tmp_path, config=config_from(
         "groups:\n  g: {allow_full_gpu: true, max_gpu_equivalents: 4, max_gpu_slots_per_container: 4,"
-        " aggregate: {gpu_limit: 1}}\ndefault_group: g\n"))
-    lab.want("amy", "a", gpus=1)
-    lab.want("amy", "b", gpus=1)
-    assert lab.record() == [f"create amy/a {lab.uuid(0)}"]
-    assert lab.status("amy", "b")["reason"] == \
-        "waiting for your other containers: 1 devices held (gpu_limit)"
+        " max_containers_per_user: 9, aggregate: {gpu_limit: 2.0}}\ndefault_group: g\n"))
+    for name in ("a", "b", "c"):
+        lab.want("amy", name, mig="2g.10gb")
+    lab.want("amy", "whole", gpus=2)
+    got = lab.record()
+    assert [line.split()[1] for line in got] == ["amy/a", "amy/b", "amy/c"]
+    assert lab.status("amy", "whole")["reason"] == (
+        "waiting for your other containers: 0.857 of 2 GPU-equivalents in use "
+        "(aggregate.gpu_limit) and 2 more does not fit: drop one first (a, b, c: ds01 drop "
+        "container NAME) or wait until it stops")
+    lab.want("amy", "big", gpus=3)
+    lab.record()
+    assert lab.status("amy", "big")["phase"] == "Failed"
+    assert "over your limit of 2 (aggregate.gpu_limit)" in str(lab.status("amy", "big")["reason"])
 
 
 def test_max_containers_per_user(lab: Lab) -> None:
@@ -385,6 +395,8 @@ def test_a_container_that_exits_at_once_is_not_restarted_over_and_over(lab: Lab)
     lab.apply()
     (c,) = lab.host.containers.values()
     c.update(state="exited", finished_at=lab.host.now, exit_code=1)
+    assert lab.record() == ["release alice/t exited with code 1"]
+    lab.apply()
     assert lab.record() == []
     assert lab.status("alice", "t")["reason"] == "exited with code 1"
 
@@ -397,6 +409,27 @@ def test_a_creation_cut_short_is_finished(lab: Lab) -> None:
     assert lab.record() == ["start alice/t"]
     lab.apply()
     assert lab.record() == []
+
+
+def test_an_archived_user_is_given_no_container(tmp_path: Path) -> None:
+    import tempfile
+
+    from ds01d.config.loader import load_config
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "groups").mkdir()
+        (Path(d) / "resource-limits.yaml").write_text("groups: {student: {}}\n"
+                                                      "default_group: student\n")
+        (Path(d) / "groups/archived.members").write_text("# access ended\nzed  # graduated\n")
+        config = load_config(Path(d))
+    lab = Lab(tmp_path, config=config)
+    lab.want("zed", "t")
+    lab.want("amy", "t")
+    assert lab.record() == ["create amy/t "]
+    status = lab.status("zed", "t")
+    assert status["phase"] == "Failed"
+    assert status["reason"] == ("your access has ended (groups/archived.members): ask the "
+                                "lab's admins to restore it")
 
 
 def test_a_creation_not_listed_yet_is_never_made_twice(lab: Lab) -> None:

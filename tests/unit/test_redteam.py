@@ -150,11 +150,10 @@ def test_a_user_cannot_see_who_holds_which_device(host: Host) -> None:
 
 def test_users_with_the_same_local_part_get_their_own_containers(
         base: Path, users: dict[str, tuple[int, int]]) -> None:
-    """``unit_part`` drops ``@domain`` and adds a hash only when the rest had to change, so
-    ``dsrcol`` and ``dsrcol@lab`` (two accounts, e.g. two sssd domains) share the Docker name
-    ``ds01-dsrcol-<want>`` and the slice ``ds01-<group>-dsrcol.slice``: whoever comes second
-    never gets a container (Docker: name in use), and both users' containers share one
-    slice's limits."""
+    """``dsrcol`` and ``dsrcol@lab`` (two accounts, e.g. two sssd domains) once shared the
+    Docker name ``ds01-dsrcol-<want>`` and the slice ``ds01-<group>-dsrcol.slice``: whoever
+    came second never got a container, and both users' containers shared one slice's
+    limits. Each now gets its own name and its own slice."""
     from ds01d.core.naming import docker_name
 
     pair = ("dsrcol", "dsrcol@lab")
@@ -178,6 +177,10 @@ def test_users_with_the_same_local_part_get_their_own_containers(
         assert host.containers(pair[0]) == {"train": "running"}
         assert host.containers(pair[1]) == {"train": "running"}
         assert docker_name(pair[0], "train") != docker_name(pair[1], "train")
+        parents = {c["labels"]["ds01.user"]: c["cgroup_parent"]
+                   for c in host.machine.containers.values()}
+        assert parents[pair[0]] != parents[pair[1]], parents
+        assert all(p in host.machine.slices for p in parents.values())
     finally:
         for u in made:
             _run("userdel", u)

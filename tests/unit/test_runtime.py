@@ -250,3 +250,28 @@ def test_the_daemons_own_events_take_the_one_emission_path(
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("ERROR", "docker unavailable"), ("INFO", "container.create alice {}")]
     assert [e["event_type"] for e in log.read()] == ["adapter.down", "container.create"]
+
+
+def test_a_user_moved_between_unix_groups_is_seen_within_a_pass(tmp_path: Path) -> None:
+    """No file under etc/ds01 changes: the limits cache and the snapshot follow NSS."""
+    from ds01d import snapshot
+    from ds01d.config.effective import FakeNss
+
+    paths = _sim_root(tmp_path)
+    (paths.etc / "resource-limits.yaml").write_text(
+        "default_group: student\ngroups:\n  student: {max_cpus: 4}\n"
+        "  researcher: {unix_groups: [phd], max_cpus: 32}\n")
+    (paths.etc / "groups").mkdir(exist_ok=True)
+    (paths.etc / "groups/student.members").write_text("amy\n")
+    nss = FakeNss(groups={"phd": frozenset()})
+    d = Daemon(paths, simulate=True)
+    d.nss = lambda: nss  # type: ignore[method-assign]
+    _want(paths, "amy", "a")
+    r = d.run_pass()
+    assert r.desired is not None and r.desired.effective["amy"].group == "student"
+    nss.groups["phd"] = frozenset({"amy"})  # usermod -aG phd amy
+    r = d.run_pass()
+    assert r.desired is not None and r.desired.effective["amy"].group == "researcher"
+    etc = str(paths.etc)
+    body = snapshot.lookup(paths.top, etc, "amy", "2026-01-05T09:00:00Z")
+    assert body is not None and body["group"] == "researcher" and body["limits"]["max_cpus"] == 32

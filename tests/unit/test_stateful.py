@@ -155,18 +155,14 @@ class LabMachine(RuleBasedStateMachine):
         desired = self.lab.desired()
         gpueq = {d.uuid: d.gpu_equivalents for d in devices_of(self.lab.observed().gpus)}
         used: dict[str, float] = {}
-        held: dict[str, int] = {}
         for c in self.lab.host.containers.values():
             if c["state"] == "running":
                 u = c["labels"]["ds01.user"]
                 used[u] = used.get(u, 0.0) + sum(gpueq[d] for d in c["devices"])
-                held[u] = held.get(u, 0) + len(c["devices"])
         for u, total in used.items():
             eff = desired.effective[u]
-            quota = eff.limits.max_gpu_equivalents
-            assert quota is None or total <= quota + 1e-9, (u, total, quota)
-            cap = eff.aggregate.gpu_limit
-            assert cap is None or held[u] <= cap, (u, held[u], cap)
+            for cap in (eff.limits.max_gpu_equivalents, eff.aggregate.gpu_limit):
+                assert cap is None or total <= cap + 1e-9, (u, total, cap)
 
     @invariant()
     def planning_again_does_nothing(self) -> None:
