@@ -175,56 +175,83 @@ def _quiet(c: Container, due: datetime, stage: float | None, *, observed: Observ
     return True
 
 
+_SPANS: dict[int, tuple[DesiredConfig, timedelta, timedelta]] = {}
+
+
+def _spans(config: DesiredConfig) -> tuple[timedelta, timedelta]:
+    """``stop_notice_m`` and ``grace_period_m`` as spans, made once per configuration."""
+    known = _SPANS.get(id(config))
+    if known is None or known[0] is not config:
+        policies = config.policies
+        known = (config, timedelta(minutes=policies.stop_notice_m),
+                 timedelta(minutes=policies.grace_period_m))
+        _SPANS.clear()
+        _SPANS[id(config)] = known
+    return known[1], known[2]
+
+
 def check_running(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
                   busy: bool, out: LifecycleResult) -> None:
     """Runtime first (it cannot be kept alive), then idle."""
-    _, name = _label(c)
     now = observed.now
-    notice = timedelta(minutes=config.policies.stop_notice_m)
-    started = observed.started.get(c.id) or c.started_at or c.created_at
+    notice, grace = _spans(config)
     if timers.max_runtime_h is not None:
+        started = observed.started.get(c.id) or c.started_at or c.created_at
         limit = timedelta(hours=timers.max_runtime_h)
+        due = started + limit
         fraction = (now - started) / limit if limit else 1.0
-        hours = timers.max_runtime_h
-        stage = _stage(fraction, RUNTIME_WARN_AT)
-        if not _quiet(c, started + limit, stage, observed=observed, notice=notice, out=out):
-            coming = Coming("runtime", started + limit,
-                            f"runtime:{c.id}:{started.isoformat()}",
+        if fraction < RUNTIME_WARN_AT[0] and now < due - notice and c.id not in observed.told:
+            out.stops_at[c.id] = due  # nothing to say yet (the quiet case, inline: per pass)
+        elif not _quiet(c, due, stage := _stage(fraction, RUNTIME_WARN_AT), observed=observed,
+                        notice=notice, out=out):
+            _, name = _label(c)
+            hours = timers.max_runtime_h
+            coming = Coming("runtime", due, f"runtime:{c.id}:{started.isoformat()}",
                             "lifecycle.runtime_warning", stage, "",
                             lambda at: f"{name} reaches its runtime limit of {hours:g}h and "
                             f"will be stopped at {utc(at)}; /workspace is kept")
             if stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
                               notice=notice, out=out):
                 return
-    _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out)
+    _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out,
+                spans=(notice, grace))
 
 
 def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
-                busy: bool, out: LifecycleResult) -> None:
-    """The idle stop: due ``idle_timeout_h`` after the container went idle, never inside the
-    grace period after its start nor before a keepalive ends."""
-    _, name = _label(c)
-    now = observed.now
-    timeout = idle_timeout(timers, config, busy)
+                busy: bool, out: LifecycleResult, spans: tuple[timedelta, timedelta]) -> None:
+    """The idle stop: due ``idle_timeout_h`` after the container went idle (and idle for the
+    whole detection window), never inside the grace period after its start nor before a
+    keepalive ends; told at least ``stop_notice_m`` before."""
     since = observed.idle_since.get(c.id)
-    if timeout is None or since is None:
+    if since is None:
         return
-    notice = timedelta(minutes=config.policies.stop_notice_m)
-    grace_end = (c.started_at or c.created_at) + timedelta(minutes=config.policies.grace_period_m)
+    timeout = idle_timeout(timers, config, busy)
+    if timeout is None:
+        return
+    now = observed.now
+    notice, grace = spans
+    grace_end = (c.started_at or c.created_at) + grace
     keep = timers.keepalive_until
     limit = timedelta(hours=timeout)
     window = timedelta(hours=timers.idle_window_h)
-    due = max(since + max(limit, window), grace_end, keep or since)
+    due = max(since + max(limit, window), grace_end)
     kept = keep is not None and now < keep
-    if keep is not None and kept and now < keep - notice:
-        return  # kept alive: its end is told in time
+    if keep is not None:
+        due = max(due, keep)
+        if kept and now < keep - notice:
+            return  # kept alive: its end is told in time
     if now - since < window:
         out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
         return  # not idle for the whole detection window yet: nothing to say
     fraction = (now - since) / limit if limit else 1.0
+    if not kept and (fraction < IDLE_WARN_AT[0] or now < grace_end) and now < due - notice \
+            and c.id not in observed.told:
+        out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+        return  # nothing to say yet (the quiet case, inline: it runs for every container)
     stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
     if not kept and _quiet(c, due, stage, observed=observed, notice=notice, out=out):
         return
+    _, name = _label(c)
     idle = span((now - since).total_seconds())
     hint = f"unless it is used (or: ds01 keepalive {name} --for 2h)"
     if keep is not None and kept:

@@ -246,8 +246,9 @@ def _replacing(groups: Mapping[Key, list[Container]], wants: Mapping[Key, Want],
     for key, cs in groups.items():
         want = wants.get(key)
         c = cs[0]
-        if want is not None and c.active and c.id not in life.stopping \
-                and _respecified(want, c):
+        spec = c.labels.get(m.LABEL_SPEC)
+        if want is not None and spec is not None and c.active and spec != spec_of(want) \
+                and c.id not in life.stopping:
             out.append(c)
     return sorted(out, key=lambda c: (c.owner or "", c.want_name or ""))
 
@@ -376,7 +377,7 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
                       c.devices, gpueq, None, c.started_at or c.created_at,
                       observed.idle_since.get(c.id), life.stops_at.get(c.id), c.name,
-                      observed.busy.get(c.id), spec_of(want))
+                      observed.busy.get(c.id), c.labels.get(m.LABEL_SPEC) or spec_of(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
