@@ -226,6 +226,7 @@ def cli_rows(users: int, runs: int) -> list[Row]:
                                               "--mig", "1g.5gb"]),
                      ("ds01 limits", [*base, *as_, "limits"]),
                      ("ds01 status", [*base, *as_, "status"]),
+                     ("ds01 gpus", [*base, *as_, "gpus"]),
                      ("ds01 --help", [ds01, "--help"]))
             for label, argv in cases:
                 if label == "ds01 --help" and where == "real root":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from ds01d.adapters import notify
 from ds01d.adapters.nss import account as nss_account
 from ds01d.adapters.nss import uid_of
 from ds01d.adapters.nss import user_name as nss_user_name
+from ds01d.adapters.tty import UTMP, Terminals
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
@@ -43,17 +45,21 @@ from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
 from ds01d.runtime.dcgm import job_map, write_job_map
 from ds01d.runtime.desired import ConfigSource, EffectiveCache, assemble
-from ds01d.runtime.events import EventLog, event
+from ds01d.runtime.events import EventLog, Unrecorded, event
 from ds01d.runtime.executor import Executor, blocking, safe_actions
 from ds01d.runtime.metrics import Collector, Snapshot, Totals
 from ds01d.runtime.metrics import build as build_metrics
+from ds01d.runtime.notices import Alerter, UserNotices
 from ds01d.runtime.observe import Adapters, observe
+from ds01d.runtime.outbox import Outbox
 from ds01d.runtime.simroot import sim_account
 from ds01d.runtime.userfiles import UserFiles
 from ds01d.runtime.wantfiles import WantSource, WantsRead, ensure_spool
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
+GPUS_FILE = "gpus.json"
+"""Under ``var/lib/ds01``: what ``ds01 gpus`` shows (world-readable, names nobody)."""
 MIN_GAP_S = 0.5
 """The least time between the starts of two passes: a user writing files in a loop wakes
 ds01d at most twice a second, and a want is served within half a second plus a pass."""
@@ -86,6 +92,11 @@ class Daemon:
     the real-host path: real name service and file ownership, a fake machine)."""
     job_map_dir: Path = field(default=Path())
     """dcgm-exporter job-mapping folder (default ``run/ds01/dcgm-job-map`` under the root)."""
+    utmp: str = UTMP
+    """Where the users' login sessions are listed (terminal notices)."""
+    read_only: bool = False
+    """Observe and plan, write nothing (``ds01 plan``): no events, no snapshot, no spool
+    set-up, nothing moved aside."""
 
     carry: Carry = field(default_factory=Carry)
     """What this pass carries to the next and across restarts: the daemon's only memory."""
@@ -114,6 +125,10 @@ class Daemon:
     events: EventLog = field(init=False)
     down: dict[str, str] = field(default_factory=dict)
     shown_errors: tuple[str, ...] = ()
+    notices: UserNotices = field(init=False)
+    alerter: Alerter = field(init=False)
+    gpus_shown: dict[str, Any] | None = None
+    drifted: tuple[int, ...] = ()
     config_valid: bool | None = None
     last: tuple[Plan, Observed, Desired, bool, float] | None = None
     _metrics: Snapshot | None = None
@@ -132,18 +147,30 @@ class Daemon:
             saved=self.paths.state / "want-cache.pickle" if self.read_memory else None)
         self.limits_cache = EffectiveCache()
         self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
-        self.events = EventLog(self.paths.events, user_copy=self.files.append_event)
+        self.alerter = Alerter(Outbox("ds01d-alerts"))
+        terminals = None if self.simulate else Terminals(utmp=self.utmp)
+        self.notices = UserNotices(Outbox("ds01d-notices"), self.account, terminals,
+                                   as_user=not self.simulate)
+        self.events = Unrecorded() if self.read_only else EventLog(
+            self.paths.events, user_copy=self.files.append_event,
+            on_event=self.alerter.consider)
         self.saver = Saver(self.paths.state, refresh_s=self.interval)
+        if self.read_only:
+            self.want_files.foreign_dir = None
+        else:
+            self._ensure_spool()
+        if self.read_memory:
+            self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
+                                    else 3 * self.interval)
+            self.saver.adopt(self.carry)  # what is on disk: not written again unless it changes
+
+    def _ensure_spool(self) -> None:
         try:
             fixed = ensure_spool(self.paths.wants)
             if fixed:
                 log.warning("want spool set right: %s", fixed)
         except OSError as e:
             log.error("cannot set up the want spool %s: %s", self.paths.wants, e.strerror or e)
-        if self.read_memory:
-            self.carry = carry.load(self.paths.state, max_age_s=None if self.simulate
-                                    else 3 * self.interval)
-            self.saver.adopt(self.carry)  # what is on disk: not written again unless it changes
 
     def real_adapters(self) -> Adapters:
         """systemd over D-Bus, Docker's API, NVML and /proc (made once, on first use)."""
@@ -186,10 +213,12 @@ class Daemon:
         self._report_config(observed.now)
         if config is None:
             return None
+        self.alerter.config = config.alerts
         stale = self.snapshot_until is not None and observed.now >= self.snapshot_until
         nss = self.nss()
         self.limits_cache.watch(config, nss)  # Unix group changes: seen in this pass
-        if config is not self.snapshot_of or stale or self.limits_cache.nss_changed:
+        if (config is not self.snapshot_of or stale or self.limits_cache.nss_changed) \
+                and not self.read_only:
             self._write_snapshot(config, observed.now)
         read = self.want_files.load()
         if self.watcher is not None:
@@ -316,11 +345,13 @@ class Daemon:
         started = track_started(self.carry.started, observed)
         expected = carry.pending(self.carry.expected, {c.id for c in observed.containers}, now)
         self.carry = replace(self.carry, idle_since=idle, started=started, expected=expected)
-        reported = frozenset(self.executor.reported) if self.executor else self.carry.reported
-        reasons = dict(self.executor.reasons) if self.executor else dict(self.carry.reasons)
+        x = self.executor
+        reported = frozenset(x.reported) if x else self.carry.reported
+        reasons = dict(x.reasons) if x else dict(self.carry.reasons)
+        warned = dict(x.warned) if x else dict(self.carry.warned)
         observed = replace(observed, idle_since=idle, started=started, expected=expected,
                            reported=reported, previous_reasons=reasons, busy=busy,
-                           drain_since=self.carry.mig_drain_since)
+                           drain_since=self.carry.mig_drain_since, warned=warned)
         return PassResult(plan(desired, observed, now), observed, desired)
 
     def due(self, interval: float) -> bool:
@@ -359,7 +390,9 @@ class Daemon:
                 self.executor = Executor(adapters, self.paths, self.events, files=self.files,
                                          reported=set(self.carry.reported),
                                          reasons=dict(self.carry.reasons),
-                                         flagged=dict(self.carry.flagged), totals=self.totals)
+                                         flagged=dict(self.carry.flagged),
+                                         warned=dict(self.carry.warned), totals=self.totals,
+                                         tell=self.notices.tell)
             self.executor.adapters = adapters
             result = self.plan_once(adapters, now, host)
             self._report_adapters(result.observed)
@@ -374,6 +407,8 @@ class Daemon:
                 keep = frozenset(result.desired.held_users) if result.desired else frozenset()
                 self.executor.write_statuses(result.plan.statuses, keep=keep)
                 self._write_job_map(result)
+                self._write_gpus(result)
+                self._report_drift(result)
             self._save_carry()
             self.want_files.save()
             return result
@@ -390,12 +425,52 @@ class Daemon:
                 return
             self.job_map = mapping
 
+    def _write_gpus(self, result: PassResult) -> None:
+        """``var/lib/ds01/gpus.json`` for ``ds01 gpus`` (everyone may read it; it names
+        nobody), rewritten when it changes."""
+        if result.plan is None or result.desired is None:
+            return
+        from ds01d.core.gpus import summary
+        from ds01d.fsutil import write_atomic
+        from ds01d.snapshot import layout_stamp
+
+        body = summary(result.plan, result.observed, result.desired)
+        body["layout"] = layout_stamp(str(self.paths.etc))
+        if body == self.gpus_shown:
+            return
+        try:
+            write_atomic(self.paths.state / GPUS_FILE, json.dumps(body, indent=1) + "\n",
+                         mode=0o644, durable=False)
+        except OSError as e:
+            log.warning("%s not written: %s", GPUS_FILE, e.strerror or e)
+            return
+        self.gpus_shown = body
+
+    def _report_drift(self, result: PassResult) -> None:
+        """``mig.drift`` when GPUs start to differ from mig-layout.yaml (an admin alert), and
+        ``mig.converged`` when they all match again."""
+        if result.plan is None:
+            return
+        now = tuple(sorted(c.gpu.index for c in result.plan.mig.changes))
+        if now == self.drifted:
+            return
+        if now:
+            self.events.emit(event("mig.drift", when=result.observed.now, user=None,
+                                   details={"gpus": list(now)}),
+                             f"MIG layout of GPU {', '.join(map(str, now))} differs from "
+                             "mig-layout.yaml")
+        else:
+            self.events.emit(event("mig.converged", when=result.observed.now, user=None,
+                                   details={}), "MIG layout matches mig-layout.yaml again")
+        self.drifted = now
+
     def _save_carry(self) -> None:
         """The carried state: what the executor remembers, with the idle timers and asks."""
         x = self.executor
         if x is not None:
             self.carry = replace(self.carry, reported=frozenset(x.reported),
                                  reasons=dict(x.reasons), flagged=dict(x.flagged),
+                                 warned=dict(x.warned),
                                  started={**self.carry.started, **x.started},
                                  expected={**self.carry.expected, **x.expected})
             x.started, x.expected = {}, {}
@@ -549,6 +624,8 @@ def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
     finally:
         notify.notify(stopping=1)
         watcher.stop()
+        d.notices.outbox.close(timeout=5)
+        d.alerter.outbox.close(timeout=5)
     log.info("ds01d stopped")
     return 0
 
@@ -589,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-users", default="prometheus", metavar="NAMES",
                    help="users of this host who may read the metrics, besides root "
                    "(comma-separated; default %(default)s)")
+    p.add_argument("--utmp", default=UTMP, metavar="FILE",
+                   help="where login sessions are listed, for notices on users' terminals "
+                   "(default %(default)s)")
     p.add_argument("--version", action="version", version=f"ds01d {__version__}")
     return p
 
@@ -604,9 +684,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in init_sim_root(paths):
             log.info("set up %s", line)
     d = Daemon(paths, simulate=args.simulate, interval=args.interval,
-               job_map_dir=Path(args.dcgm_job_map) if args.dcgm_job_map else Path())
+               job_map_dir=Path(args.dcgm_job_map) if args.dcgm_job_map else Path(),
+               utmp=args.utmp)
     if args.once:
         r = d.run_pass()
+        d.notices.outbox.close(timeout=5)
+        d.alerter.outbox.close(timeout=5)
         return 1 if r.plan is None or r.failed else 0
     return serve(d, interval=args.interval, metrics_port=args.metrics_port,
                  metrics_address=args.metrics_address,

@@ -148,3 +148,14 @@ def write(root: str, body: dict[str, Any]) -> bool:
     except OSError:
         return False
     return True
+
+
+def layout_stamp(etc: str) -> list[int] | None:
+    """``mig-layout.yaml`` as it is now (mtime, size, inode; ``None``: none): ``gpus.json``
+    carries the one it was made with, so ``ds01 want`` knows when the host's profiles it
+    lists may be about to change (an edit ds01d has not read yet)."""
+    try:
+        st = os.stat(os.path.join(etc, "mig-layout.yaml"))
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]

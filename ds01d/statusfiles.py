@@ -101,3 +101,40 @@ def read_user_events(status_dir: str, user: str) -> list[dict[str, Any]]:
             if isinstance(ev, dict) and "event_type" in ev:
                 out.append(ev)
     return out
+
+
+NOTICES_READ = 64 << 10
+"""How much of the end of a user's event file ``ds01 status`` reads for their notices."""
+
+
+def recent_notices(status_dir: str, user: str, since_iso: str) -> list[dict[str, Any]]:
+    """The events marked ``notice`` about ``user`` since ``since_iso``, oldest first, from
+    the end of their event file (the lines of notices only are parsed)."""
+    import stat
+
+    try:
+        fd = os.open(os.path.join(status_dir, user, "events.jsonl"), _FLAGS)
+    except OSError:
+        return []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return []
+        start = max(0, st.st_size - NOTICES_READ)
+        raw = os.pread(fd, NOTICES_READ, start)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    out = []
+    for line in raw.split(b"\n")[1 if start else 0:]:
+        if b'"notice": true' not in line:
+            continue
+        try:
+            ev = loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and isinstance(ev.get("details"), dict) \
+                and str(ev.get("timestamp", "")) >= since_iso:
+            out.append(ev)
+    return out

@@ -50,6 +50,8 @@ def summary(action: a.Action) -> str:
         return f"warn {action.user}/{action.name} {action.event_type} {action.key.split(':')[2]}"
     if isinstance(action, a.FlagUntracked):
         return f"flag {action.user} pid {action.pid} gpu {action.gpu_index}"
+    if isinstance(action, a.Alert):
+        return f"alert {action.event_type} {action.user}"
     if isinstance(action, a.ReleaseDevices):
         return f"release {action.user}/{action.name} {action.reason}"
     if isinstance(action, a.EnsureSlice):
@@ -128,8 +130,10 @@ class Lab:
         self.idle = track_idle(self.idle, observed, desired.effective, self.now, busy=busy)
         reported = frozenset(self.executor.reported) if self.executor else frozenset()
         reasons = dict(self.executor.reasons) if self.executor else {}
+        warned = dict(self.executor.warned) if self.executor else {}
         return replace(observed, idle_since=dict(self.idle), reported=reported,
-                       previous_reasons=reasons, busy=busy, drain_since=dict(self.drains))
+                       previous_reasons=reasons, busy=busy, drain_since=dict(self.drains),
+                       warned=warned)
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
@@ -139,6 +143,13 @@ class Lab:
         """The actions of one plan, summarised (slice actions left out unless asked)."""
         return [summary(x) for x in self.plan().actions
                 if slices or not isinstance(x, a.EnsureSlice | a.SetSliceProperties | a.StopSlice)]
+
+    def after_notice(self) -> list[str]:
+        """This pass tells the owners of coming stops; ``stop_notice_m`` later: the actions
+        then (ds01d stops nothing it has not announced at least that long before)."""
+        self.apply()
+        self.advance(minutes=self.config.policies.stop_notice_m)
+        return self.record()
 
     def apply(self) -> Plan:
         """One full pass: plan, execute on the fake host, remember like ds01d does."""

@@ -21,19 +21,21 @@ _TOOLS = "/usr/bin:/bin"
 TIMEOUT_S = 10.0
 
 
-def run_as(uid: int, gid: int, argv: list[str], *, stdin: bytes = b"") -> None:
+def run_as(uid: int, gid: int, argv: list[str], *, stdin: bytes = b"",
+           timeout: float = TIMEOUT_S) -> None:
     """Run ``argv`` as uid:gid (from root; as oneself when already that uid); raise
-    :class:`PermanentError` with what it said when it fails."""
+    :class:`PermanentError` with what it said when it fails, :class:`TemporaryError` when it
+    takes more than ``timeout`` seconds."""
     me = os.geteuid()
     if me not in (0, uid):
         raise PermanentError(f"cannot act as uid {uid} without root")
     switch = {"user": uid, "group": gid, "extra_groups": []} if me == 0 else {}
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, timeout=TIMEOUT_S,
+        done = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout,
                               env={"PATH": _TOOLS, "LC_ALL": "C"}, cwd="/", check=False,
                               **switch)  # type: ignore[call-overload]
     except subprocess.TimeoutExpired:
-        raise TemporaryError(f"{argv[0]} as uid {uid} took more than {TIMEOUT_S:g}s") from None
+        raise TemporaryError(f"{argv[0]} as uid {uid} took more than {timeout:g}s") from None
     except OSError as e:
         raise PermanentError(f"cannot run {argv[0]} as uid {uid}: {e.strerror}") from None
     if done.returncode != 0:
@@ -119,3 +121,42 @@ def _check(fd: int, where: str, uid: int, *, allow_root: bool) -> None:
         raise PermanentError(f"{where} is not a folder")
     if st.st_uid != uid and not (allow_root and st.st_uid == 0):
         raise PermanentError(f"{where} is owned by uid {st.st_uid}, not by its user ({uid})")
+
+
+NOTICES = ".ds01/notices"
+"""The notice file in a container's ``/workspace`` (the workspace folder on the host)."""
+NOTICES_KEPT = 64 << 10
+"""Past this size the file is moved to ``notices.1`` and started again."""
+_APPEND = r"""set -e
+umask 077
+d="$1/.ds01"
+[ -d "$d" ] || mkdir -- "$d"
+f="$d/notices"
+if [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f is not a file" >&2; exit 3; fi
+if [ -f "$f" ] && [ "$(wc -c < "$f")" -gt "$2" ]; then mv -f -- "$f" "$f.1"; fi
+exec dd of="$f" oflag=append,nonblock conv=notrunc status=none
+"""
+NOTICE_TIMEOUT_S = 2.0
+"""A notice file that makes its writer wait costs its owner's notice, and the others' at most
+this long."""
+
+
+def append_notice(uid: int, gid: int, workspace: str, text: str) -> None:
+    """Add ``text`` to ``<workspace>/.ds01/notices``, as the workspace's owner: whatever links
+    they made there are followed with their rights alone."""
+    run_as(uid, gid, ["sh", "-c", _APPEND, "sh", workspace, str(NOTICES_KEPT)],
+           stdin=text.encode(), timeout=NOTICE_TIMEOUT_S)
+
+
+def append_plain(workspace: str, text: str) -> None:
+    """The same on a simulated root (no users to act as): no link is followed."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    folder = os.path.join(workspace, ".ds01")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(folder, "notices"), flags, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PermanentError(f"{folder}/notices is not a file")
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

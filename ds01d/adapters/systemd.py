@@ -19,11 +19,14 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pystemd.dbuslib import DBus, DBusAddress, DBusError, path_encode
+from pystemd.dbusexc import DBusBaseError as DBusError
+from pystemd.dbuslib import DBus, DBusAddress, path_encode
 
 from ds01d.adapters.base import PermanentError, TemporaryError
 from ds01d.core.model import SliceState
 
+# pystemd.dbuslib.DBusError is a function that makes these, not their class: catching it
+# raised TypeError instead of reporting the D-Bus error.
 MANAGED = ("CPUQuotaPerSecUSec", "MemoryMax", "MemoryHigh", "TasksMax")
 INFINITY = 2**64 - 1
 """systemd's "infinity" for these uint64 properties; ds01 writes ``None``."""

@@ -22,18 +22,24 @@ makes it so: it starts your container with the GPU or MIG instance your limits a
 it when none is free, and stops it when it has been idle too long.
 """
 EPILOG = """\
-examples:
-  ds01 limits                              your limits, and where each value comes from
-  ds01 want container train --mig 3g.40gb  a container with one MIG instance
-  ds01 want container big --gpus 1 --memory 64g
-  ds01 status                              phase, devices, queue position
-  ds01 shell train                         a shell in it (or docker exec -it train bash)
-  ds01 keepalive train --for 4h            not idle-stopped for 4 hours
-  ds01 drop container train                stop and remove it
-  sudo ds01 check-config                   validate the admin's files in /etc/ds01
+getting started:
+  ds01 gpus                                 what this host has, what is free, your room
+  ds01 want container train {device:<15} a container with {what}
+  ds01 status                               phase, devices, queue position, your notices
+  ds01 shell train                          a shell in it (or docker exec -it train bash)
+  ds01 keepalive train --for 4h             not idle-stopped for 4 hours
+  ds01 drop container train                 stop and remove it (~/workspace/train is kept)
 
+more:
+  ds01 limits                               your limits, and where each value comes from
+  ds01 want container big --gpus 1 --memory 64g
+  ds01 events --since 1h                    what ds01d did about your containers
+  sudo ds01 check-config                    validate the admin's files in /etc/ds01
+
+ds01d tells you before it stops a container: on your open terminals, in
+/workspace/.ds01/notices inside the container, and in ds01 status.
 exit status: 0 ok, 1 invalid input or refused, 2 wrong usage.
-files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/ in the ds01 repo.
+files: /etc/ds01/ (admin), /var/lib/ds01/wants/<user>/ (yours). docs: docs/users.md.
 """
 
 if TYPE_CHECKING:
@@ -101,6 +107,37 @@ def _limits_args(p: _Parser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def host_profiles(root: str | None) -> list[str] | None:
+    """This host's MIG profiles, smallest first, as ds01d last saw them (``None``: unknown)."""
+    from ds01d import jsonfast as json
+    from ds01d.paths import Paths
+    from ds01d.statusfiles import read_small
+
+    raw = read_small(Paths.from_option(root).under("var/lib/ds01/gpus.json"), 4 << 20)
+    if raw is None:
+        return None
+    try:
+        profiles = json.loads(raw)["profiles"]
+        return [k for k, _ in sorted(((k, float(v["gpu_equivalents"]))
+                                      for k, v in profiles.items() if k != "gpu"),
+                                     key=lambda kv: (kv[1], kv[0]))]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+_HOST: dict[str, list[str] | None] = {}
+"""This host's profiles for the help texts (read once per command)."""
+
+
+def _epilog(root: str | None) -> str:
+    profiles = host_profiles(root)
+    if profiles:
+        return EPILOG.format(device=f"--mig {profiles[0]}", what="one MIG instance")
+    if profiles == []:
+        return EPILOG.format(device="--gpus 1", what="one whole GPU")
+    return EPILOG.format(device="--mig PROFILE", what="a MIG instance (see ds01 gpus)")
+
+
 def _want_args(p: _Parser) -> None:
     kinds = p.add_subparsers(title="what", metavar="KIND", parser_class=_parser_class(),
                              required=True)
@@ -112,10 +149,15 @@ def _want_args(p: _Parser) -> None:
     w.add_argument("--image", default="ubuntu:24.04", help="image (default: %(default)s)")
     gpu = w.add_mutually_exclusive_group()
     gpu.add_argument("--gpus", type=int, metavar="N", help="N full GPUs")
-    gpu.add_argument("--mig", metavar="PROFILE", help="one MIG instance, e.g. 1g.10gb, 3g.40gb")
+    have = _HOST.get("profiles")
+    gpu.add_argument("--mig", metavar="PROFILE", help="one MIG instance of PROFILE: " + (
+        f"this host has {', '.join(have)}" if have else "ds01 gpus lists this host's"))
     w.add_argument("--cpus", type=float, metavar="N", help="CPUs (default: your max_cpus)")
     w.add_argument("--memory", metavar="SIZE", help="memory, e.g. 32g (default: your limit)")
     w.add_argument("--shm", metavar="SIZE", help="/dev/shm size (default: your shm_size)")
+    w.add_argument("--replace", action="store_true",
+                   help="it runs with other settings: replace it (its processes stop; "
+                   "/workspace is kept)")
     w.add_argument("--env", action="append", metavar="NAME=VALUE",
                    help="environment variable (again for more)")
     w.add_argument("--port", action="append", type=int, metavar="PORT",
@@ -152,6 +194,10 @@ def _shell_args(p: _Parser) -> None:
 def _status_args(p: _Parser) -> None:
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("--all", action="store_true", help="every user's (root, or a simulated root)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _gpus_args(p: _Parser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -231,12 +277,19 @@ COMMANDS: dict[str, tuple[str, str, Callable[[_Parser], None], tuple[str, str]]]
                   "No idle stop before now + DURATION (capped by the lab's "
                   "keepalive_max_duration_h). The runtime limit still applies.",
                   _keepalive_args, ("ds01d.cli.want", "run_keepalive")),
+    "gpus": ("GPUs and MIG instances, free or in use; queues; your room",
+             "Each GPU and MIG instance of this host, free or in use (and until when, at the "
+             "latest), the profiles it offers with their queues, and what your quota still "
+             "lets you ask for.", _gpus_args, ("ds01d.cli.gpus", "run_gpus")),
     "shell": ("a shell in your container (through ds01's Docker socket)",
               "A shell in your container, at /workspace for one you asked for with ds01 "
               "want. A container ds01 stopped is asked for again first. Also: docker exec "
               "-it NAME bash, or VS Code's Attach to Running Container (docs/users.md).",
               _shell_args, ("ds01d.cli.shell", "run_shell")),
-    "status": ("phase, devices and queue position of your containers", "", _status_args,
+    "status": ("phase, devices and queue position of your containers; notices",
+               "Your wanted containers: PHASE (Pending, Running, Stopped, Failed) and SINCE "
+               "(when it entered that phase), devices, queue position and why; then the "
+               "notices ds01d gave you in the last day.", _status_args,
                ("ds01d.cli.status", "run_status")),
     "plan": ("what the next pass of ds01d would do (does nothing)", "", _plan_args,
              ("ds01d.cli.status", "run_plan")),
@@ -272,11 +325,27 @@ def command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> _Parser:
+def root_in(argv: Sequence[str]) -> str | None:
+    """The ``--root`` given on a command line (before the command), if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--root" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--root="):
+            return arg.split("=", 1)[1]
+        if arg in COMMANDS:
+            return None
+    return None
+
+
+def build_parser(only: str | None = None, root: str | None = None) -> _Parser:
     """The parser; ``only``: that command alone, which keeps start-up short. ``None``: every
-    command (for --help, and to name the choices when the command is unknown)."""
+    command (for --help, and to name the choices when the command is unknown). ``root``: the
+    root prefix, whose host's profiles the help examples use."""
+    if only in (None, "want"):
+        _HOST["profiles"] = host_profiles(root)
     parser_class = _parser_class()
-    parser = parser_class(prog="ds01", description=DESCRIPTION, epilog=EPILOG,
+    parser = parser_class(prog="ds01", description=DESCRIPTION,
+                          epilog=_epilog(root) if only is None else None,
                           formatter_class=_raw_formatter)
     parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
                         "(env DS01_ROOT; default /)")
@@ -309,13 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ds01d.cli.quick import parse, top_help
 
         if argv in (["--help"], ["-h"]):  # the most read page: without argparse
-            text = top_help(DESCRIPTION, EPILOG, [(n, c[0]) for n, c in COMMANDS.items()],
+            text = top_help(DESCRIPTION, _epilog(None), [(n, c[0]) for n, c in COMMANDS.items()],
                             _width())
             if text is not None:
                 sys.stdout.write(text)
                 return 0
         args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
-            command_in(argv)).parse_args(argv)
+            command_in(argv), root_in(argv)).parse_args(argv)
         if not hasattr(args, "handler"):
             raise UsageError("a command is needed (see ds01 --help)")
         return _handler(args.handler)(args)

@@ -35,11 +35,13 @@ SPECS: dict[str, Spec] = {
              {"--image": ("image", str), "--gpus": ("gpus", int), "--mig": ("mig", str),
               "--cpus": ("cpus", float), "--memory": ("memory", str), "--shm": ("shm", str),
               "--command": ("command", str)},
-             {}, {"image": "ubuntu:24.04", "env": None, "port": None}),  # those two: argparse
+             {"--replace": "replace"},
+             {"image": "ubuntu:24.04", "env": None, "port": None}),  # those two: argparse
     "drop": (("container",), ("name",), 1, {}, {}, {}),
     "keepalive": ((), ("name",), 1, {"--for": ("duration", str)}, {}, {}),
     "limits": ((), ("user",), 0, {}, {"--json": "json"}, {}),
     "status": ((), ("name",), 0, {}, {"--all": "all", "--json": "json"}, {}),
+    "gpus": ((), (), 0, {}, {"--json": "json"}, {}),
     "events": ((), (), 0, {"--since": ("since", str), "--user": ("user", str)},
                {"--json": "json"}, {}),
 }

@@ -14,6 +14,9 @@ TYPE_CHECKING = False  # mypy reads this name as True; argparse is not imported 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
+    from typing import Any
+
+    from ds01d.config.values import Limits
 
 _FLAG = {"name": "NAME", "image": "--image", "gpus": "--gpus", "mig": "--mig",
          "cpus": "--cpus", "memory": "--memory", "shm": "--shm",
@@ -130,33 +133,111 @@ def _valid_name(name: str) -> str:
     return name
 
 
+def _refusals(want: Want, limits: Limits, p: Paths) -> list[str]:
+    """Why ``want`` can never be served (the same rules ds01d applies), with this host's
+    profiles when ds01d has said what they are."""
+    from ds01d.cli.gpus import host_offer
+    from ds01d.config.want import host_problems
+
+    offer = host_offer(p)
+    problems = limit_problems(want, limits, offer[0] if offer else ())
+    return problems + (host_problems(want, *offer) if offer else [])
+
+
+def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
+                mine: dict[str, dict[str, Any]]) -> str | None:
+    """Why ``want`` cannot be served with what the user holds now (it would not queue: only
+    they can make room), or ``None``. The caps are the queue's own (``quota_caps``)."""
+    from ds01d.config.want import quota_caps
+
+    running = {n: s for n, s in mine.items() if s.get("phase") == "Running" and n != want.name}
+    held = sum(float(s.get("gpu_equivalents") or 0) for s in running.values())
+    names = ", ".join(sorted(n for n, s in running.items() if s.get("devices"))) or "-"
+    if not want.gpu_equivalents:
+        return None
+    for key, cap in quota_caps(limits.max_gpu_equivalents, aggregate.get("gpu_limit")):
+        if held + want.gpu_equivalents > cap + 1e-9:
+            return (f"you hold {held:.3g} of your {cap:g} GPU-equivalents ({names}) and "
+                    f"{want.name} needs {want.gpu_equivalents:.3g} more ({key}): drop one first "
+                    "(ds01 drop container NAME), then ask again")
+    return None
+
+
+def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool
+                  ) -> tuple[bool, str]:
+    """What asking for ``want`` does, given the status of the container of that name:
+    (write the want?, what to say). Refused (:class:`InvalidInput`) when it would replace a
+    running container without ``--replace``."""
+    from ds01d.config.want import spec_hash
+
+    name = want.name
+    if current is None:
+        return True, f"ds01d starts it when it can: see `ds01 status {name}`"
+    phase = current.get("phase")
+    same = current.get("spec") == spec_hash(want)
+    if phase == "Running" and same:
+        return False, f"{name} already runs with these settings: nothing changes"
+    if phase == "Running" and not replace:
+        raise InvalidInput(
+            f"{name} runs with other settings. Asking for these replaces it: its processes "
+            f"stop, and it is made anew with the new settings once they can be served; "
+            f"/workspace (~/workspace/{name}) is kept, anything else in the container is "
+            f"lost. To do so, ask again with --replace (or: ds01 drop container {name})")
+    if phase == "Running":
+        return True, (f"replacing {name}: ds01d stops it within seconds and makes it anew with "
+                      "the new settings once they can be served; /workspace is kept")
+    if phase == "Pending" and same:
+        position = current.get("queue_position")
+        where = f" (position {position})" if position else ""
+        return False, f"{name} already waits in the queue{where}: nothing changes"
+    if phase == "Pending":
+        return True, f"{name} now waits for the new settings; its place counts from now"
+    if phase == "Stopped" and not same:
+        return True, (f"{name} is made anew with the new settings (the stopped container is "
+                      "removed; /workspace is kept)")
+    if phase == "Stopped":
+        return True, f"asked again: ds01d starts {name} again within seconds"
+    return True, f"asked again for {name} (it had failed: {current.get('reason')})"
+
+
 def run_want(args: argparse.Namespace) -> int:
+    from ds01d.cli.limits import effective_of
+    from ds01d.config.values import Limits
+    from ds01d.statusfiles import read_statuses
+
     p = paths(args)
     user = caller(args, p)
     want = _checked(args, user, p)
-    from ds01d.cli.limits import effective_of
-    from ds01d.config.values import Limits
-
     body = effective_of(p, user, want.requested_at)
     limits = Limits(**body["limits"])
-    problems = limit_problems(want, limits)
+    problems = _refusals(want, limits, p)
     if want.settings is not None:
         from ds01d.config.settings import problems as settings_problems
 
         problems += settings_problems(want.settings, home=os.path.expanduser("~"))
     if problems:
         raise InvalidInput(f"cannot want container {want.name!r}: " + "; ".join(problems)
-                           + " (see ds01 limits)")
+                           + " (see ds01 limits and ds01 gpus)")
+    mine = {str(s.get("name")): s for s in read_statuses(p.under("var/lib/ds01/status"), user)}
+    over = _over_quota(want, limits, body.get("aggregate") or {}, mine)
+    if over is not None:
+        raise InvalidInput(f"cannot want container {want.name!r} now: {over}")
+    write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)))
+    if not write:
+        print(said)
+        return 0
     fd = open_folder(p, user, create=True)
     try:
         names = os.listdir(fd)
-        others = [n for n in names if n.endswith(".yaml") and not n.startswith(".")
-                  and n != f"{want.name}.yaml"]
+        failed = {n for n, s in mine.items() if s.get("phase") == "Failed"}
+        others = sorted(n.removesuffix(".yaml") for n in names if n.endswith(".yaml")
+                        and not n.startswith(".") and n != f"{want.name}.yaml")
+        counted = [n for n in others if n not in failed]
         cap = limits.max_containers_per_user
-        if cap is not None and len(others) >= cap:
-            raise InvalidInput(f"you already want {len(others)} containers, your limit "
-                               f"(max_containers_per_user is {cap}): ds01 drop container one "
-                               "first")
+        if cap is not None and len(counted) >= cap:
+            raise InvalidInput(f"you already want {len(counted)} containers ({', '.join(counted)})"
+                               f", your limit (max_containers_per_user is {cap}): ds01 drop "
+                               "container one first")
         again = f"{want.name}.yaml" in names
         # renamed into place, not fsynced: a power cut may lose a want written in its last
         # seconds (its owner asks again); an fsync would cost every want a disk flush
@@ -167,9 +248,8 @@ def run_want(args: argparse.Namespace) -> int:
     devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
                else "no GPU")
     verb = "asked again for" if again else "wanted"
-    print(f"{verb} container {want.name!r} ({devices}, image {want.image}); "
-          f"ds01d starts it when it can: see `ds01 status {want.name}`; then get in with "
-          f"`ds01 shell {want.name}` or VS Code (Attach to Running Container)")
+    print(f"{verb} container {want.name!r} ({devices}, image {want.image}): {said}; "
+          f"then get in with `ds01 shell {want.name}` or VS Code (Attach to Running Container)")
     return 0
 
 

@@ -19,9 +19,11 @@ from ds01d import schema as js
 from ds01d import units
 from ds01d.config.model import (
     CONTAINER_TYPES,
+    DEFAULT_ALERTS,
     EXEMPTIBLE,
     LIMIT_KEYS,
     POLICY_KEYS,
+    Alerts,
     Dcgm,
     DesiredConfig,
     Exemption,
@@ -604,6 +606,22 @@ def _dcgm(doc: Document) -> Dcgm | None:
     return Dcgm(url, float(timeout) if isinstance(timeout, int | float) else 2.0)
 
 
+def _alerts(files: _Files, doc: Document) -> Alerts | None:
+    raw = doc.data.get("alerts")
+    if raw is None:
+        return None
+    url, url_file = raw.get("webhook_url"), raw.get("webhook_url_file")
+    if url is not None and url_file is not None:
+        files.error(doc, ("alerts", "webhook_url_file"),
+                    "both webhook_url and webhook_url_file are set: keep only one")
+    if url is None and url_file is None:
+        files.error(doc, ("alerts",), "give webhook_url_file (or webhook_url): where alerts go")
+    props = _defs()["alerts"]["properties"]
+    return Alerts(url, url_file, tuple(raw.get("events") or DEFAULT_ALERTS),
+                  float(raw.get("timeout_s", props["timeout_s"]["default"])),
+                  int(raw.get("retries", props["retries"]["default"])))
+
+
 def load_config(etc: Path) -> DesiredConfig:
     """Read and validate every desired-state file under ``etc`` (``<root>/etc/ds01``)."""
     files = _Files(etc)
@@ -651,6 +669,7 @@ def _build(files: _Files, doc: Document, extra: Document | None, exempt_doc: Doc
         match_without_domain=doc.data.get("match_without_domain", True) is not False,
         dcgm=_dcgm(doc),
         rewrites=tuple(files.rewrites),
+        alerts=_alerts(files, doc),
         socket_admins=tuple((doc.data.get("docker_socket") or {}).get("admin_groups") or ()),
     )
 

@@ -27,6 +27,11 @@ POLICY_KEYS: tuple[str, ...] = ("gpu_idle_threshold", "cpu_idle_threshold",
                                 "network_idle_threshold", "idle_detection_window")
 EXEMPTIBLE: tuple[str, ...] = ("idle_timeout_h", "max_runtime_h")
 CONTAINER_TYPES: tuple[str, ...] = ("devcontainer", "compose", "docker", "api", "unknown")
+DEFAULT_ALERTS: tuple[str, ...] = ("gpu.untracked", "quota.over", "slice.update", "mig.drift",
+                                   "mig.layout_invalid", "config.invalid", "adapter.down",
+                                   "reconcile.error")
+"""What an admin is alerted to unless ``alerts.events`` says otherwise: GPU use nobody was
+allocated, a user over quota, drift set back (slices) or found (MIG layout), errors."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,22 @@ class GlobalPolicies:
     keepalive_max_duration_h: float
     sigterm_grace_s: float
     created_container_timeout_m: float
+    stop_notice_m: float = 10.0
+    """Least minutes between telling a container's owner of an idle or runtime stop and the
+    stop (0: the next pass after the warning)."""
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where admin alerts go: a chat webhook (``alerts`` in resource-limits.yaml)."""
+
+    webhook_url: str | None
+    webhook_url_file: str | None
+    """A root-only file holding the URL (read by ds01d when it sends)."""
+    events: tuple[str, ...]
+    """Event types (``gpu.untracked``) or categories (``gpu``) that are alerted."""
+    timeout_s: float = 5.0
+    retries: int = 3
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,8 @@ class DesiredConfig:
     container_types: Mapping[str, Mapping[str, Value]]
     mig_layout: MigLayout | None
     warnings: tuple[Diagnostic, ...] = ()
+    alerts: Alerts | None = None
+    """Admin alerts to a webhook (``None``: the journal and the event log only)."""
     socket_admins: tuple[str, ...] = ()
     """Unix groups whose members pass through the Docker socket (``docker_socket``)."""
     lab_defaults: Layer = field(default_factory=lambda: Layer("policies"))

@@ -31,6 +31,17 @@ class _OnContainer:
         return f"container/{self.user}/{self.name}"
 
 
+class _Reported:
+    """Reports (warnings, flags, alerts) given once while their condition lasts: keyed by
+    ``report_key``."""
+
+    report_key: str
+
+    @property
+    def key(self) -> str:
+        return self.report_key
+
+
 @dataclass(frozen=True)
 class EnsureSlice(_OnSlice):
     """Create a transient slice with these properties (``None`` = infinity)."""
@@ -105,6 +116,8 @@ class StartContainer(_OnContainer):
     name: str
     devices: tuple[str, ...]
     gpu_equivalents: float = 0.0
+    asked_at: datetime | None = None
+    """When ds01d first saw the want that starts it (its owner hears if it had to wait)."""
 
 
 @dataclass(frozen=True)
@@ -156,22 +169,25 @@ class RemoveWant:
 
 
 @dataclass(frozen=True)
-class Warn:
-    """Tell a user (event + journal) that a stop is coming; given once per ``report_key``."""
+class Warn(_Reported):
+    """Tell a user that something is coming (a notice: event, journal, their terminals, the
+    notice file in the container, ``ds01 status``); given once per ``report_key``."""
 
     user: str | None
     name: str
     event_type: str
     message: str
     report_key: str
-
-    @property
-    def key(self) -> str:
-        return self.report_key
+    announces: str | None = None
+    """The stop this warning announces (``idle:<id>:<since>``, ``runtime:<id>:<start>``): ds01d
+    remembers when it was first told, and the stop waits ``stop_notice_m`` from then."""
+    managed: bool = True
+    """About a ds01 container (``name`` is its want name): the notice file in its
+    ``/workspace`` gets the warning too."""
 
 
 @dataclass(frozen=True)
-class FlagUntracked:
+class FlagUntracked(_Reported):
     """GPU use nobody was allocated: flagged once per (pid, device) while it lasts."""
 
     pid: int
@@ -183,9 +199,17 @@ class FlagUntracked:
     report_key: str
     details: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return self.report_key
+
+@dataclass(frozen=True)
+class Alert(_Reported):
+    """Something an admin should hear of (event, journal, the alert webhook); given once per
+    ``report_key`` while it lasts."""
+
+    event_type: str
+    user: str | None
+    message: str
+    report_key: str
+    details: Mapping[str, object] = field(default_factory=dict)
 
 
 class _OnGpu:
@@ -234,7 +258,7 @@ class CreateMigInstance(_OnGpu):
 
 
 @dataclass(frozen=True)
-class MigEvent:
+class MigEvent(_Reported):
     """A MIG layout change reported (event + journal): once per ``report_key``."""
 
     gpu_index: int
@@ -243,13 +267,10 @@ class MigEvent:
     report_key: str
     details: Mapping[str, object] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return self.report_key
-
 
 Action = (EnsureSlice | SetSliceProperties | StopSlice | CreateContainer | StartContainer
-          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | ReleaseDevices
+          | StopContainer | RemoveContainer | RemoveWant | Warn | FlagUntracked | Alert
+          | ReleaseDevices
           | SetMigMode | DestroyMigInstance | CreateMigInstance | MigEvent)
 MIG_STEPS = (SetMigMode, DestroyMigInstance, CreateMigInstance)
 MUTATING = (EnsureSlice, SetSliceProperties, StopSlice, CreateContainer, StartContainer,

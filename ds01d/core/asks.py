@@ -42,6 +42,28 @@ class Ask:
                 None if self.keepalive_seen_at is None else iso(self.keepalive_seen_at)]
 
 
+_SPECS: dict[int, tuple[Want, str]] = {}
+
+
+def spec_of(want: Want) -> str:
+    """``spec_hash``, remembered by the want object itself (the same objects pass after pass:
+    looking them up by identity spares hashing every field each time)."""
+    known = _SPECS.get(id(want))
+    if known is not None and known[0] is want:
+        return known[1]
+    if len(_SPECS) >= 65536:
+        _SPECS.clear()
+    spec = spec_hash(want)
+    _SPECS[id(want)] = (want, spec)
+    return spec
+
+
+def respecified(want: Want, spec: str | None) -> bool:
+    """Whether ``want`` asks for something else than the container made from ``spec`` (its
+    ``ds01.spec`` label): such a container is replaced."""
+    return spec is not None and spec != spec_of(want)
+
+
 @lru_cache(maxsize=65536)
 def token_of(want: Want) -> str:
     """The version mark of a want file as read: its stated time and what it asks for."""

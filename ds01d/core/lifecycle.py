@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import DesiredConfig, Effective, Value
 from ds01d.config.want import Want
 from ds01d.core.actions import Action, RemoveContainer, RemoveWant, StopContainer, Warn
+from ds01d.core.asks import respecified
 from ds01d.core.mig import RELAYOUT, MigPlan, drain_note, drain_warning, holder_deadline
-from ds01d.core.model import Container, Observed
+from ds01d.core.model import LABEL_SPEC, Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)
 RUNTIME_WARN_AT = (0.75, 0.90)
@@ -107,66 +108,180 @@ def _stage(fraction: float, marks: tuple[float, ...]) -> float | None:
     return passed[-1] if passed else None
 
 
+def utc(t: datetime) -> str:
+    """A time as notices and statuses give it: ``2026-01-05 11:00 UTC``."""
+    return f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+def span(seconds: float) -> str:
+    """A duration as notices give it: ``25 min``, ``1.7h``."""
+    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{int(seconds // 60)} min"
+
+
+@dataclass(frozen=True)
+class Coming:
+    """A stop on its way: when it is due, the key that announces it, and how to word it."""
+
+    reason: str
+    """``idle`` or ``runtime``: the stop's reason."""
+    due: datetime
+    announces: str
+    event: str
+    stage: float | str | None
+    """The warning stage reached now (a fraction of the limit), if any."""
+    suffix: str
+    words: Callable[[datetime], str]
+    """The warning's text, given when the stop will come."""
+    idle_for_s: float | None = None
+
+
+def stop_when_told(c: Container, coming: Coming, *, grace_s: float, observed: Observed,
+                   notice: timedelta, out: LifecycleResult) -> bool:
+    """Stop ``c`` once ``coming`` is due and its owner was told at least ``notice`` before.
+
+    Until then each warning stage is given once, and a warning is given at the latest
+    ``notice`` before the stop: a stop that would come sooner than ``notice`` after the first
+    warning (a keepalive ending, a timeout shorter than the grace period, high demand) waits.
+    True: it is stopped in this pass.
+    """
+    now = observed.now
+    told = observed.warned.get(coming.announces)
+    at = max(coming.due, (told or now) + notice)
+    if told is not None and now >= at:
+        user, name = _label(c)
+        out.actions.append(StopContainer(c.id, user, name, coming.reason, grace_s, c.devices,
+                                         coming.idle_for_s))
+        out.stopping.add(c.id)
+        return True
+    out.stops_at[c.id] = min(at, out.stops_at.get(c.id, at))
+    stage = coming.stage
+    if stage is not None:  # given once while it holds: plan() leaves out what was given
+        _warn(out, c, coming, stage, coming.words(at))
+    given = stage is None or _warning_key(c, coming, stage) in observed.reported
+    if told is None and given and now >= coming.due - notice:
+        _warn(out, c, coming, "notice", coming.words(at))  # none was told: tell now
+    if told is not None or stage is not None or now >= coming.due - notice:
+        out.report_keys.add(coming.announces)  # remembered while this stop is on its way
+    return False
+
+
+def _quiet(c: Container, due: datetime, stage: float | None, *, observed: Observed,
+           notice: timedelta, out: LifecycleResult) -> bool:
+    """Nothing to say about a stop due at ``due`` yet (no warning stage reached, more than
+    ``notice`` away, its owner not told): only when it would come is noted."""
+    if stage is not None or observed.now >= due - notice or c.id in observed.told:
+        return False
+    out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+    return True
+
+
+_SPANS: dict[int, tuple[DesiredConfig, timedelta, timedelta]] = {}
+
+
+def _spans(config: DesiredConfig) -> tuple[timedelta, timedelta]:
+    """``stop_notice_m`` and ``grace_period_m`` as spans, made once per configuration."""
+    known = _SPANS.get(id(config))
+    if known is None or known[0] is not config:
+        policies = config.policies
+        known = (config, timedelta(minutes=policies.stop_notice_m),
+                 timedelta(minutes=policies.grace_period_m))
+        _SPANS.clear()
+        _SPANS[id(config)] = known
+    return known[1], known[2]
+
+
 def check_running(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
                   busy: bool, out: LifecycleResult) -> None:
     """Runtime first (it cannot be kept alive), then idle."""
-    user, name = _label(c)
     now = observed.now
-    started = observed.started.get(c.id) or c.started_at or c.created_at
+    notice, grace = _spans(config)
     if timers.max_runtime_h is not None:
+        started = observed.started.get(c.id) or c.started_at or c.created_at
         limit = timedelta(hours=timers.max_runtime_h)
-        out.stops_at[c.id] = started + limit
+        due = started + limit
         fraction = (now - started) / limit if limit else 1.0
-        if fraction >= 1.0:
-            out.actions.append(StopContainer(c.id, user, name, "runtime", timers.sigterm_grace_s,
-                                             c.devices))
-            out.stopping.add(c.id)
-            return
-        if (stage := _stage(fraction, RUNTIME_WARN_AT)) is not None:
-            _warn(out, c, "lifecycle.runtime_warning", stage=stage, suffix="",
-                  message=f"{name} reaches its runtime limit of {timers.max_runtime_h:g}h at "
-                  f"{(started + limit):%Y-%m-%d %H:%M} UTC and will be stopped")
-    _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out)
+        if fraction < RUNTIME_WARN_AT[0] and now < due - notice and c.id not in observed.told:
+            out.stops_at[c.id] = due  # nothing to say yet (the quiet case, inline: per pass)
+        elif not _quiet(c, due, stage := _stage(fraction, RUNTIME_WARN_AT), observed=observed,
+                        notice=notice, out=out):
+            _, name = _label(c)
+            hours = timers.max_runtime_h
+            coming = Coming("runtime", due, f"runtime:{c.id}:{started.isoformat()}",
+                            "lifecycle.runtime_warning", stage, "",
+                            lambda at: f"{name} reaches its runtime limit of {hours:g}h and "
+                            f"will be stopped at {utc(at)}; /workspace is kept")
+            if stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
+                              notice=notice, out=out):
+                return
+    _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out,
+                spans=(notice, grace))
 
 
 def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
-                busy: bool, out: LifecycleResult) -> None:
-    user, name = _label(c)
-    now = observed.now
-    timeout = idle_timeout(timers, config, busy)
+                busy: bool, out: LifecycleResult, spans: tuple[timedelta, timedelta]) -> None:
+    """The idle stop: due ``idle_timeout_h`` after the container went idle (and idle for the
+    whole detection window), never inside the grace period after its start nor before a
+    keepalive ends; told at least ``stop_notice_m`` before."""
     since = observed.idle_since.get(c.id)
-    if timeout is None or since is None:
+    if since is None:
         return
-    if timers.keepalive_until is not None and timers.keepalive_until > now:
+    timeout = idle_timeout(timers, config, busy)
+    if timeout is None:
         return
-    started = c.started_at or c.created_at
-    if now < started + timedelta(minutes=config.policies.grace_period_m):
-        return
+    now = observed.now
+    notice, grace = spans
+    grace_end = (c.started_at or c.created_at) + grace
+    keep = timers.keepalive_until
     limit = timedelta(hours=timeout)
     window = timedelta(hours=timers.idle_window_h)
-    stop_at = since + max(limit, window)
-    out.stops_at[c.id] = min(stop_at, out.stops_at.get(c.id, stop_at))
+    due = max(since + max(limit, window), grace_end)
+    kept = keep is not None and now < keep
+    if keep is not None:
+        due = max(due, keep)
+        if kept and now < keep - notice:
+            return  # kept alive: its end is told in time
     if now - since < window:
-        return  # not idle for the whole detection window yet
+        out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+        return  # not idle for the whole detection window yet: nothing to say
     fraction = (now - since) / limit if limit else 1.0
-    if fraction >= 1.0:
-        out.actions.append(StopContainer(c.id, user, name, "idle", timers.sigterm_grace_s,
-                                         c.devices, (now - since).total_seconds()))
-        out.stopping.add(c.id)
-    elif (stage := _stage(fraction, IDLE_WARN_AT)) is not None:
-        idle_h = (now - since).total_seconds() / 3600
-        _warn(out, c, "lifecycle.idle_warning", stage=stage, suffix=f":{since.isoformat()}",
-              message=f"{name} has been idle for {idle_h:.1f}h and will "
-              f"be stopped at {stop_at:%Y-%m-%d %H:%M} UTC unless it is used (or: ds01 "
-              f"keepalive {name} --for 2h)")
+    if not kept and (fraction < IDLE_WARN_AT[0] or now < grace_end) and now < due - notice \
+            and c.id not in observed.told:
+        out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
+        return  # nothing to say yet (the quiet case, inline: it runs for every container)
+    stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
+    if not kept and _quiet(c, due, stage, observed=observed, notice=notice, out=out):
+        return
+    _, name = _label(c)
+    idle = span((now - since).total_seconds())
+    hint = f"unless it is used (or: ds01 keepalive {name} --for 2h)"
+    if keep is not None and kept:
+        coming = Coming("idle", due, f"idle:{c.id}:{since.isoformat()}",
+                        "lifecycle.keepalive_warning", "end",
+                        f":{keep.isoformat()}:{since.isoformat()}",
+                        lambda at: f"the keepalive of {name} ends at {utc(keep)}; it has been "
+                        f"idle for {idle} and will be stopped at {utc(at)} {hint}")
+    else:
+        coming = Coming("idle", due, f"idle:{c.id}:{since.isoformat()}",
+                        "lifecycle.idle_warning", stage, f":{since.isoformat()}",
+                        lambda at: f"{name} has been idle for {idle} and will be "
+                        f"stopped at {utc(at)} {hint}",
+                        (now - since).total_seconds())
+    stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
+                   notice=notice, out=out)
 
 
-def _warn(out: LifecycleResult, c: Container, event: str, *, stage: float, message: str,
-          suffix: str) -> None:
-    key = f"{event}:{c.id}:{stage:g}{suffix}"
+def _warning_key(c: Container, coming: Coming, stage: float | str) -> str:
+    shown = f"{stage:g}" if isinstance(stage, float) else stage
+    return f"{coming.event}:{c.id}:{shown}{coming.suffix}"
+
+
+def _warn(out: LifecycleResult, c: Container, coming: Coming, stage: float | str,
+          message: str) -> None:
+    key = _warning_key(c, coming, stage)
     out.report_keys.add(key)
     user, name = _label(c)
-    out.actions.append(Warn(user, name, event, message, key))
+    out.actions.append(Warn(user, name, coming.event, message, key, coming.announces,
+                            c.managed))
 
 
 def check_drains(mig: MigPlan, observed: Observed, *, grace_s: float,
@@ -209,7 +324,8 @@ def check_stopped(c: Container, want: Want | None, *, eff: Effective | None,
         return
     if eff is None or c.finished_at is None or eff.limits.container_hold_after_stop_h is None:
         return
-    if want is not None and asked_again(want, c):
+    if want is not None and (asked_again(want, c)
+                             or respecified(want, c.labels.get(LABEL_SPEC))):
         return  # the wants planner starts or replaces it
     remove_at = c.finished_at + timedelta(hours=eff.limits.container_hold_after_stop_h)
     out.stops_at[c.id] = remove_at

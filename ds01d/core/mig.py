@@ -391,7 +391,7 @@ def drain_warning(c: Container, change: GpuChange) -> Warn:
         message = (f"{layout}: {name} will be stopped and removed at {deadline:%Y-%m-%d %H:%M} "
                    f"UTC unless it stops before (your workspace is kept), then made again on "
                    f"the new layout ({RELAYOUT})")
-    return Warn(c.owner, name, "mig.drain_warning", message, key)
+    return Warn(c.owner, name, "mig.drain_warning", message, key, managed=c.managed)
 
 
 def drain_note(change: GpuChange, c: Container) -> str:

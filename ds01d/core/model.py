@@ -207,6 +207,14 @@ class Observed:
     """Keys of warnings and flags already given while their condition lasts."""
     previous_reasons: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(user, name) -> the reason last shown for a stopped container (display only)."""
+    warned: Mapping[str, datetime] = field(default_factory=dict)
+    """A coming stop (its ``Warn.announces`` key) -> when its owner was first told of it: a
+    stop comes no sooner than ``stop_notice_m`` after that."""
+    told: frozenset[str] = field(init=False, compare=False, repr=False)
+    """Containers with a coming stop their owner was told of (the ids in ``warned``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "told", frozenset(k.split(":", 2)[1] for k in self.warned))
     adapter_errors: Mapping[str, str] = field(default_factory=dict)
     mig_activity: Mapping[str, float] | None = None
     """MIG instance uuid -> percent of its engines active (DCGM); ``None``: no DCGM reading,

@@ -16,6 +16,7 @@ from ds01d.core.actions import (
     MIG_STEPS,
     MUTATING,
     Action,
+    Alert,
     CreateContainer,
     EnsureSlice,
     FlagUntracked,
@@ -29,6 +30,7 @@ from ds01d.core.actions import (
     StopSlice,
     Warn,
 )
+from ds01d.core.alerts import over_quota
 from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     LifecycleResult,
@@ -75,7 +77,7 @@ def _order(a: Action) -> int:
         return 2
     if isinstance(a, CreateContainer | StartContainer):
         return 3
-    if isinstance(a, Warn | FlagUntracked | MigEvent):
+    if isinstance(a, Warn | FlagUntracked | MigEvent | Alert):
         return 4
     if isinstance(a, StopSlice):
         return 5
@@ -184,15 +186,16 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
         life = busier
     flags, flag_keys = plan_untracked(observed)
     relayout, mig_keys = mig_actions(mig, observed)
+    alerts, alert_keys = over_quota(start, devices, desired.effective)
     removed = life.actions + want_actions
     gone = frozenset(x.container_id for x in removed if isinstance(x, RemoveContainer))
     expired = {(x.user, x.name) for x in removed if isinstance(x, RemoveWant)}
     after = replace(desired, wants=tuple(w for w in desired.wants
                                          if (w.user, w.name) not in expired))
     actions = (plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
-               + relayout)
-    keys = frozenset(life.report_keys | flag_keys | mig_keys)
-    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | MigEvent)
+               + relayout + alerts)
+    keys = frozenset(life.report_keys | flag_keys | mig_keys | alert_keys)
+    fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | MigEvent | Alert)
                                         and a.report_key in observed.reported)]
     ordered = sorted(fresh, key=_order)
     return Plan(tuple(ordered), tuple(sorted(statuses, key=attrgetter("user", "name"))), keys,

@@ -28,10 +28,13 @@ class WantStatus:
     container: str | None = None
     busy: str | None = None
     """The signal that kept a running container busy at the last sample (``None``: idle)."""
+    spec: str | None = None
+    """What the want asks for (``config.want.spec_hash``): ``ds01 want`` compares a new
+    request with it to say what asking again will do."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` shape of DESIGN.md (plus idle_since, stops_at, container,
-        busy)."""
+        busy, spec)."""
         def when(t: datetime | None) -> str | None:
             return None if t is None else iso(t)
 
@@ -41,4 +44,4 @@ class WantStatus:
                 "queue_position": self.queue_position, "since": when(self.since),
                 "idle_since": when(self.idle_since),
                 "stops_at": when(self.stops_at), "container": self.container,
-                "busy": self.busy}
+                "busy": self.busy, "spec": self.spec}

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, spec_hash, with_defaults
+from ds01d.config.want import Want, limit_problems, quota_caps, with_defaults
+from ds01d.config.want import host_problems as want_host_problems
 from ds01d.core import model as m
 from ds01d.core.actions import (
     Action,
@@ -23,7 +24,8 @@ from ds01d.core.actions import (
     StartContainer,
     StopContainer,
 )
-from ds01d.core.devices import Holding, choose, holding
+from ds01d.core.asks import respecified, spec_of
+from ds01d.core.devices import Holding, choose, holding, tracked, user_of_process
 from ds01d.core.lifecycle import LifecycleResult, asked_again
 from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
@@ -57,6 +59,15 @@ class _Pass:
     gpus_unread: bool = False
     """NVML could not be read this pass: no device is given (CPU-only wants go on)."""
     mig: MigPlan = field(default_factory=MigPlan)
+    releasing: frozenset[str] = frozenset()
+    """Containers stopped or removed in this pass (their devices are free)."""
+    replacing: frozenset[str] = frozenset()
+    """Running containers whose owner asked for other settings: stopped, then made anew."""
+    groups: Mapping[Key, list[Container]] = field(default_factory=dict)
+    holding_ids: frozenset[str] = frozenset()
+    """Containers that hold devices at the start of the pass."""
+    taken: dict[str, list[str]] = field(default_factory=dict)
+    """User -> names of their wants given devices in this pass."""
     actions: list[Action] = field(default_factory=list)
     statuses: dict[Key, WantStatus] = field(default_factory=dict)
 
@@ -99,20 +110,12 @@ class Offer:
 
 def host_problems(want: Want, offer: Offer) -> list[str]:
     """Why this server can never serve ``want``, whatever is running."""
-    profiles, whole = offer.profiles, offer.whole
-    if want.mig is not None and want.mig not in profiles:
-        have = ", ".join(profiles) or "none"
-        return [f"this server has no {want.mig} MIG instances (it has: {have})"]
-    if want.gpus and want.gpus > whole:
-        return [f"this server has {whole} whole GPUs (MIG off); {want.gpus} asked"]
-    return []
+    return want_host_problems(want, offer.profiles, offer.whole)
 
 
 def gpu_quotas(eff: Effective) -> list[tuple[str, float]]:
     """The caps on a user's GPU-equivalents held at once, with the key setting each."""
-    caps = (("max_gpu_equivalents", eff.limits.max_gpu_equivalents),
-            ("aggregate.gpu_limit", eff.aggregate.gpu_limit))
-    return [(key, cap) for key, cap in caps if cap is not None]
+    return quota_caps(eff.limits.max_gpu_equivalents, eff.aggregate.gpu_limit)
 
 
 def share(user: str, eff: Effective, usage: Mapping[str, float]) -> float:
@@ -151,10 +154,16 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
             if extra.id not in life.stopping:
                 _retire(extra, "dropped" if key not in wants else "duplicate", grace, actions)
             releasing.add(extra.id)
+    replacing = _replacing(groups, wants, life)
+    for old in replacing:
+        actions.append(StopContainer(old.id, old.owner, old.want_name or old.name, "replaced",
+                                     grace, old.devices))
+        releasing.add(old.id)
     hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
                         others=tuple(c for c in observed.containers if c.made_for_user),
                         mig=mig)
+    state.replacing = frozenset(old.id for old in replacing)
     state.gpus_unread = "nvml" in observed.adapter_errors
     waiting: list[Want] = []
     offer = Offer.of(devices, mig)
@@ -170,11 +179,16 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
     for want in queue_order(waiting, desired, state.usage):
         c = _primary(groups, (want.user, want.name))
         reason = _serve(want, c, desired, hold, state)
+        if reason is not None and reason.startswith("queued for"):
+            reason += waiting_on(want, devices, hold, observed)
+        if reason is not None and c is not None and _respecified(want, c):
+            reason += "; then your container is made anew with the new settings (/workspace " \
+                "is kept)"
         if reason is not None:
             position += 1
             state.statuses[(want.user, want.name)] = WantStatus(
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
-                want.requested_at)
+                want.requested_at, spec=spec_of(want))
     return actions + state.actions, list(state.statuses.values())
 
 
@@ -220,6 +234,48 @@ def _held_statuses(desired: Desired, groups: Mapping[Key, list[Container]],
         state.statuses.setdefault(key, WantStatus(*key, "Failed", why, since=None))
 
 
+def _respecified(want: Want, c: Container) -> bool:
+    return respecified(want, c.labels.get(m.LABEL_SPEC))
+
+
+def _replacing(groups: Mapping[Key, list[Container]], wants: Mapping[Key, Want],
+               life: LifecycleResult) -> list[Container]:
+    """Running containers whose owner now asks for other settings (``ds01 want --replace``):
+    stopped in this pass and made anew once their want is served."""
+    out = []
+    for key, cs in groups.items():
+        want = wants.get(key)
+        c = cs[0]
+        spec = c.labels.get(m.LABEL_SPEC)
+        if want is not None and spec is not None and c.active and spec != spec_of(want) \
+                and c.id not in life.stopping:
+            out.append(c)
+    return sorted(out, key=lambda c: (c.owner or "", c.want_name or ""))
+
+
+def waiting_on(want: Want, devices: tuple[Device, ...], hold: Holding,
+               observed: Observed) -> str:
+    """What holds the devices a queued want could get, naming no one but the asker: their own
+    process outside containers is named with its PID (they can end it)."""
+    fits = [d for d in devices if d.profile == want.mig]
+    notes: list[str] = []
+    busy = 0
+    for d in fits:
+        holder = hold.by_device.get(d.uuid)
+        if holder is None or not holder.startswith("untracked:"):
+            busy += holder is not None
+            continue
+        where = f"GPU {d.gpu_index}" + (f" ({d.profile})" if d.profile else "")
+        mine = sorted(p.pid for p in observed.processes if p.device_uuid == d.uuid
+                      and not tracked(p.pid, d.uuid, observed)
+                      and user_of_process(p.pid, observed) == want.user)
+        notes.append(f"{where} busy: a process of yours outside containers (pid {mine[0]})"
+                     if mine else f"{where} busy: a process outside ds01 containers")
+    if busy:
+        notes.append(f"{busy} in use by containers")
+    return f" ({'; '.join(notes[:4])})" if notes else ""
+
+
 def _primary(groups: Mapping[Key, list[Container]], key: Key) -> Container | None:
     cs = groups.get(key)
     return cs[0] if cs else None
@@ -238,7 +294,15 @@ def _start_pass(devices: tuple[Device, ...], hold: Holding, *, now: datetime,
             count[c.owner] = count.get(c.owner, 0) + 1
     mig = mig or MigPlan()
     free = [d for d in devices if d.uuid not in hold.by_device and d.uuid not in mig.going]
-    return _Pass(now, free, usage, count, mig=mig)
+    return _Pass(now, free, usage, count, mig=mig, releasing=frozenset(releasing),
+                 groups=groups, holding_ids=frozenset(hold.by_device.values()))
+
+
+def _holders(state: _Pass, user: str) -> list[str]:
+    """The names of ``user``'s containers that hold devices (after this pass's choices)."""
+    names = sorted(name for (u, name), cs in state.groups.items()
+                   if u == user and any(c.id in state.holding_ids for c in cs))
+    return names + [n for n in state.taken.get(user, []) if n not in names]
 
 
 def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Observed,
@@ -246,6 +310,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
     """Give ``want`` its status when it needs no allocation this pass; False: queue it."""
     key = (want.user, want.name)
     eff = desired.effective[want.user]
+    if c is not None and c.id in state.replacing:
+        return False  # stopped in this pass; queued with its new settings
     if c is not None and c.id in life.stopping:
         stop = next(a for a in life.actions if isinstance(a, StopContainer | RemoveContainer)
                     and a.container_id == c.id)
@@ -265,12 +331,13 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
                                             want.gpu_equivalents))
         state.statuses[key] = WantStatus(want.user, want.name, "Running", "starting",
-                                         c.devices, want.gpu_equivalents, None, c.created_at)
+                                         c.devices, want.gpu_equivalents, None, c.created_at,
+                                         spec=spec_of(want))
         return True
     if c is not None and c.active:
         state.statuses[key] = _running(want, c, observed, life)
         return True
-    if c is not None and not asked_again(want, c):
+    if c is not None and not asked_again(want, c) and not _respecified(want, c):
         reason = observed.previous_reasons.get(key) or exit_reason(c)
         state.statuses[key] = _stopped(want, c, reason, c.finished_at or c.created_at, eff)
         return True
@@ -287,7 +354,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
                         f"limit of {cap:g} (aggregate.gpu_limit)")
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
-                                         (), want.gpu_equivalents, None, want.requested_at)
+                                         (), want.gpu_equivalents, None, want.requested_at,
+                                         spec=spec_of(want))
         return True
     return False
 
@@ -309,7 +377,7 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
                       c.devices, gpueq, None, c.started_at or c.created_at,
                       observed.idle_since.get(c.id), life.stops_at.get(c.id), c.name,
-                      observed.busy.get(c.id))
+                      observed.busy.get(c.id), c.labels.get(m.LABEL_SPEC) or spec_of(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -318,7 +386,7 @@ def _stopped(want: Want, c: Container, reason: str, since: datetime,
     hold = eff.limits.container_hold_after_stop_h
     removed = None if hold is None else since + timedelta(hours=hold)
     return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
-                      removed, c.name)
+                      removed, c.name, spec_of(want))
 
 
 def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
@@ -328,13 +396,14 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     lim = eff.limits
     if want.user not in desired.accounts:
         return "waiting: your account cannot be looked up (the name service did not answer)"
-    others = state.containers.get(want.user, 0) - (1 if c is not None else 0)
+    others = state.containers.get(want.user, 0) - (
+        1 if c is not None and c.id not in state.releasing else 0)
     cap = lim.max_containers_per_user
     if cap is not None and others >= cap:
         return f"waiting: you have {others} containers (max_containers_per_user is {cap})"
     if c is not None and _restartable(want, c, hold, state):
         state.actions.append(StartContainer(c.id, want.user, want.name, c.devices,
-                                            want.gpu_equivalents))
+                                            want.gpu_equivalents, want.requested_at))
         counted = any(hold.by_device.get(d) == c.id for d in c.devices)
         _take(state, want, c.devices, counted=counted, new=False)
         return None
@@ -342,7 +411,9 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     for key, quota in gpu_quotas(eff):
         if used + want.gpu_equivalents > quota + 1e-9:
             return (f"waiting for your other containers: {used:.3g} of {quota:g} "
-                    f"GPU-equivalents in use ({key})")
+                    f"GPU-equivalents in use ({key}) and {want.gpu_equivalents:.3g} more does "
+                    f"not fit: drop one first ({', '.join(_holders(state, want.user)) or '-'}: "
+                    "ds01 drop container NAME) or wait until it stops")
     if want.device_count and state.gpus_unread:
         return "waiting: the GPUs cannot be read right now (NVML); CPU-only containers go on"
     picked = choose(state.free, profile=want.mig, count=want.device_count) or None
@@ -370,7 +441,7 @@ def _queued(want: Want, state: _Pass) -> str:
 
 
 def _restartable(want: Want, c: Container, hold: Holding, state: _Pass) -> bool:
-    if c.labels.get(m.LABEL_SPEC) != spec_hash(want) or set(c.devices) & state.mig.going:
+    if c.labels.get(m.LABEL_SPEC) != spec_of(want) or set(c.devices) & state.mig.going:
         return False
     free = {d.uuid for d in state.free}
     return all(d in free or hold.by_device.get(d) == c.id for d in c.devices)
@@ -381,13 +452,15 @@ def _take(state: _Pass, want: Want, uuids: tuple[str, ...], *, counted: bool,
     """Mark ``uuids`` taken; ``counted``: already in the user's usage (held after a stop)."""
     taken = set(uuids)
     state.free = [d for d in state.free if d.uuid not in taken]
+    if uuids:
+        state.taken.setdefault(want.user, []).append(want.name)
     if not counted:
         state.usage[want.user] = state.usage.get(want.user, 0.0) + want.gpu_equivalents
     if new:
         state.containers[want.user] = state.containers.get(want.user, 0) + 1
     state.statuses[(want.user, want.name)] = WantStatus(
         want.user, want.name, "Running", "starting", uuids, want.gpu_equivalents, None,
-        state.now)
+        state.now, spec=spec_of(want))
 
 
 def container_spec(want: Want, eff: Effective, desired: Desired,
@@ -404,7 +477,7 @@ def container_spec(want: Want, eff: Effective, desired: Desired,
               m.LABEL_GROUP: eff.group or "", m.LABEL_DEVICES: ",".join(devices),
               m.LABEL_GPUEQ: f"{want.gpu_equivalents:.4f}",
               m.LABEL_REQUESTED: iso(want.requested_at),
-              m.LABEL_SPEC: spec_hash(want)}
+              m.LABEL_SPEC: spec_of(want)}
     if want.settings is not None:
         labels[m.LABEL_TYPE] = want.settings.kind
     if recreated_from:

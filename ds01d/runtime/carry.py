@@ -11,7 +11,8 @@ root's, 0600) and read back whole at start.
 - ``flagged``: GPU use nobody was allocated that was reported, and whose it was.
 - ``mig_drain_since``: when each GPU's MIG layout drain began (the deadline its holders were
   told counts from then). Always trusted: the change was seen then, whatever came after.
-- ``idle_since`` and ``reported`` (warnings given): trusted only when the state is fresh (at
+- ``idle_since``, ``reported`` (warnings given) and ``warned`` (when each coming stop was
+  first told): trusted only when the state is fresh (at
   most ``max_age_s`` old: three resync periods on a real host), since what happened while no
   ds01d watched is unknown; stale, they start again, which can delay a stop, never cause one.
 """
@@ -59,6 +60,8 @@ class Carry:
     :data:`EXPECT_S`: never made twice meanwhile)."""
     mig_drain_since: Mapping[str, datetime] = field(default_factory=dict)
     """GPU uuid -> when ds01d first saw its MIG layout differ from ``mig-layout.yaml``."""
+    warned: Mapping[str, datetime] = field(default_factory=dict)
+    """A coming stop -> when its owner was first told (the stop waits ``stop_notice_m``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION,
@@ -70,7 +73,8 @@ class Carry:
                 "started": {k: iso(v) for k, v in sorted(self.started.items())},
                 "expected": [[u, n, e.container_id, list(e.devices), iso(e.at)]
                              for (u, n), e in sorted(self.expected.items())],
-                "mig_drain_since": {k: iso(v) for k, v in sorted(self.mig_drain_since.items())}}
+                "mig_drain_since": {k: iso(v) for k, v in sorted(self.mig_drain_since.items())},
+                "warned": {k: iso(v) for k, v in sorted(self.warned.items())}}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], *, fresh: bool) -> Carry:
@@ -100,7 +104,7 @@ class Carry:
         return cls(_times(body.get("idle_since")),
                    frozenset(str(r) for r in reported) if isinstance(reported, list)
                    else frozenset(), out.reasons, out.flagged, out.asks, out.started,
-                   out.expected, out.mig_drain_since)
+                   out.expected, out.mig_drain_since, warned=_times(body.get("warned")))
 
 
 def _times(raw: object) -> dict[str, datetime]:

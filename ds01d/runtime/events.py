@@ -50,9 +50,12 @@ class EventLog:
     """
 
     def __init__(self, path: Path,
-                 user_copy: Callable[[str, bytes], None] | None = None) -> None:
+                 user_copy: Callable[[str, bytes], None] | None = None,
+                 on_event: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.path = path
         self.user_copy = user_copy
+        self.on_event = on_event
+        """Told of every event recorded (the admin alerts); it must not wait."""
         self.lost = 0
 
     def emit(self, ev: Mapping[str, Any], message: str | None = None) -> None:
@@ -89,6 +92,11 @@ class EventLog:
         user = ev.get("user")
         if self.user_copy is not None and isinstance(user, str) and user:
             self.user_copy(user, line)
+        if self.on_event is not None:
+            try:
+                self.on_event(ev)
+            except Exception as e:  # an alert that cannot be queued costs the alert alone
+                log.error("event not passed on for alerting: %s", e)
 
     def read(self) -> list[dict[str, Any]]:
         """Every readable event (a damaged line is skipped, not fatal)."""
@@ -104,3 +112,17 @@ class EventLog:
                 if isinstance(ev, dict) and "event_type" in ev:
                     out.append(ev)
         return out
+
+
+class Unrecorded(EventLog):
+    """Events that go nowhere: ``ds01 plan`` runs the daemon's first half and must write
+    nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/dev/null"))
+
+    def emit(self, ev: Mapping[str, Any], message: str | None = None) -> None:
+        del ev, message
+
+    def append(self, ev: Mapping[str, Any]) -> None:
+        del ev

@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ds01d.adapters.base import PermanentError
 from ds01d.core import actions as a
+from ds01d.core.lifecycle import span
+from ds01d.core.mig import RELAYOUT
 from ds01d.core.model import Expected, Observed
 from ds01d.core.plan import Plan
 from ds01d.core.status import WantStatus
 from ds01d.paths import Paths
 from ds01d.runtime.events import EventLog, event
 from ds01d.runtime.metrics import Totals
+from ds01d.runtime.notices import Notice
 from ds01d.runtime.observe import Adapters
 from ds01d.runtime.userfiles import UserFiles, status_file
 from ds01d.units import parse_when
 
 log = logging.getLogger("ds01d")
 BACKOFF_S = (1, 2, 3, 5, 8, 13, 21, 34, 55, 60)
+WAITED_S = 60.0
+"""A want served this long after ds01d first saw it had to wait: its owner is told."""
 
 _NEEDS = {
     "docker": (a.CreateContainer, a.StartContainer, a.StopContainer, a.RemoveContainer,
@@ -90,7 +95,10 @@ class Executor:
     totals: Totals = field(default_factory=Totals)
     flagged: dict[str, str | None] = field(default_factory=dict)
     """Report key of a flag -> its user (for the end event, while this process knows it)."""
-    """Counters for the metrics: lifecycle actions taken, actions failed."""
+    warned: dict[str, datetime] = field(default_factory=dict)
+    """A coming stop (``Warn.announces``) -> when its owner was first told of it."""
+    tell: Callable[[Notice, datetime], None] | None = None
+    """Where notices go (terminals, notice files): ``UserNotices.tell``; ``None``: nowhere."""
 
     def apply(self, actions: list[a.Action], now: datetime) -> tuple[int, int]:
         """Run each action whose object is not backing off: (how many ran, how many failed)."""
@@ -144,6 +152,34 @@ class Executor:
         self.adapters.systemd.stop_slice(x.name)
         self._emit("slice.stop", now, None, slice=x.name)
 
+    def notify(self, notice: Notice, now: datetime, **details: Any) -> None:
+        """Tell a user something: the one entry point for notices (``Warn`` actions come here,
+        and so may anything else that concerns one user). The event (``notice.kind``, marked
+        ``notice``) is what ``ds01 status`` shows; their terminals and the notice file in the
+        container get it from a background sender."""
+        self._emit(notice.kind, now, notice.user, container=notice.container,
+                   **details, **_marked(notice))
+        self._deliver(notice, now)
+
+    def _deliver(self, notice: Notice | None, now: datetime) -> None:
+        if notice is not None and self.tell is not None:
+            self.tell(notice, now)
+
+    def _served(self, user: str, name: str, devices: tuple[str, ...], now: datetime, *,
+                kind: str, asked: datetime | None) -> Notice | None:
+        """A want that had to wait (queued when last shown, or asked for a minute or more
+        ago: also across a restart of ds01d) is served: its owner hears of it."""
+        known = self.rendered.get((user, name))
+        queued = known is not None and known[0].phase == "Pending" and bool(
+            known[0].queue_position)
+        if not queued and (asked is None or (now - asked).total_seconds() < WAITED_S):
+            return None
+        since = asked or (known[0].since if known is not None else None)
+        waited = "" if since is None else f" after {_minutes(now - since)}"
+        what = ", ".join(d[:12] for d in devices) or "no GPU"
+        return Notice(user, name, f"{name} reached the front of the queue{waited}: it is "
+                      f"starting with {what} (ds01 status {name})", kind)
+
     def _do_CreateContainer(self, x: a.CreateContainer, now: datetime) -> None:
         s = x.spec
         cid = self.adapters.docker.create_and_start(s)
@@ -151,10 +187,13 @@ class Executor:
         self.started[cid] = now
         self.expected[(s.user, s.want_name)] = Expected(cid, tuple(s.devices), now)
         asked = s.labels.get("ds01.requested_at")
+        served = self._served(s.user, s.want_name, s.devices, now, kind="container.create",
+                              asked=parse_when(asked) if asked else None)
         waited = (now - parse_when(asked)).total_seconds() if asked else None
         self._emit("container.create", now, s.user, container=s.want_name, id=cid[:12],
                    image=s.image, devices=list(s.devices), group=s.labels.get("ds01.group"),
-                   requested_at=asked, waited_s=waited)
+                   requested_at=asked, waited_s=waited, **_marked(served))
+        self._deliver(served, now)
         if s.devices:
             self._emit("gpu.allocate", now, s.user, container=s.want_name,
                        devices=list(s.devices), gpu_equivalents=round(x.gpu_equivalents, 4))
@@ -163,7 +202,11 @@ class Executor:
         self.adapters.docker.start(x.container_id)
         self.reasons.pop((x.user, x.name), None)  # a new run: how the last one ended is past
         self.started[x.container_id] = now
-        self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12])
+        served = self._served(x.user, x.name, x.devices, now, kind="container.start",
+                              asked=x.asked_at)
+        self._emit("container.start", now, x.user, container=x.name, id=x.container_id[:12],
+                   **_marked(served))
+        self._deliver(served, now)
         if x.devices:
             self._emit("gpu.allocate", now, x.user, container=x.name, devices=list(x.devices),
                        gpu_equivalents=round(x.gpu_equivalents, 4))
@@ -176,11 +219,14 @@ class Executor:
             x.reason, "container.stop")
         if x.reason in ("idle", "runtime"):
             self.totals.lifecycle[f"{x.reason}_stop"] += 1
+        why = stopped_why(x) if x.user else None
+        told = None if why is None or x.user is None else Notice(x.user, x.name, why, kind)
         self._emit(kind, now, x.user, container=x.name, id=x.container_id[:12], reason=x.reason,
-                   devices=list(x.devices), idle_for_s=x.idle_for_s)
+                   devices=list(x.devices), idle_for_s=x.idle_for_s, **_marked(told))
         if x.devices:
             self._emit("gpu.release", now, x.user, container=x.name, devices=list(x.devices),
                        reason=x.reason)
+        self._deliver(told, now)
 
     def _do_ReleaseDevices(self, x: a.ReleaseDevices, now: datetime) -> None:
         """Stamped when it stopped (``x.at``): reports count the devices held until then."""
@@ -202,7 +248,17 @@ class Executor:
         kind, _, action = x.event_type.partition(".")
         if kind == "lifecycle":
             self.totals.lifecycle[action] += 1
-        self._emit(x.event_type, now, x.user, container=x.name, message=x.message)
+        if x.user:
+            self.notify(Notice(x.user, x.name, x.message, x.event_type, x.managed), now)
+        else:
+            self._emit(x.event_type, now, x.user, container=x.name, message=x.message)
+        self.reported.add(x.report_key)
+        if x.announces is not None:
+            self.warned.setdefault(x.announces, now)
+
+    def _do_Alert(self, x: a.Alert, now: datetime) -> None:
+        self.events.emit(event(x.event_type, when=now, user=x.user,
+                               details={**x.details, "message": x.message}), x.message)
         self.reported.add(x.report_key)
 
     def _do_SetMigMode(self, x: a.SetMigMode, now: datetime) -> None:
@@ -226,10 +282,14 @@ class Executor:
         self.reported.add(x.report_key)
 
     def _do_FlagUntracked(self, x: a.FlagUntracked, now: datetime) -> None:
+        told = None if x.user is None else Notice(x.user, x.container, untracked_words(x),
+                                                  "gpu.untracked", managed=False)
         self._emit("gpu.untracked", now, x.user, pid=x.pid, device=x.device, gpu=x.gpu_index,
-                   container=x.container, used_memory_mib=x.used_memory_mib, **x.details)
+                   container=x.container, used_memory_mib=x.used_memory_mib, **x.details,
+                   **_marked(told))
         self.reported.add(x.report_key)
         self.flagged[x.report_key] = x.user
+        self._deliver(told, now)
 
     def forget_gone(self, plan: Plan, observed: Observed) -> None:
         """Stop reasons of containers that are gone, and the backoff of objects this pass no
@@ -250,6 +310,8 @@ class Executor:
                 self._emit("gpu.untracked_end", now, self.flagged.pop(key, None),
                            pid=int(pid), device=device)
         self.reported &= set(current)
+        for key in [k for k in self.warned if k not in current]:
+            del self.warned[key]
 
     def write_statuses(self, statuses: tuple[WantStatus, ...], *,
                        keep: frozenset[str] = frozenset()) -> None:
@@ -275,6 +337,45 @@ class Executor:
             out.setdefault(s.user, {})[status_file(s.name)] = text
         self.rendered = rendered
         self.files.sync(out, keep=keep)
+
+
+def _marked(notice: Notice | None) -> dict[str, Any]:
+    """The fields that make an event a notice its user sees in ``ds01 status``."""
+    return {} if notice is None else {"message": notice.message, "notice": True}
+
+
+def _minutes(span: Any) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f}h"
+
+
+_STOPPED = {"idle": "it was idle", "runtime": "it reached its runtime limit"}
+
+
+def stopped_why(x: a.StopContainer) -> str | None:
+    """What the owner of a container ds01d stopped is told (``None``: nothing; they asked)."""
+    if x.reason in ("dropped", "duplicate", "user"):
+        return None
+    if x.reason == "replaced":
+        return (f"{x.name} was stopped to be made anew with the settings you asked for; "
+                "/workspace is kept")
+    if x.reason == RELAYOUT:
+        return (f"{x.name} was stopped and removed: its GPU's MIG layout changes. It is made "
+                "again on the new layout when a device is free; /workspace is kept")
+    why = _STOPPED.get(x.reason, x.reason)
+    if x.reason == "idle" and x.idle_for_s:
+        why += f" for {span(x.idle_for_s)}"
+    return (f"{x.name} was stopped: {why}. Its devices are released; /workspace is kept. "
+            f"To start it again: ds01 want container {x.name} with the same options "
+            f"(ds01 status {x.name} shows them)")
+
+
+def untracked_words(x: a.FlagUntracked) -> str:
+    """What a user whose process uses a GPU nobody gave them is told."""
+    return (f"a process of yours (pid {x.pid}) uses GPU {x.gpu_index} ({x.device[:12]}), "
+            "which ds01 did not give you: it counts as busy for everyone and is reported to "
+            "the admins. Run GPU work in a ds01 container instead (ds01 gpus; ds01 want "
+            "container NAME --gpus 1 or --mig PROFILE)")
 
 
 def remove_want(paths: Paths, user: str, name: str) -> None:

@@ -51,7 +51,7 @@ groups:
     aggregate: {{cpu_quota: "150%", memory_max: 512m, memory_high: 400m, tasks_max: 300,
                 gpu_limit: 2}}
 policies: {{grace_period_m: 0, sigterm_grace_s: 1, high_demand_threshold: 1,
-           idle_detection_window: 1s}}
+           idle_detection_window: 1s, stop_notice_m: 0.1}}
 """
 
 
@@ -182,7 +182,7 @@ def _install_unit(root: Path, nvml: Path) -> None:
 # the testbed: ds01d from this checkout, on a test root, the testbed's dockerd, the fake NVML
 [Service]
 ExecStart=
-ExecStart={BIN / "ds01d"} --root {root} --interval 1
+ExecStart={BIN / "ds01d"} --root {root} --interval 1 --utmp {root / "utmp"}
 Environment=DOCKER_HOST=unix:///run/ds01-docker.sock
 Environment=LD_LIBRARY_PATH={REPO / "build/fakenvml"} DS01_FAKE_NVML={nvml}
 Environment=PYTHONUNBUFFERED=1

@@ -135,7 +135,7 @@ def test_as_is_refused_to_plain_users_on_a_real_root(make_root: MakeRoot,
 def test_console_script_help_and_version() -> None:
     ds01 = Path(sys.executable).parent / "ds01"
     help_text = subprocess.run([ds01, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("check-config", "limits", "want", "drop", "examples:"):
+    for command in ("check-config", "limits", "want", "drop", "gpus", "getting started:"):
         assert command in help_text
     version = subprocess.run([ds01, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("ds01 0.")

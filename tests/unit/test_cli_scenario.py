@@ -99,7 +99,13 @@ def test_keepalive_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     lab.ds01("sim", "advance", "23h")
     lab.ds01d()
     assert lab.status()["alice/t"]["phase"] == "Running"
-    lab.ds01("sim", "advance", "2h")
+    lab.ds01("sim", "advance", "50m")  # 10 minutes (stop_notice_m) before the keepalive ends
+    lab.ds01d()
+    (told,) = [e for e in lab.events("1m") if e["event_type"] == "lifecycle.keepalive_warning"]
+    assert told["details"]["message"] == (
+        "the keepalive of t ends at 2026-01-06 09:00 UTC; it has been idle for 23.8h and will "
+        "be stopped at 2026-01-06 09:00 UTC unless it is used (or: ds01 keepalive t --for 2h)")
+    lab.ds01("sim", "advance", "10m")
     lab.ds01d()
     assert lab.status()["alice/t"]["reason"] == "idle"
 

@@ -20,7 +20,7 @@ from ds01d.config.model import (
 )
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
-POLICIES = GlobalPolicies(0.8, 0.5, 30, 24, 10, 30)
+POLICIES = GlobalPolicies(0.8, 0.5, 30, 24, 10, 30, 10)
 NUMERIC = [k for k in LIMIT_KEYS if k != "allow_full_gpu"]
 
 

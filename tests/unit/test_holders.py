@@ -113,7 +113,8 @@ def test_a_foreign_container_with_a_count_holds_the_first_gpus(lab: Lab) -> None
     lab.apply()
     lab.want("carol", "d", gpus=1)
     lab.record()
-    assert lab.status("carol", "d")["reason"] == "queued for 1 free whole GPU(s)"
+    assert lab.status("carol", "d")["reason"] == \
+        "queued for 1 free whole GPU(s) (2 in use by containers)"
 
 
 def test_every_process_on_a_device_counts_it_busy(lab: Lab) -> None:
@@ -181,7 +182,7 @@ def test_a_stop_by_ds01_is_released_once(lab: Lab) -> None:
     lab.apply()
     lab.apply()
     lab.advance(hours=2, minutes=1)
-    assert lab.record() == ["stop alice/t idle"]
+    assert lab.after_notice() == ["stop alice/t idle"]
     lab.apply()
     lab.advance(hours=1)
     assert lab.record() == []  # ds01 stopped it: released then, not again

@@ -40,7 +40,7 @@ def test_an_idle_notebook_on_mig_is_reclaimed_with_dcgm(tmp_path: Path) -> None:
         cuda_context(lab, "alice", "nb")
         lab.apply()
         lab.advance(hours=2, minutes=1)  # students: idle_timeout_h 2
-        assert lab.record() == ["stop alice/nb idle"]
+        assert lab.after_notice() == ["stop alice/nb idle"]
 
 
 def test_without_dcgm_a_process_counts_and_status_says_so(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_dcgm_activity_keeps_a_mig_container_busy(tmp_path: Path) -> None:
         scrape.active[(2, gi)] = 0.01  # below the students' 5%
         lab.apply()
         lab.advance(hours=2, minutes=1)
-        assert lab.record() == ["stop alice/train idle"]
+        assert lab.after_notice() == ["stop alice/train idle"]
 
 
 def test_network_traffic_is_activity(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_network_traffic_is_activity(tmp_path: Path) -> None:
     lab.activity("alice", "web", net=100)
     lab.apply()
     lab.advance(hours=2, minutes=1)
-    assert lab.record() == ["stop alice/web idle"]
+    assert lab.after_notice() == ["stop alice/web idle"]
 
 
 def test_the_lab_network_threshold_in_its_older_form(tmp_path: Path) -> None:
@@ -97,12 +97,13 @@ def test_the_lab_network_threshold_in_its_older_form(tmp_path: Path) -> None:
     lab.activity("amy", "web", net=200)
     lab.apply()
     lab.advance(minutes=31)
-    assert lab.record() == ["stop amy/web idle"]
+    assert lab.after_notice() == ["stop amy/web idle"]
 
 
 def test_the_detection_window_delays_counting_idle(tmp_path: Path) -> None:
     """The lab's idle_detection_window: 3 (hourly checks) under a half-hour idle timeout:
-    nothing happens before three hours of idleness, then the stop is due at once."""
+    nothing happens before three hours of idleness, then the stop is due at once (and comes
+    once its owner has been told stop_notice_m before)."""
     lab = Lab(tmp_path, config=config_from(
         "defaults: {idle_timeout_h: 0.5}\ngroups:\n  student:\n    policies:\n"
         "      idle_detection_window: 3\ndefault_group: student\n"))
@@ -111,7 +112,8 @@ def test_the_detection_window_delays_counting_idle(tmp_path: Path) -> None:
     assert lab.record() == []
     assert lab.status("amy", "t")["stops_at"] == "2026-01-05T12:00:00Z"
     lab.advance(minutes=1)
-    assert lab.record() == ["stop amy/t idle"]
+    assert lab.record() == ["warn amy/t lifecycle.idle_warning 0.95"]  # due: told first
+    assert lab.after_notice() == ["stop amy/t idle"]
 
 
 def test_a_detection_window_in_minutes(tmp_path: Path) -> None:
@@ -121,7 +123,7 @@ def test_a_detection_window_in_minutes(tmp_path: Path) -> None:
     lab.advance(minutes=29)
     assert lab.record() == []
     lab.advance(minutes=1)
-    assert lab.record() == ["stop amy/t idle"]
+    assert lab.after_notice() == ["stop amy/t idle"]
 
 
 class NoNvml:

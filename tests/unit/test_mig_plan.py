@@ -114,7 +114,8 @@ def test_a_gpu_in_use_drains_with_notice_then_is_applied_at_the_deadline(
     lab.advance(minutes=1)
     assert lab.record() == ["stop dave/d mig-relayout", "remove dave/d mig-relayout"]
     lab.apply()
-    assert lab.status("dave", "d")["reason"] == "queued for 1 free whole GPU(s)"  # his want stays
+    assert lab.status("dave", "d")["reason"] == \
+        "queued for 1 free whole GPU(s) (1 in use by containers)"  # his want stays
     assert lab.record() == ["mig 1 mode on", *(f"mig 1 create 1g.5gb at {s}" for s in range(7)),
                             "report gpu 1 mig.apply"]
     lab.apply()
@@ -246,6 +247,8 @@ def test_a_stopped_container_whose_instance_was_destroyed_is_made_again_when_ask
     lab.apply()
     lab.apply()
     lab.advance(hours=2, minutes=1)
+    lab.apply()  # told: stopped stop_notice_m (10 minutes) later
+    lab.advance(minutes=10)
     lab.apply()  # idle-stopped
     assert lab.status("alice", "t")["reason"] == "idle"
     old = lab.uuid(2, 0)
@@ -309,6 +312,8 @@ def test_re_created_in_the_pass_that_destroys_the_old_instance_is_told_too(lab: 
     lab.apply()
     lab.apply()
     lab.advance(hours=2, minutes=1)
+    lab.apply()  # told: stopped stop_notice_m (10 minutes) later
+    lab.advance(minutes=10)
     lab.apply()  # idle-stopped on GPU 2's instance at 0
     old = lab.uuid(2, 0)
     lab.config = with_layout(lab.config, layout(g2="{mig-enabled: true, mig-devices: "

@@ -39,7 +39,9 @@ def scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Lab, d
     lab.ds01("sim", "activity", "bob/w", "--gpu-util", "70")
     lab.ds01("sim", "activity", "carol/w", "--gpu-util", "95")
     lab.ds01d()
-    lab.ds01("sim", "advance", "2h5m")
+    lab.ds01("sim", "advance", "1h55m")
+    lab.ds01d()  # alice is told: stopped at 11:05
+    lab.ds01("sim", "advance", "10m")
     lab.ds01d()
     lab.ds01("sim", "activity", "frank/w", "--gpu-util", "60")
     out = lab.ds01("sim", "host-process", "add", "--gpu", uuids["gpu1"], "--user", "dave",

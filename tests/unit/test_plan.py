@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ds01d.adapters.sim import SimHost, sim_gpu
+from ds01d.core import actions as a
 from ds01d.core.plan import plan
 from tests.harness import Lab, config_from, example_config
 
@@ -62,7 +63,7 @@ def test_devices_are_exclusive_and_the_rest_queues(lab: Lab) -> None:
     assert lab.plan().changes == ()
     s = lab.status("frank", "f")
     assert (s["phase"], s["queue_position"], s["reason"]) == \
-        ("Pending", 1, "queued for a free 3g.20gb instance")
+        ("Pending", 1, "queued for a free 3g.20gb instance (2 in use by containers)")
 
 
 def test_a_device_with_an_untracked_process_is_busy(lab: Lab) -> None:
@@ -78,7 +79,8 @@ def test_quota_in_gpu_equivalents(lab: Lab) -> None:
     assert lab.record() == [f"create bob/a {lab.uuid(2, 0)}", f"create bob/b {lab.uuid(2, 1)}"]
     assert lab.status("bob", "c")["reason"] == (
         "waiting for your other containers: 0.857 of 1 GPU-equivalents in use "
-        "(max_gpu_equivalents)")
+        "(max_gpu_equivalents) and 0.286 more does not fit: drop one first (a, b: ds01 drop "
+        "container NAME) or wait until it stops")
 
 
 def test_aggregate_gpu_limit_counts_gpu_equivalents(tmp_path: Path) -> None:
@@ -92,8 +94,10 @@ def test_aggregate_gpu_limit_counts_gpu_equivalents(tmp_path: Path) -> None:
     lab.want("amy", "whole", gpus=2)
     got = lab.record()
     assert [line.split()[1] for line in got] == ["amy/a", "amy/b", "amy/c"]
-    assert lab.status("amy", "whole")["reason"] == \
-        "waiting for your other containers: 0.857 of 2 GPU-equivalents in use (aggregate.gpu_limit)"
+    assert lab.status("amy", "whole")["reason"] == (
+        "waiting for your other containers: 0.857 of 2 GPU-equivalents in use "
+        "(aggregate.gpu_limit) and 2 more does not fit: drop one first (a, b, c: ds01 drop "
+        "container NAME) or wait until it stops")
     lab.want("amy", "big", gpus=3)
     lab.record()
     assert lab.status("amy", "big")["phase"] == "Failed"
@@ -140,6 +144,15 @@ def start_idle(lab: Lab, user: str, name: str, **kw: object) -> None:
     lab.apply()  # the first look at the new container starts its idle timer
 
 
+def idle_stop(lab: Lab, *, hours: float) -> None:
+    """Time passes by ``hours`` in one step (ds01d saw none of it): the owner is warned, and
+    the container is stopped ``stop_notice_m`` (10 minutes) later."""
+    lab.advance(hours=hours)
+    lab.apply()
+    lab.advance(minutes=10)
+    lab.apply()
+
+
 def test_idle_warned_at_80_and_95_percent_then_stopped(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
     lab.advance(minutes=95)
@@ -148,6 +161,9 @@ def test_idle_warned_at_80_and_95_percent_then_stopped(lab: Lab) -> None:
     assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.8"]
     lab.apply()
     assert lab.record() == []  # given once
+    for _ in range(3):
+        lab.advance(seconds=10)
+        assert lab.apply().actions == ()  # and not again, pass after pass
     lab.advance(minutes=18)
     assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
     lab.apply()
@@ -176,23 +192,53 @@ def test_cpu_above_the_group_threshold_is_activity(lab: Lab) -> None:
     assert lab.record() == []
 
 
-def test_keepalive_postpones_the_idle_stop(lab: Lab) -> None:
+def test_keepalive_postpones_the_idle_stop_and_its_end_is_told_in_time(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb", keepalive_until=None)
     w = lab.wants[("alice", "t")]
     lab.wants[("alice", "t")] = w.replace(keepalive_until=lab.now + timedelta(hours=3))
-    lab.advance(hours=2, minutes=30)
+    lab.advance(hours=2, minutes=49)
     assert lab.record() == []
-    lab.advance(minutes=31)
+    lab.advance(minutes=1)  # 10 minutes (stop_notice_m) before the keepalive ends
+    assert lab.record() == ["warn alice/t lifecycle.keepalive_warning end"]
+    assert lab.status("alice", "t")["stops_at"] == "2026-01-05T12:00:00Z"
+    lab.apply()
+    lab.advance(minutes=9)
+    assert lab.record() == []
+    lab.advance(minutes=1)
     assert lab.record() == ["stop alice/t idle"]
 
 
-def test_grace_period_for_young_containers(tmp_path: Path) -> None:
+def test_a_keepalive_that_ended_unseen_is_no_stop_without_a_warning(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    w = lab.wants[("alice", "t")]
+    lab.wants[("alice", "t")] = w.replace(keepalive_until=lab.now + timedelta(hours=3))
+    lab.advance(hours=4)  # ds01d saw none of the keepalive's last minutes
+    assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
+    lab.apply()
+    assert lab.status("alice", "t")["stops_at"] == "2026-01-05T13:10:00Z"
+    lab.advance(minutes=9)
+    assert lab.record() == []
+    lab.advance(minutes=1)
+    assert lab.record() == ["stop alice/t idle"]
+
+
+def test_grace_period_for_young_containers_and_a_warning_before_it_ends(tmp_path: Path) -> None:
+    """An idle timeout (6 minutes) shorter than the grace period (30): the stop comes when
+    the grace period ends, and the owner hears of it stop_notice_m (10 minutes) before."""
     lab = Lab(tmp_path, config=config_from(
         "defaults: {idle_timeout_h: 0.1}\npolicies: {grace_period_m: 30}\n"))
     start_idle(lab, "amy", "t")
-    lab.advance(minutes=20)
+    lab.advance(minutes=19)
     assert lab.record() == []
-    lab.advance(minutes=11)
+    lab.advance(minutes=1)
+    assert lab.record() == ["warn amy/t lifecycle.idle_warning notice"]
+    lab.apply()
+    for _ in range(3):
+        lab.advance(minutes=1)
+        assert lab.apply().actions == ()
+    lab.advance(minutes=6)
+    assert lab.record() == []
+    lab.advance(minutes=1)
     assert lab.record() == ["stop amy/t idle"]
 
 
@@ -209,6 +255,9 @@ def test_high_demand_shrinks_idle_timeouts(tmp_path: Path) -> None:
         lab.activity("u", name, cpu=50)
     lab.apply()  # 6 of 7 devices allocated: high demand; only g0 is idle
     lab.advance(minutes=61)
+    assert lab.record() == ["warn u/g0 lifecycle.idle_warning 0.95"]  # the timeout shrank
+    lab.apply()
+    lab.advance(minutes=10)
     assert lab.record() == ["stop u/g0 idle"]
 
 
@@ -235,8 +284,7 @@ def test_an_exempt_user_is_never_idle_stopped(lab: Lab) -> None:
 
 def test_a_stopped_container_restarts_only_when_asked_again(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
-    lab.advance(hours=2)
-    lab.apply()
+    idle_stop(lab, hours=2)
     lab.advance(hours=1)
     assert lab.record() == []
     lab.want("alice", "t", mig="3g.20gb")  # ds01 want again: a newer requested_at
@@ -247,8 +295,7 @@ def test_a_stopped_container_restarts_only_when_asked_again(lab: Lab) -> None:
 
 def test_asking_again_with_other_options_replaces_the_container(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
-    lab.advance(hours=2)
-    lab.apply()
+    idle_stop(lab, hours=2)
     lab.advance(minutes=1)
     lab.want("alice", "t", mig="2g.10gb")
     assert lab.record() == ["remove alice/t replaced", f"create alice/t {lab.uuid(3, 0)}"]
@@ -256,8 +303,7 @@ def test_asking_again_with_other_options_replaces_the_container(lab: Lab) -> Non
 
 def test_stopped_containers_are_removed_after_the_hold(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
-    lab.advance(hours=2)
-    lab.apply()
+    idle_stop(lab, hours=2)
     lab.advance(hours=23, minutes=59)
     assert lab.record() == []
     lab.advance(minutes=1)  # students: container_hold_after_stop_h 24
@@ -296,7 +342,8 @@ def test_a_privileged_foreign_container_counts_as_using_every_gpu(lab: Lab) -> N
         "exit_code": None, "all_gpus": True}
     lab.want("carol", "c", gpus=1)
     assert lab.record() == []
-    assert lab.status("carol", "c")["reason"] == "queued for 1 free whole GPU(s)"
+    assert lab.status("carol", "c")["reason"] == \
+        "queued for 1 free whole GPU(s) (2 in use by containers)"
 
 
 def test_foreign_containers_follow_their_container_type(lab: Lab) -> None:
@@ -306,7 +353,10 @@ def test_foreign_containers_follow_their_container_type(lab: Lab) -> None:
         "created_at": lab.host.now, "started_at": lab.host.now, "finished_at": None,
         "cpu_percent": 0.0, "gpu_util": 0.0, "cgroup_parent": "", "exit_code": None}
     lab.apply()
-    lab.advance(minutes=31)  # compose: idle_timeout_h 0.5; grace_period_m 30
+    lab.advance(minutes=20)  # compose: idle_timeout_h 0.5; grace_period_m 30
+    assert lab.record() == ["warn None/proj-web-1 lifecycle.idle_warning notice"]
+    lab.apply()
+    lab.advance(minutes=10)
     assert lab.record() == ["stop None/proj-web-1 idle"]
 
 
@@ -332,8 +382,7 @@ def test_plan_is_pure(lab: Lab) -> None:
 
 def test_asking_in_the_second_of_the_stop_is_not_asking_again(lab: Lab) -> None:
     start_idle(lab, "alice", "t", mig="3g.20gb")
-    lab.advance(hours=2)
-    lab.apply()
+    idle_stop(lab, hours=2)
     lab.want("alice", "t", mig="3g.20gb")  # the same second: maybe written before the stop
     assert lab.record() == []
     lab.advance(seconds=1)
@@ -414,6 +463,8 @@ def test_a_container_removed_after_its_hold_frees_its_place_in_the_same_pass(lab
     for name in ("a", "b"):
         start_idle(lab, "frank", name)
     lab.advance(hours=3)
+    lab.apply()  # both told: stopped stop_notice_m (10 minutes) later
+    lab.advance(minutes=10)
     lab.apply()  # both idle-stopped
     assert [lab.status("frank", n)["reason"] for n in ("a", "b")] == ["idle", "idle"]
     lab.want("frank", "c")
@@ -423,3 +474,88 @@ def test_a_container_removed_after_its_hold_frees_its_place_in_the_same_pass(lab
     assert sorted(lab.record()) == ["create frank/c ",
                                     "remove frank/a held_expired", "remove frank/b held_expired",
                                     "remove-want frank/a", "remove-want frank/b"]
+def test_a_runtime_stop_seen_late_is_warned_first(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, config=config_from("defaults: {max_runtime_h: 1, idle_timeout_h: null}\n"))
+    lab.want("amy", "t")
+    lab.apply()
+    lab.activity("amy", "t", cpu=300)
+    lab.advance(hours=2)  # ds01d saw none of it (suspended, or the clock jumped)
+    assert lab.record() == ["warn amy/t lifecycle.runtime_warning 0.9"]
+    lab.apply()
+    assert lab.status("amy", "t")["stops_at"] == "2026-01-05T11:10:00Z"
+    lab.advance(minutes=9, seconds=59)
+    assert lab.record() == []
+    lab.advance(seconds=1)
+    assert lab.record() == ["stop amy/t runtime"]
+
+
+def test_without_its_memory_ds01d_warns_again_before_it_stops(lab: Lab) -> None:
+    start_idle(lab, "alice", "t", mig="3g.20gb")
+    lab.advance(hours=2)
+    lab.apply()  # warned: stops at 11:10
+    lab.restart()  # what it was told is forgotten with the rest
+    lab.apply()  # (the idle timer starts again too)
+    lab.advance(hours=2)
+    assert lab.record() == ["warn alice/t lifecycle.idle_warning 0.95"]
+
+
+def test_asking_for_other_settings_while_running_replaces_the_container(lab: Lab) -> None:
+    lab.want("alice", "t", mig="3g.20gb")
+    lab.apply()
+    lab.advance(minutes=5)
+    lab.want("alice", "t", mig="2g.10gb")  # ds01 want container t --mig 2g.10gb --replace
+    assert lab.record() == ["stop alice/t replaced", "remove alice/t replaced",
+                            f"create alice/t {lab.uuid(3, 0)}"]
+    lab.apply()
+    assert lab.plan().changes == ()
+    s = lab.status("alice", "t")
+    assert (s["phase"], s["devices"]) == ("Running", [lab.uuid(3, 0)])
+
+
+def test_a_replacement_that_must_wait_stops_the_old_one_and_queues(lab: Lab) -> None:
+    lab.want("bob", "x", mig="2g.10gb")  # bob: 1.0 gpueq
+    lab.want("alice", "t", mig="2g.10gb")
+    lab.want("frank", "f", mig="2g.10gb")
+    lab.want("dave", "big", gpus=1)
+    lab.apply()
+    lab.want("dave", "big", gpus=2)  # dave: faculty; GPU 1 is free, GPU 0 is his own
+    assert lab.record() == ["stop dave/big replaced", "remove dave/big replaced",
+                            f"create dave/big {lab.uuid(0)},{lab.uuid(1)}"]
+    lab.want("alice", "t", mig="3g.20gb", cpus=2.0)
+    lab.want("bob", "y", mig="3g.20gb")
+    lab.want("frank", "g", mig="3g.20gb")
+    lab.apply()
+    lab.want("bob", "x", mig="3g.20gb")  # none left: the old one stops, the new one waits
+    assert lab.record() == ["stop bob/x replaced"]
+    lab.apply()
+    s = lab.status("bob", "x")
+    assert (s["phase"], s["reason"]) == (
+        "Pending", "queued for a free 3g.20gb instance (2 in use by containers); then your "
+        "container is made anew with the new settings (/workspace is kept)")
+    assert lab.plan().changes == ()
+
+
+def test_a_pending_want_says_what_holds_the_device_it_waits_for(lab: Lab) -> None:
+    mine = lab.host.add_process(lab.uuid(0), uid=lab.host.uid_of("carol"), container_id=None,
+                                mem_mib=500)
+    lab.host.add_process(lab.uuid(1), uid=lab.host.uid_of("dave"), container_id=None,
+                         mem_mib=500)
+    lab.want("carol", "c", gpus=1)
+    assert lab.status("carol", "c")["reason"] == (
+        f"queued for 1 free whole GPU(s) (GPU 0 busy: a process of yours outside containers "
+        f"(pid {mine}); GPU 1 busy: a process outside ds01 containers)")
+
+
+def test_a_user_over_a_lowered_quota_is_alerted_once(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.want("bob", "a", mig="3g.20gb")
+    lab.want("bob", "b", mig="3g.20gb")
+    lab.apply()
+    lab.config = config_from("defaults: {max_gpu_equivalents: 0.5}\n")
+    assert lab.record() == ["alert quota.over bob"]
+    alert = next(x for x in lab.plan().actions if isinstance(x, a.Alert))
+    assert alert.message == ("bob holds 0.857 GPU-equivalents (max_gpu_equivalents 0.5): over "
+                             "quota; nothing is stopped, their new wants wait until they are "
+                             "under it")
+    lab.apply()
+    assert lab.record() == []

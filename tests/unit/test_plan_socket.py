@@ -61,6 +61,9 @@ def test_it_follows_its_container_type(lab: Lab) -> None:
     socket_made(lab, "alice", "dev")
     lab.apply()
     lab.advance(minutes=31)  # devcontainer: idle_timeout_h 0.5
+    assert lab.record() == ["warn alice/ds01-alice-dev lifecycle.idle_warning 0.95"]
+    lab.apply()  # its owner is told: stopped stop_notice_m (10 minutes) later
+    lab.advance(minutes=10)
     assert lab.record() == ["stop alice/ds01-alice-dev idle"]
 
 

@@ -17,7 +17,7 @@ WORDS = ["want", "drop", "keepalive", "limits", "status", "events", "plan", "con
          "train", "t2", "--image", "img:1", "--gpus", "2", "x", "--mig", "3g.20gb", "--cpus",
          "1.5", "nan", "--memory", "16g", "--shm", "1g", "--for", "4h", "--json", "--all",
          "--since", "1h", "--user", "bob", "--root", "/r", "--as", "alice", "-h", "--help",
-         "--version", "--", "-x", "--gpus=2"]
+         "--version", "--", "-x", "--gpus=2", "gpus", "--replace"]
 
 
 @settings(max_examples=5000)
@@ -37,16 +37,19 @@ def test_usual_lines_are_read_quickly() -> None:
     for argv in (["status"], ["--as", "a", "status", "--json"], ["limits", "bob"],
                  ["want", "container", "t", "--mig", "1g.5gb", "--cpus", "2"],
                  ["drop", "container", "t"], ["keepalive", "t", "--for", "2h"],
-                 ["events", "--since", "1h"]):
+                 ["events", "--since", "1h"], ["gpus"], ["gpus", "--json"],
+                 ["want", "container", "t", "--mig", "1g.5gb", "--replace"]):
         assert parse(argv) is not None, argv
 
 
-def test_status_imports_no_argparse() -> None:
-    code = ("import sys; from ds01d.cli import main; main(['--root', '/nonexistent', "
-            "'--as', 'x', 'status']); print('argparse' in sys.modules, 're' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out[-2:] == ["False", "False"], out
+def test_status_and_gpus_import_no_argparse() -> None:
+    for command in ("status", "gpus"):
+        code = ("import sys; from ds01d.cli import main; main(['--root', '/nonexistent', "
+                f"'--as', 'x', '{command}']); print('argparse' in sys.modules, 're' in "
+                "sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out[-2:] == ["False", "False"], (command, out)
 
 
 @settings(max_examples=3000)
@@ -69,7 +72,7 @@ def test_top_help_is_argparses_to_the_letter(monkeypatch: pytest.MonkeyPatch) ->
     answered = 0
     for width in range(40, 101):
         monkeypatch.setattr(cli, "_width", lambda width=width: width)
-        ours = top_help(cli.DESCRIPTION, cli.EPILOG,
+        ours = top_help(cli.DESCRIPTION, cli._epilog(None),
                         [(n, c[0]) for n, c in cli.COMMANDS.items()], width)
         if ours is None:
             continue

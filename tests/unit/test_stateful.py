@@ -1,8 +1,9 @@
 """Random wants, drops, activity, time, host processes, MIG layout changes and daemon restarts
 on the simulated host; after every step: no device held twice, no container runs on a device
 that is gone, no user over quota, planning again right after applying does nothing (a layout
-change takes the passes it needs: stop, apply, serve), and a restart with an empty memory
-changes nothing that runs."""
+change takes the passes it needs: stop, apply, serve), a restart with an empty memory
+changes nothing that runs, and no idle or runtime stop comes without a warning to its owner at
+least stop_notice_m before."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from ds01d.core import actions as a
 from ds01d.core.model import devices_of
 from ds01d.core.naming import docker_name
 from ds01d.core.plan import plan
@@ -34,6 +36,27 @@ class LabMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
         self.lab = Lab(Path(self.tmp.name))
+        self.told: dict[str, list[float]] = {}
+        """Container id -> when its owner was warned of a coming stop."""
+        plain = self.lab.apply
+
+        def apply() -> object:
+            started = {cid: c["started_at"] for cid, c in self.lab.host.containers.items()}
+            p = plain()
+            self.check_told(p.actions, started)
+            return p
+
+        self.lab.apply = apply  # type: ignore[method-assign,assignment]
+
+    def check_told(self, actions: tuple[a.Action, ...], started: dict[str, float]) -> None:
+        now, notice = self.lab.host.now, self.lab.config.policies.stop_notice_m * 60
+        for x in actions:
+            if isinstance(x, a.Warn) and x.announces:
+                self.told.setdefault(x.announces.split(":")[1], []).append(now)
+            if isinstance(x, a.StopContainer) and x.reason in ("idle", "runtime"):
+                since = started[x.container_id]
+                told = self.told.get(x.container_id, [])
+                assert any(since <= t <= now - notice for t in told), (x, told, since, now)
 
     def teardown(self) -> None:
         self.tmp.cleanup()
@@ -148,7 +171,7 @@ class LabMachine(RuleBasedStateMachine):
     @invariant()
     def empty_memory_changes_nothing_that_runs(self) -> None:
         observed = replace(self.lab.observed(), idle_since={}, reported=frozenset(),
-                           previous_reasons={}, drain_since={})
+                           previous_reasons={}, drain_since={}, warned={})
         assert plan(self.lab.desired(), observed, self.lab.now).changes == ()
 
 
