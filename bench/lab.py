@@ -45,13 +45,14 @@ def build(root: Path, users: int) -> tuple[Paths, SimHost]:
         names = [user(n) for n in range(users) if n % len(GROUPS) == i]
         (paths.etc / "groups" / f"{group}.members").write_text("\n".join(names) + "\n")
     half = max(1, users // 250)
-    gpus = [sim_gpu(i) for i in range(half)] + \
-        [sim_gpu(i, {"1g.5gb": 7}) for i in range(half, 2 * half)]
+    # the MIG GPUs first: mig-layout.yaml names GPUs by an index of at most two digits
+    gpus = [sim_gpu(i, {"1g.5gb": 7}) for i in range(half)] + \
+        [sim_gpu(i) for i in range(half, 2 * half)]
     host = SimHost(gpus=gpus)
     (paths.etc / "mig-layout.yaml").write_text(  # the host's own: every GPU compared, none drifts
         "version: 1\ngpus:\n  all: {mig-enabled: false}\n" + "".join(
             f'  "{i}": {{mig-enabled: true, mig-devices: {{1g.5gb: 7}}}}\n'
-            for i in range(half, 2 * half)))
+            for i in range(half)))
     mig = [i for g in gpus for i in g["instances"]]
     for n, u in enumerate(range(0, users, 4)):
         device = (f"mig: {mig[n]['profile']}\n" if n < len(mig)
@@ -64,7 +65,7 @@ def build(root: Path, users: int) -> tuple[Paths, SimHost]:
 
 def converged(paths: Paths, host: SimHost) -> Daemon:
     """A daemon that has served every want (and written every status)."""
-    d = Daemon(paths, simulate=True, host=host, read_memory=False)
+    d = Daemon(paths, simulate=True, host=host)  # as a real one: it keeps its memory
     for _ in range(3):
         d.run_pass()
     return d

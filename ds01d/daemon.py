@@ -127,7 +127,9 @@ class Daemon:
     shown_errors: tuple[str, ...] = ()
     notices: UserNotices = field(init=False)
     alerter: Alerter = field(init=False)
-    gpus_shown: dict[str, Any] | None = None
+    gpus_shown: tuple[dict[str, Any], tuple[int, int, int] | None] | None = None
+    """What ``gpus.json`` holds, and the file as it was then (inode, size, mtime): a file
+    removed or replaced by someone else is written again."""
     drifted: tuple[int, ...] = ()
     config_valid: bool | None = None
     last: tuple[Plan, Observed, Desired, bool, float] | None = None
@@ -431,20 +433,25 @@ class Daemon:
         if result.plan is None or result.desired is None:
             return
         from ds01d.core.gpus import summary
-        from ds01d.fsutil import write_atomic
+        from ds01d.fsutil import holds, signature, write_atomic
         from ds01d.snapshot import layout_stamp
 
         body = summary(result.plan, result.observed, result.desired)
         body["layout"] = layout_stamp(str(self.paths.etc))
-        if body == self.gpus_shown:
+        path = self.paths.state / GPUS_FILE
+        on_disk = signature(path)
+        if self.gpus_shown is not None and self.gpus_shown == (body, on_disk):
+            return
+        text = json.dumps(body, indent=1) + "\n"
+        if on_disk is not None and holds(path, text):  # a new ds01d: already right
+            self.gpus_shown = (body, on_disk)
             return
         try:
-            write_atomic(self.paths.state / GPUS_FILE, json.dumps(body, indent=1) + "\n",
-                         mode=0o644, durable=False)
+            write_atomic(path, text, mode=0o644, durable=False)
         except OSError as e:
             log.warning("%s not written: %s", GPUS_FILE, e.strerror or e)
             return
-        self.gpus_shown = body
+        self.gpus_shown = (body, signature(path))
 
     def _report_drift(self, result: PassResult) -> None:
         """``mig.drift`` when GPUs start to differ from mig-layout.yaml (an admin alert), and

@@ -65,3 +65,22 @@ def _fsync_dir(folder: str, dir_fd: int | None) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def signature(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """The file as it is now (inode, size, modification time), or None when it is not there:
+    enough to know that nobody replaced or removed a file ds01d wrote."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def holds(path: str | os.PathLike[str], text: str) -> bool:
+    """Whether the file already reads ``text`` (a file ds01d derives, found right at start)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(text.encode()) + 1) == text.encode()
+    except OSError:
+        return False

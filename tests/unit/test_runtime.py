@@ -141,6 +141,37 @@ def test_a_restart_with_empty_memory_changes_nothing_that_runs(tmp_path: Path) -
         json.loads(before)["containers"]
 
 
+def _derived(paths: Paths) -> dict[str, tuple[int, int]]:
+    """Every file ds01d derives (statuses, gpus.json, the job map): inode and mtime."""
+    out = {}
+    for folder in (paths.status, paths.state / "gpus.json", paths.run / "dcgm-job-map"):
+        for f in [folder] if folder.is_file() else folder.rglob("*"):
+            if f.is_file() and f.name != "events.jsonl":
+                st = f.stat()
+                out[str(f)] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def test_a_new_ds01d_rewrites_no_derived_file_that_is_right(tmp_path: Path) -> None:
+    paths = _sim_root(tmp_path)
+    for user, extra in (("alice", "mig: 3g.20gb\n"), ("bob", "gpus: 1\n"), ("frank", "")):
+        _want(paths, user, "w", extra)
+    first = Daemon(paths, simulate=True)
+    for _ in range(3):  # served: nothing more to change
+        first.run_pass()
+    before = _derived(paths)
+    assert str(paths.state / "gpus.json") in before and len(before) >= 4, before
+    Daemon(paths, simulate=True).run_pass()
+    assert _derived(paths) == before
+    (paths.state / "gpus.json").unlink()  # removed by someone: written again
+    d = Daemon(paths, simulate=True)
+    d.run_pass()
+    assert (paths.state / "gpus.json").exists()
+    (paths.state / "gpus.json").unlink()  # and by the same daemon's next pass
+    d.run_pass()
+    assert (paths.state / "gpus.json").exists()
+
+
 def _ds01d(root: Path, *args: str) -> subprocess.Popen[str]:
     exe = Path(sys.executable).parent / "ds01d"
     return subprocess.Popen([str(exe), "--root", str(root), "--simulate", *args],
