@@ -376,8 +376,10 @@ def _running(want: Want, c: Container, observed: Observed, life: LifecycleResult
     gpueq = want.gpu_equivalents
     return WantStatus(want.user, want.name, "Running", life.notes.get(c.id, "running"),
                       c.devices, gpueq, None, c.started_at or c.created_at,
-                      observed.idle_since.get(c.id), life.stops_at.get(c.id), c.name,
-                      observed.busy.get(c.id), c.labels.get(m.LABEL_SPEC) or spec_of(want))
+                      idle_since=observed.idle_since.get(c.id),
+                      stops_at=life.stops_at.get(c.id), container=c.name,
+                      busy=observed.busy.get(c.id),
+                      spec=c.labels.get(m.LABEL_SPEC) or spec_of(want))
 
 
 def _stopped(want: Want, c: Container, reason: str, since: datetime,
@@ -385,8 +387,8 @@ def _stopped(want: Want, c: Container, reason: str, since: datetime,
     """Stopped since ``since``; ``stops_at`` is when the container is removed."""
     hold = eff.limits.container_hold_after_stop_h
     removed = None if hold is None else since + timedelta(hours=hold)
-    return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since, None,
-                      removed, c.name, spec_of(want))
+    return WantStatus(want.user, want.name, "Stopped", reason, (), 0.0, None, since,
+                      stops_at=removed, container=c.name, spec=spec_of(want))
 
 
 def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,

@@ -63,6 +63,9 @@ class UserFiles:
     stamps: dict[str, Stamp] = field(default_factory=dict)
     """User -> their folder's stamp after ds01d last touched it."""
     errors: int = 0
+    listed: bool = False
+    """Whether the folders already on disk were listed (once per ds01d): a user whose wants
+    all went while no ds01d ran loses their statuses too."""
 
     @contextlib.contextmanager
     def _top(self) -> Iterator[int]:
@@ -104,6 +107,8 @@ class UserFiles:
                  for u, names in files.items() if is_user_name(u)}
         try:
             with self._top() as top:
+                if not self.listed:
+                    self._list_existing(top)
                 for user in set(files) | (set(self.written) - keep):
                     if user in keep and user not in files:
                         continue
@@ -113,6 +118,16 @@ class UserFiles:
                         self._failed(user, e)
         except OSError as e:
             self._failed("(all)", e)
+
+    def _list_existing(self, top: int) -> None:
+        """The users with a folder on disk, to be synced (their content read back) like
+        those ds01d wrote itself."""
+        with os.scandir(top) as it:
+            names = [e.name for _, e in zip(range(1 << 20), it, strict=False)]
+        for user in names:
+            if is_user_name(user):
+                self.written.setdefault(user, {})
+        self.listed = True
 
     def _failed(self, user: str, e: OSError) -> None:
         self.errors += 1
@@ -125,6 +140,8 @@ class UserFiles:
             return
         fd = self._open_user(top, user)
         if fd is None:
+            if not want:
+                self.written.pop(user, None)  # nobody to write for: not tried every pass
             return
         try:
             if self.stamps.get(user) != _stamp(os.fstat(fd)):

@@ -181,6 +181,12 @@ def test_stopped_rows_say_how_to_start_again_and_notices_are_shown(lab: Lab) -> 
            "kept." in out
     notice = (lab.root / "home/alice/workspace/t/.ds01/notices").read_text()
     assert notice.count("\n") == 2 and "will be stopped at 2026-01-05 11:00 UTC" in notice
+    stopped = lab.status("alice")["t"]
+    assert stopped["busy"] is None and stopped["spec"] and "busy" not in out
+    lab.ds01("sim", "advance", "1m")
+    again = lab.ds01("--as", "alice", "want", "container", "t", "--image", "ubuntu:24.04",
+                     "--mig", "3g.20gb", "--cpus", "2.0")
+    assert "asked again: ds01d starts t again" in again, again
 
 
 def test_a_pending_row_says_what_holds_its_device(lab: Lab) -> None:
@@ -264,3 +270,17 @@ def test_plan_on_a_real_root_writes_nothing_and_says_what_it_cannot_reach(
     assert "could not read docker:" in done.stdout and "could not read nvml:" in done.stdout
     assert "could not read systemd:" in done.stdout
     assert tree() == before
+
+
+def test_a_dropped_want_leaves_no_status_behind_across_restarts(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
+    lab.ds01d()
+    lab.ds01d()
+    assert lab.status("alice")["t"]["phase"] == "Running"
+    lab.ds01("--as", "alice", "drop", "container", "t")
+    lab.ds01d()  # a new ds01d each time: it knows the folder only from the disk
+    lab.ds01d()
+    assert "t" not in lab.status("alice")
+    assert not list((lab.root / "var/lib/ds01/status/alice").glob("*.json"))
+    out = lab.ds01("--as", "alice", "want", "container", "t2", "--mig", "3g.20gb")
+    assert "drop one first" not in out
