@@ -22,9 +22,12 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ds01d.errors import ConfigError, Diagnostic, KeyPath
+
+if TYPE_CHECKING:
+    import yaml
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def parse(text: str, file: str, *, bounds: Bounds = ADMIN) -> Document:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 0
         what = e.problem or e.context or "not valid YAML"
-        raise _refuse(file, f"not valid YAML: {what}", line) from None
+        raise _refuse(file, f"not valid YAML: {what}{_began(e, line)}", line) from None
     except yaml.YAMLError as e:
         raise _refuse(file, f"not valid YAML: {e}") from None
     except _Refused as e:
@@ -243,6 +246,15 @@ def parse(text: str, file: str, *, bounds: Bounds = ADMIN) -> Document:
     finally:
         loader.dispose()
 
+
+
+def _began(e: yaml.MarkedYAMLError, line: int) -> str:
+    """Where what the parser was reading began, when that is an earlier line: a quote or a
+    bracket left open there runs on until the parser gives up, lines later."""
+    if e.context_mark is None or not 0 < e.context_mark.line + 1 < line:
+        return ""
+    return (f" (reading what begins at line {e.context_mark.line + 1}: is a quote or bracket "
+            "left open there?)")
 
 def _loader() -> Any:
     """libyaml's loader where it stops nesting itself (0.2.5 and later: at 1,000 levels, so

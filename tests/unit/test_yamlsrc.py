@@ -22,6 +22,14 @@ def test_lines_of_keys_and_items() -> None:
     assert doc.line_of(("a", "c", 1, "deeper")) == 5
 
 
+def test_a_quote_left_open_names_the_line_it_began_on() -> None:
+    text = "a:\n  b: \"1600%\n  c: 2\nd:\n  e: 3\n  f: \"x\"\n"
+    with pytest.raises(ConfigError) as e:
+        parse(text, "f")
+    assert "(reading what begins at line 2: is a quote or bracket left open there?)" \
+        in str(e.value)
+
+
 def test_scalars_are_json_like() -> None:
     doc = parse("d: 2026-06-30\nb: yes\nn: ~\nf: 1.5\ni: 0x10\n1: numeric key\n", "f")
     assert doc.data == {"d": "2026-06-30", "b": True, "n": None, "f": 1.5, "i": 16,
