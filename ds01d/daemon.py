@@ -400,6 +400,8 @@ class Daemon:
             self._report_adapters(result.observed)
             if result.plan is None:
                 return result
+            if not blocking(result.observed.adapter_errors):
+                self._report_drift(result)  # said before what this pass does about it
             actions = safe_actions(result.plan, result.observed.adapter_errors)
             result.executed, result.failed = self.executor.apply(actions, now)
             self.executor.forget_gone(result.plan, result.observed)
@@ -410,7 +412,6 @@ class Daemon:
                 self.executor.write_statuses(result.plan.statuses, keep=keep)
                 self._write_job_map(result)
                 self._write_gpus(result)
-                self._report_drift(result)
             self._save_carry()
             self.want_files.save()
             return result

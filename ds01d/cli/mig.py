@@ -45,7 +45,7 @@ def run_mig(args: argparse.Namespace) -> int:
         print(json.dumps([_json(c, mig, observed) for c in mig.changes], indent=2))
     else:
         print("\n".join(plan_lines(mig, observed, configured=config.mig_layout is not None)))
-    return 0
+    return 1 if any(c.problem for c in mig.changes) else 0  # a layout no GPU can take
 
 
 def _observe(p: Paths, *, containers: bool) -> Observed:

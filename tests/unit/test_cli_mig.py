@@ -193,3 +193,24 @@ def test_mig_plan_names_users_for_root_only(
     code, _, err = ds01(real, capsys, "mig", "plan")
     assert (code, err) == (1, "ds01: ds01 mig plan names the users a change affects: it is "
                            "for root\n")
+
+
+def test_plan_exits_1_on_a_layout_no_gpu_can_take(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layout = root / "etc/ds01/mig-layout.yaml"
+    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{3g.40gb: 2}"))
+    code, out, _ = ds01(root, capsys, "mig", "plan")
+    assert code == 1 and "cannot be applied" in out and "3g.40gb" in out
+    layout.write_text(layout.read_text().replace("{3g.40gb: 2}", "{1g.5gb: 7}"))
+    code, out, _ = ds01(root, capsys, "mig", "plan")
+    assert code == 0 and "cannot be applied" not in out
+
+
+def test_the_drift_is_said_before_what_the_pass_does_about_it(root: Path) -> None:
+    layout = root / "etc/ds01/mig-layout.yaml"
+    layout.write_text(layout.read_text().replace("{2g.10gb: 3}", "{1g.5gb: 7}"))
+    passes(root, 2)
+    kinds = [json.loads(line)["event_type"]
+             for line in (root / "var/log/ds01/events.jsonl").read_text().splitlines()]
+    mig = [k for k in kinds if k.startswith("mig.")]
+    assert mig[0] == "mig.drift" and "mig.create" in mig and mig[-1] == "mig.converged", mig
