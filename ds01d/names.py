@@ -44,5 +44,7 @@ def printable(text: object, limit: int = 200) -> str:
     """Any user-chosen text made safe for a terminal or a log line: control characters
     (escape sequences, newlines) shown as ``\\xNN``, long text cut."""
     s = str(text)
-    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in s[:limit])
+    head = s[:limit]
+    safe = head if head.isprintable() else "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" for c in head)
     return safe + ("..." if len(s) > limit else "")
