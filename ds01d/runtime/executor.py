@@ -332,7 +332,7 @@ class Executor:
                 text = known[2]
             else:
                 body = s.to_json() | ({"phase": "Failed", "reason": error} if error else {})
-                text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+                text = json.dumps(body, sort_keys=True) + "\n"  # one line: the C encoder
             rendered[key] = (s, error, text)
             out.setdefault(s.user, {})[status_file(s.name)] = text
         self.rendered = rendered
