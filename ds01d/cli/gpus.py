@@ -7,9 +7,8 @@ files. Standard library only, imported lazily: a command users type (start-up is
 
 from __future__ import annotations
 
-import os
 
-from ds01d.cli.common import caller, now, paths
+from ds01d.cli.common import admin, caller, now, paths
 from ds01d.errors import InvalidInput
 from ds01d.paths import Paths
 
@@ -49,11 +48,6 @@ def host_offer(p: Paths) -> tuple[list[str], int] | None:
     return (sorted(k for k, row in profiles.items() if k != WHOLE
                    and (row.get("total") or row.get("coming"))),
             int(whole.get("total", 0)) + int(whole.get("coming", 0)))
-
-
-def _admin(args: argparse.Namespace, p: Paths) -> bool:
-    """Root (not acting as a user), or anyone on a simulated root without ``--as``."""
-    return not args.as_user and (os.geteuid() == 0 or p.is_simulated())
 
 
 def holders(p: Paths) -> dict[str, str]:
@@ -168,9 +162,9 @@ def run_gpus(args: argparse.Namespace) -> int:
     if body is None:
         raise InvalidInput(f"nothing to show yet: ds01d writes {p.under(GPUS)} on its next pass "
                            "(is ds01d running?)")
-    admin = _admin(args, p)
-    owners = holders(p) if admin else None
-    mine = None if admin else room(p, caller(args, p), body)
+    everyone = admin(args, p)
+    owners = holders(p) if everyone else None
+    mine = None if everyone else room(p, caller(args, p), body)
     if args.json:
         import json
 

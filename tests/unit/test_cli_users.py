@@ -264,3 +264,58 @@ def test_plan_on_a_real_root_writes_nothing_and_says_what_it_cannot_reach(
     assert "could not read docker:" in done.stdout and "could not read nvml:" in done.stdout
     assert "could not read systemd:" in done.stdout
     assert tree() == before
+
+
+def test_as_user_acts_as_that_user_for_events_status_and_limits(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01("--as", "dave", "want", "container", "big", "--gpus", "1")
+    lab.ds01d()
+    mine = lab.ds01("--as", "dave", "events", "--since", "1h")
+    assert "dave" in mine and "alice" not in mine and "ds01-student" not in mine
+    assert "only your own events" in lab.refused("--as", "dave", "events", "--user", "alice")
+    assert "--all is for root" in lab.refused("--as", "dave", "status", "--all")
+    err = lab.refused("--as", "alice", "limits", "bob")
+    assert "only your own limits" in err and "thesis" not in err
+    assert "user alice" in lab.ds01("--as", "alice", "limits", "alice")
+    assert "override reason: thesis" in lab.ds01("limits", "bob")  # an admin sees anyone's
+
+
+def test_a_plain_user_sees_only_their_own_limits(lab: Lab, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    lab.ds01d()  # the snapshot every user may read
+    (lab.root / "var/lib/ds01/sim").rename(lab.root / "var/lib/ds01/sim.off")  # a real root
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("ds01d.adapters.nss.user_name", lambda uid: "alice")
+    err = lab.refused("limits", "bob")
+    assert "only your own limits" in err and "thesis" not in err
+    assert "user alice" in lab.ds01("limits", "alice")
+
+
+def test_limits_of_a_bad_or_unknown_name_say_so(lab: Lab) -> None:
+    code, out, err = lab.run("limits", "nosuch_user!")
+    assert code == 2 and "not a user name" in err and not out
+    out = lab.ds01("limits", "zed")
+    assert out.startswith("zed is not a known user: these are the limits it would get\n")
+    assert "not a known user" not in lab.ds01("limits", "alice")
+
+
+def _keys(table: str) -> list[str]:
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("KEY "))
+    return [line.split()[0] for line in lines[start + 1:-1]]
+
+
+def test_limits_keys_print_in_one_order_for_every_group(lab: Lab) -> None:
+    for user in ("carol", "erin", "alice", "zed"):
+        (lab.root / "var/cache/ds01/limits.snapshot").unlink(missing_ok=True)
+        loaded = _keys(lab.ds01("limits", user))
+        assert loaded == _keys(lab.ds01("limits", user))  # from the snapshot just written
+        sections = [[k for k in loaded if k.startswith(p)] for p in ("aggregate.", "policies.")]
+        plain = [k for k in loaded if "." not in k]
+        assert [plain, *sections] == [sorted(plain), *map(sorted, sections)]
+
+
+def test_limits_footer_says_how_durations_are_written(lab: Lab) -> None:
+    out = lab.ds01("limits", "alice")
+    assert "policies.idle_detection_window   10m" in out
+    assert "keys ending _h in hours" in out.splitlines()[-1]
