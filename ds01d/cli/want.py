@@ -163,8 +163,30 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
     return None
 
 
-def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool
-                  ) -> tuple[bool, str]:
+_COMPARED = ("image", "gpus", "mig", "cpus", "memory", "shm")
+
+
+def _differences(want: Want, before: dict[str, object]) -> str:
+    """What ``want`` asks for that differs from the want file of the running container, e.g.
+    ``image: pytorch:2 now, ubuntu:24.04 asked`` (empty when the file does not say)."""
+    from ds01d import jsonfast as json
+    from ds01d.names import printable
+
+    asked: dict[str, object] = {}
+    for line in to_yaml(want).splitlines()[1:]:
+        key, _, value = line.partition(": ")
+        asked[key] = json.loads(value)
+    if before.get("name") != want.name:
+        return ""
+    out = [f"{k}: {before.get(k, 'none')} now, {asked.get(k, 'none')} asked"
+           for k in _COMPARED if before.get(k) != asked.get(k)]
+    if before.get("container") != asked.get("container"):
+        out.append("command, environment or ports: other ones asked")
+    return printable("; ".join(out), 400)
+
+
+def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool,
+                  before: dict[str, object] | None = None) -> tuple[bool, str]:
     """What asking for ``want`` does, given the status of the container of that name:
     (write the want?, what to say). Refused (:class:`InvalidInput`) when it would replace a
     running container without ``--replace``."""
@@ -178,8 +200,9 @@ def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool
     if phase == "Running" and same:
         return False, f"{name} already runs with these settings: nothing changes"
     if phase == "Running" and not replace:
+        differ = _differences(want, before or {})
         raise InvalidInput(
-            f"{name} runs with other settings. Asking for these replaces it: its processes "
+            f"{name} runs with other settings{f' ({differ})' if differ else ''}. Asking for these replaces it: its processes "
             f"stop, and it is made anew with the new settings once they can be served; "
             f"/workspace (~/workspace/{name}) is kept, anything else in the container is "
             f"lost. To do so, ask again with --replace (or: ds01 drop container {name})")
@@ -222,7 +245,10 @@ def run_want(args: argparse.Namespace) -> int:
     over = _over_quota(want, limits, body.get("aggregate") or {}, mine)
     if over is not None:
         raise InvalidInput(f"cannot want container {want.name!r} now: {over}")
-    write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)))
+    from ds01d.cli.status import want_values
+
+    write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)),
+                                want_values(p, user, want.name))
     if not write:
         print(said)
         return 0
@@ -316,4 +342,18 @@ def run_keepalive(args: argparse.Namespace) -> int:
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
     print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")
+    stopped = _stopped_note(p, user, name)
+    if stopped:
+        print(stopped)
     return 0
+
+
+def _stopped_note(p: Paths, user: str, name: str) -> str | None:
+    """What to say when the container is stopped: the keepalive counts only while it runs."""
+    from ds01d.cli.status import again_command, status_rows
+
+    if not any(r.get("phase") == "Stopped" for r in status_rows(p, user, name)):
+        return None
+    again = again_command(p, user, name) or f"ds01 want container {name} with the same options"
+    return (f"{name} is stopped: a keepalive counts only while it runs; start it again: "
+            f"{again}")

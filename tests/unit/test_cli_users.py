@@ -319,3 +319,26 @@ def test_limits_footer_says_how_durations_are_written(lab: Lab) -> None:
     out = lab.ds01("limits", "alice")
     assert "policies.idle_detection_window   10m" in out
     assert "keys ending _h in hours" in out.splitlines()[-1]
+
+
+def test_keepalive_of_a_stopped_container_says_how_to_start_it(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01d()
+    lab.ds01d()
+    lab.ds01("sim", "advance", "1h40m")
+    lab.ds01d()
+    lab.ds01("sim", "advance", "30m")
+    lab.ds01d()
+    assert lab.status("alice")["t"]["phase"] == "Stopped"
+    out = lab.ds01("--as", "alice", "keepalive", "t", "--for", "400h")
+    assert "t is stopped: a keepalive counts only while it runs" in out
+    assert "start it again: ds01 want container t --image ubuntu:24.04 --mig 2g.10gb" in out
+
+
+def test_a_refused_replacement_names_what_differs(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--image", "pytorch:2", "--mig",
+             "2g.10gb")
+    lab.ds01d()
+    err = lab.refused("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
+    assert "t runs with other settings (image: pytorch:2 now, ubuntu:24.04 asked; mig: " \
+           "2g.10gb now, 3g.20gb asked)." in err
