@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -342,3 +343,20 @@ def test_a_refused_replacement_names_what_differs(lab: Lab) -> None:
     err = lab.refused("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
     assert "t runs with other settings (image: pytorch:2 now, ubuntu:24.04 asked; mig: " \
            "2g.10gb now, 3g.20gb asked)." in err
+
+
+def test_the_help_examples_are_granted_to_a_default_student(lab: Lab) -> None:
+    lab.ds01d()
+    text = help_text(lab)
+    assert "--gpus 1 --memory 64g" not in text
+    lines = [line.split("   ")[0].strip() for line in main_help_lines(lab)
+             if line.strip().startswith("ds01 want container ")]
+    assert len(lines) == 2
+    for line in lines:  # zed: a student nobody listed, holding nothing yet
+        lab.ds01("--as", "zed", *shlex.split(line)[1:])
+
+
+def main_help_lines(lab: Lab) -> list[str]:
+    with pytest.raises(SystemExit):
+        main(["--root", str(lab.root), "--help"])
+    return lab.capsys.readouterr().out.splitlines()
