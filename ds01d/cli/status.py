@@ -226,11 +226,24 @@ def run_events(args: argparse.Namespace) -> int:
             print(json.dumps(e, sort_keys=True))
         else:
             raw = e.get("details")
-            details = " ".join(f"{k}={v}" for k, v in sorted(raw.items())) \
-                if isinstance(raw, dict) else ""
+            details = " ".join(f"{k}={_plain(v)}" for k, v in sorted(raw.items())
+                               if v is not None) if isinstance(raw, dict) else ""
             print(printable(f"{e.get('timestamp')}  {e.get('event_type'):<26} "
                             f"{e.get('user') or '-':<10} {details}", 2000))
     return 0
+
+
+def _plain(value: object) -> str:
+    """An event detail as people read it: yes/no, ``{key=value, ...}`` (unset keys left
+    out), lists joined with commas, ``none`` for an empty one."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}={_plain(v)}" for k, v in sorted(value.items()) if v is not None)
+        return f"{{{inner}}}" if inner else "none"
+    if isinstance(value, list | tuple):
+        return ",".join(_plain(v) for v in value) or "none"
+    return str(value)
 
 
 def _events(p: Paths, user: str | None, *, everyone: bool) -> list[dict[str, Any]]:

@@ -149,6 +149,7 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
     """Why ``want`` cannot be served with what the user holds now (it would not queue: only
     they can make room), or ``None``. The caps are the queue's own (``quota_caps``)."""
     from ds01d.config.want import quota_caps
+    from ds01d.units import quantity
 
     running = {n: s for n, s in mine.items() if s.get("phase") == "Running" and n != want.name}
     held = sum(float(s.get("gpu_equivalents") or 0) for s in running.values())
@@ -157,7 +158,7 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
         return None
     for key, cap in quota_caps(limits.max_gpu_equivalents, aggregate.get("gpu_limit")):
         if held + want.gpu_equivalents > cap + 1e-9:
-            return (f"you hold {held:.3g} of your {cap:g} GPU-equivalents ({names}) and "
+            return (f"you hold {held:.3g} of your {quantity(cap, 'GPU-equivalent')} ({names}) and "
                     f"{want.name} needs {want.gpu_equivalents:.3g} more ({key}): drop one first "
                     "(ds01 drop container NAME), then ask again")
     return None
@@ -202,7 +203,8 @@ def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool,
     if phase == "Running" and not replace:
         differ = _differences(want, before or {})
         raise InvalidInput(
-            f"{name} runs with other settings{f' ({differ})' if differ else ''}. Asking for these replaces it: its processes "
+            f"{name} runs with other settings{f' ({differ})' if differ else ''}. Asking for "
+            f"these replaces it: its processes "
             f"stop, and it is made anew with the new settings once they can be served; "
             f"/workspace (~/workspace/{name}) is kept, anything else in the container is "
             f"lost. To do so, ask again with --replace (or: ds01 drop container {name})")
@@ -227,6 +229,7 @@ def run_want(args: argparse.Namespace) -> int:
     from ds01d.cli.limits import effective_of
     from ds01d.config.values import Limits
     from ds01d.statusfiles import read_statuses
+    from ds01d.units import quantity
 
     p = paths(args)
     user = caller(args, p)
@@ -258,10 +261,10 @@ def run_want(args: argparse.Namespace) -> int:
         failed = {n for n, s in mine.items() if s.get("phase") == "Failed"}
         others = sorted(n.removesuffix(".yaml") for n in names if n.endswith(".yaml")
                         and not n.startswith(".") and n != f"{want.name}.yaml")
-        counted = [n for n in others if n not in failed]
+        kept = [n for n in others if n not in failed]
         cap = limits.max_containers_per_user
-        if cap is not None and len(counted) >= cap:
-            raise InvalidInput(f"you already want {len(counted)} containers ({', '.join(counted)})"
+        if cap is not None and len(kept) >= cap:
+            raise InvalidInput(f"you already want {len(kept)} containers ({', '.join(kept)})"
                                f", your limit (max_containers_per_user is {cap}): ds01 drop "
                                "container one first")
         again = f"{want.name}.yaml" in names
@@ -271,7 +274,7 @@ def run_want(args: argparse.Namespace) -> int:
                      durable=False)
     finally:
         os.close(fd)
-    devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
+    devices = (quantity(want.gpus, "GPU") if want.gpus else f"MIG {want.mig}" if want.mig
                else "no GPU")
     verb = "asked again for" if again else "wanted"
     print(f"{verb} container {want.name!r} ({devices}, image {want.image}): {said}; "

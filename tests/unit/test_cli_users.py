@@ -193,7 +193,7 @@ def test_a_pending_row_says_what_holds_its_device(lab: Lab) -> None:
     lab.ds01("--as", "carol", "want", "container", "big", "--gpus", "1")
     lab.ds01d()
     reason = lab.status("carol")["big"]["reason"]
-    assert reason == (f"queued for 1 free whole GPU(s) (GPU 0 busy: a process of yours outside "
+    assert reason == (f"queued for 1 free whole GPU (GPU 0 busy: a process of yours outside "
                       f"containers (pid {pid}); GPU 1 busy: a process outside ds01 containers)")
 
 
@@ -360,3 +360,23 @@ def main_help_lines(lab: Lab) -> list[str]:
     with pytest.raises(SystemExit):
         main(["--root", str(lab.root), "--help"])
     return lab.capsys.readouterr().out.splitlines()
+
+
+def test_events_print_plain_values(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01d()
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "3g.20gb", "--replace")
+    lab.ds01d()
+    out = lab.ds01("events")
+    assert "=None" not in out and "True" not in out and "{'" not in out and "['" not in out
+    assert "properties={CPUQuotaPerSecUSec=16000000, MemoryHigh=60129542144," in out
+    assert "notice=yes" in out and "properties=none slice=ds01.slice" in out
+
+
+def test_counts_are_singular_or_plural(lab: Lab) -> None:
+    lab.ds01d()
+    assert "(1 GPU-equivalent each)" in lab.ds01("--as", "alice", "gpus")
+    assert "(1 GPU, image" in lab.ds01("--as", "carol", "want", "container", "b", "--gpus", "1")
+    assert "(2 GPUs, image" in lab.ds01("--as", "dave", "want", "container", "b", "--gpus", "2")
+    err = lab.refused("--as", "alice", "want", "container", "x", "--gpus", "1")
+    assert "asking for 1 GPU-equivalent is over" in err
