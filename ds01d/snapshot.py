@@ -113,6 +113,25 @@ def lookup(root: str, etc: str, user: str, now_iso: str) -> dict[str, Any] | Non
     return {"user": user, **body} if isinstance(body, dict) else None
 
 
+def listed(root: str, etc: str, user: str) -> bool | None:
+    """Whether the configuration names ``user`` (``None``: the snapshot cannot say)."""
+    from ds01d.jsonfast import loads
+    from ds01d.names import is_user_name
+
+    data = _read(os.path.join(root, RELATIVE))
+    if data is None or not data.startswith(MAGIC) or not is_user_name(user):
+        return None
+    try:
+        header = loads(_line(data, b"H ") or b"")
+        if header.get("fingerprint") != fingerprint(config_files(etc)):
+            return None
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    local = user.split("@", 1)[0].encode()
+    return _line(data, b"U " + user.encode() + b" ") is not None or \
+        _line(data, b"L " + local) == b""
+
+
 def _number(data: bytes, user: str, unlisted: object) -> int | None:
     """The body of ``user``: their own entry, else the unlisted users' (unless their name is
     listed in another spelling, or Unix groups decide: then only the configuration knows)."""

@@ -176,6 +176,13 @@ def format_duration(h: float) -> str:
     return f"{h:g}h"
 
 
+def quantity(n: float, noun: str, fmt: str = "g") -> str:
+    """``1 GPU``, ``2 GPUs``, ``0.5 GPU-equivalents``: ``n`` as ``fmt`` shows it, with the
+    noun singular only for exactly one."""
+    shown = format(n, fmt)
+    return f"{shown} {noun}" if shown == "1" else f"{shown} {noun}s"
+
+
 def format_hours(h: float) -> str:
     """A readable duration: 0.25 -> ``15m``, 48 -> ``48h``, 1.5 -> ``1.5h``."""
     if h < 1 and (h * 60).is_integer():

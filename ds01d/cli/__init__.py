@@ -32,7 +32,7 @@ getting started:
 
 more:
   ds01 limits                               your limits, and where each value comes from
-  ds01 want container big --gpus 1 --memory 64g
+  ds01 want container prep --memory 16g     no GPU: 16G of memory, your max_cpus CPUs
   ds01 events --since 1h                    what ds01d did about your containers
   sudo ds01 check-config                    validate the admin's files in /etc/ds01
 

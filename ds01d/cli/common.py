@@ -34,6 +34,12 @@ def caller(args: argparse.Namespace, p: Paths) -> str:
     return name
 
 
+def admin(args: argparse.Namespace, p: Paths) -> bool:
+    """Whether the caller sees every user's: root not acting as a user, or anyone on a
+    simulated root without ``--as`` (``--as USER`` sees what USER would see)."""
+    return not args.as_user and (os.geteuid() == 0 or p.is_simulated())
+
+
 def load(p: Paths) -> DesiredConfig:
     """The admin's configuration, or one clear error pointing at check-config."""
     from ds01d.config.loader import load_config

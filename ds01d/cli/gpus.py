@@ -7,9 +7,7 @@ files. Standard library only, imported lazily: a command users type (start-up is
 
 from __future__ import annotations
 
-import os
-
-from ds01d.cli.common import caller, now, paths
+from ds01d.cli.common import admin, caller, now, paths
 from ds01d.errors import InvalidInput
 from ds01d.paths import Paths
 
@@ -49,11 +47,6 @@ def host_offer(p: Paths) -> tuple[list[str], int] | None:
     return (sorted(k for k, row in profiles.items() if k != WHOLE
                    and (row.get("total") or row.get("coming"))),
             int(whole.get("total", 0)) + int(whole.get("coming", 0)))
-
-
-def _admin(args: argparse.Namespace, p: Paths) -> bool:
-    """Root (not acting as a user), or anyone on a simulated root without ``--as``."""
-    return not args.as_user and (os.geteuid() == 0 or p.is_simulated())
 
 
 def holders(p: Paths) -> dict[str, str]:
@@ -112,6 +105,7 @@ def _state(d: dict[str, Any], owners: dict[str, str] | None) -> str:
 
 def table(body: dict[str, Any], owners: dict[str, str] | None) -> str:
     from ds01d.names import printable
+    from ds01d.units import quantity
 
     rows: list[tuple[str, ...]] = [("GPU", "DEVICE", "PROFILE", "GPUEQ", "STATE", "FREE BY")]
     for g in body.get("gpus") or []:
@@ -131,17 +125,19 @@ def table(body: dict[str, Any], owners: dict[str, str] | None) -> str:
         shown = "whole GPU" if name == WHOLE else name
         soon = f", {row['coming']} coming (a MIG layout change)" if row.get("coming") else ""
         lines.append(f"  {shown:<10} {row['free']} of {row['total']} free, {row['queued']} "
-                     f"queued{soon} ({row['gpu_equivalents']:g} GPU-equivalents each)")
+                     f"queued{soon} ({quantity(row['gpu_equivalents'], 'GPU-equivalent')} each)")
     lines.append("FREE BY: when an in-use device is freed at the latest (its holder's idle or "
                  "runtime stop, if it stays idle), or a held one is released")
     return "\n".join(lines)
 
 
 def room_lines(r: dict[str, Any], body: dict[str, Any]) -> list[str]:
+    from ds01d.units import quantity
+
     quota = r["max_gpu_equivalents"]
     held = f" ({', '.join(r['holding'])})" if r["holding"] else ""
-    lines = [f"you ({r['user']}): {r['gpu_equivalents_in_use']:g} of "
-             f"{'unlimited' if quota is None else f'{quota:g}'} GPU-equivalents in use{held}"]
+    cap = "unlimited GPU-equivalents" if quota is None else quantity(quota, "GPU-equivalent")
+    lines = [f"you ({r['user']}): {r['gpu_equivalents_in_use']:g} of {cap} in use{held}"]
     cap = r["max_containers_per_user"]
     lines.append(f"  containers wanted: {r['containers']} of {'no limit' if cap is None else cap}")
     fits = [f for f in r["fits"] if f in body["profiles"]]
@@ -168,9 +164,9 @@ def run_gpus(args: argparse.Namespace) -> int:
     if body is None:
         raise InvalidInput(f"nothing to show yet: ds01d writes {p.under(GPUS)} on its next pass "
                            "(is ds01d running?)")
-    admin = _admin(args, p)
-    owners = holders(p) if admin else None
-    mine = None if admin else room(p, caller(args, p), body)
+    everyone = admin(args, p)
+    owners = holders(p) if everyone else None
+    mine = None if everyone else room(p, caller(args, p), body)
     if args.json:
         import json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ds01d.cli.common import caller, now, paths
+from ds01d.cli.common import admin, caller, now, paths
 from ds01d.errors import InvalidInput
 from ds01d.paths import Paths
 
@@ -13,10 +13,6 @@ if TYPE_CHECKING:
     import argparse
     from datetime import datetime
     from typing import Any
-
-
-def _may_see_all(p: Paths) -> bool:
-    return os.geteuid() == 0 or p.is_simulated()
 
 
 def _when(iso: str | None) -> str:
@@ -171,7 +167,7 @@ def _get_in(rows: list[dict[str, Any]]) -> str:
 
 def run_status(args: argparse.Namespace) -> int:
     p = paths(args)
-    if args.all and not _may_see_all(p):
+    if args.all and not admin(args, p):
         raise InvalidInput("--all is for root (or a simulated root)")
     user = None if args.all else caller(args, p)
     rows = status_rows(p, user, args.name)
@@ -212,10 +208,11 @@ def run_events(args: argparse.Namespace) -> int:
 
     p = paths(args)
     me = caller(args, p)
-    if args.user and args.user != me and not _may_see_all(p):
+    everyone = admin(args, p)
+    if args.user and args.user != me and not everyone:
         raise InvalidInput("you can see only your own events")
-    want_user = args.user or (None if _may_see_all(p) else me)
-    evs = _events(p, want_user)
+    want_user = args.user or (None if everyone else me)
+    evs = _events(p, want_user, everyone=everyone)
     if args.since:
         try:
             cut = iso(now(p) - timedelta(seconds=parse_duration_s(args.since)))
@@ -229,16 +226,30 @@ def run_events(args: argparse.Namespace) -> int:
             print(json.dumps(e, sort_keys=True))
         else:
             raw = e.get("details")
-            details = " ".join(f"{k}={v}" for k, v in sorted(raw.items())) \
-                if isinstance(raw, dict) else ""
+            details = " ".join(f"{k}={_plain(v)}" for k, v in sorted(raw.items())
+                               if v is not None) if isinstance(raw, dict) else ""
             print(printable(f"{e.get('timestamp')}  {e.get('event_type'):<26} "
                             f"{e.get('user') or '-':<10} {details}", 2000))
     return 0
 
 
-def _events(p: Paths, user: str | None) -> list[dict[str, Any]]:
-    """Root reads the event log; a user reads the copy ds01d keeps in their own folder."""
-    if _may_see_all(p):
+def _plain(value: object) -> str:
+    """An event detail as people read it: yes/no, ``{key=value, ...}`` (unset keys left
+    out), lists joined with commas, ``none`` for an empty one."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}={_plain(v)}" for k, v in sorted(value.items()) if v is not None)
+        return f"{{{inner}}}" if inner else "none"
+    if isinstance(value, list | tuple):
+        return ",".join(_plain(v) for v in value) or "none"
+    return str(value)
+
+
+def _events(p: Paths, user: str | None, *, everyone: bool) -> list[dict[str, Any]]:
+    """Root reads the event log; a user (or ``--as`` one) reads the copy ds01d keeps in their
+    own folder."""
+    if everyone:
         from ds01d.runtime.events import EventLog
 
         evs = EventLog(p.events).read()

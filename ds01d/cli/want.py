@@ -149,6 +149,7 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
     """Why ``want`` cannot be served with what the user holds now (it would not queue: only
     they can make room), or ``None``. The caps are the queue's own (``quota_caps``)."""
     from ds01d.config.want import quota_caps
+    from ds01d.units import quantity
 
     running = {n: s for n, s in mine.items() if s.get("phase") == "Running" and n != want.name}
     held = sum(float(s.get("gpu_equivalents") or 0) for s in running.values())
@@ -157,14 +158,36 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
         return None
     for key, cap in quota_caps(limits.max_gpu_equivalents, aggregate.get("gpu_limit")):
         if held + want.gpu_equivalents > cap + 1e-9:
-            return (f"you hold {held:.3g} of your {cap:g} GPU-equivalents ({names}) and "
+            return (f"you hold {held:.3g} of your {quantity(cap, 'GPU-equivalent')} ({names}) and "
                     f"{want.name} needs {want.gpu_equivalents:.3g} more ({key}): drop one first "
                     "(ds01 drop container NAME), then ask again")
     return None
 
 
-def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool
-                  ) -> tuple[bool, str]:
+_COMPARED = ("image", "gpus", "mig", "cpus", "memory", "shm")
+
+
+def _differences(want: Want, before: dict[str, object]) -> str:
+    """What ``want`` asks for that differs from the want file of the running container, e.g.
+    ``image: pytorch:2 now, ubuntu:24.04 asked`` (empty when the file does not say)."""
+    from ds01d import jsonfast as json
+    from ds01d.names import printable
+
+    asked: dict[str, object] = {}
+    for line in to_yaml(want).splitlines()[1:]:
+        key, _, value = line.partition(": ")
+        asked[key] = json.loads(value)
+    if before.get("name") != want.name:
+        return ""
+    out = [f"{k}: {before.get(k, 'none')} now, {asked.get(k, 'none')} asked"
+           for k in _COMPARED if before.get(k) != asked.get(k)]
+    if before.get("container") != asked.get("container"):
+        out.append("command, environment or ports: other ones asked")
+    return printable("; ".join(out), 400)
+
+
+def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool,
+                  before: dict[str, object] | None = None) -> tuple[bool, str]:
     """What asking for ``want`` does, given the status of the container of that name:
     (write the want?, what to say). Refused (:class:`InvalidInput`) when it would replace a
     running container without ``--replace``."""
@@ -178,8 +201,10 @@ def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool
     if phase == "Running" and same:
         return False, f"{name} already runs with these settings: nothing changes"
     if phase == "Running" and not replace:
+        differ = _differences(want, before or {})
         raise InvalidInput(
-            f"{name} runs with other settings. Asking for these replaces it: its processes "
+            f"{name} runs with other settings{f' ({differ})' if differ else ''}. Asking for "
+            f"these replaces it: its processes "
             f"stop, and it is made anew with the new settings once they can be served; "
             f"/workspace (~/workspace/{name}) is kept, anything else in the container is "
             f"lost. To do so, ask again with --replace (or: ds01 drop container {name})")
@@ -204,6 +229,7 @@ def run_want(args: argparse.Namespace) -> int:
     from ds01d.cli.limits import effective_of
     from ds01d.config.values import Limits
     from ds01d.statusfiles import read_statuses
+    from ds01d.units import quantity
 
     p = paths(args)
     user = caller(args, p)
@@ -222,7 +248,10 @@ def run_want(args: argparse.Namespace) -> int:
     over = _over_quota(want, limits, body.get("aggregate") or {}, mine)
     if over is not None:
         raise InvalidInput(f"cannot want container {want.name!r} now: {over}")
-    write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)))
+    from ds01d.cli.status import want_values
+
+    write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)),
+                                want_values(p, user, want.name))
     if not write:
         print(said)
         return 0
@@ -232,10 +261,10 @@ def run_want(args: argparse.Namespace) -> int:
         failed = {n for n, s in mine.items() if s.get("phase") == "Failed"}
         others = sorted(n.removesuffix(".yaml") for n in names if n.endswith(".yaml")
                         and not n.startswith(".") and n != f"{want.name}.yaml")
-        counted = [n for n in others if n not in failed]
+        kept = [n for n in others if n not in failed]
         cap = limits.max_containers_per_user
-        if cap is not None and len(counted) >= cap:
-            raise InvalidInput(f"you already want {len(counted)} containers ({', '.join(counted)})"
+        if cap is not None and len(kept) >= cap:
+            raise InvalidInput(f"you already want {len(kept)} containers ({', '.join(kept)})"
                                f", your limit (max_containers_per_user is {cap}): ds01 drop "
                                "container one first")
         again = f"{want.name}.yaml" in names
@@ -245,7 +274,7 @@ def run_want(args: argparse.Namespace) -> int:
                      durable=False)
     finally:
         os.close(fd)
-    devices = (f"{want.gpus} GPU(s)" if want.gpus else f"MIG {want.mig}" if want.mig
+    devices = (quantity(want.gpus, "GPU") if want.gpus else f"MIG {want.mig}" if want.mig
                else "no GPU")
     verb = "asked again for" if again else "wanted"
     print(f"{verb} container {want.name!r} ({devices}, image {want.image}): {said}; "
@@ -316,4 +345,18 @@ def run_keepalive(args: argparse.Namespace) -> int:
     note = f" (capped at keepalive_max_duration_h = {format_hours(cap)})" if capped < hours else ""
     print(f"{name} will not be stopped for being idle before {until:%Y-%m-%d %H:%M} UTC"
           f"{note}; its runtime limit still applies")
+    stopped = _stopped_note(p, user, name)
+    if stopped:
+        print(stopped)
     return 0
+
+
+def _stopped_note(p: Paths, user: str, name: str) -> str | None:
+    """What to say when the container is stopped: the keepalive counts only while it runs."""
+    from ds01d.cli.status import again_command, status_rows
+
+    if not any(r.get("phase") == "Stopped" for r in status_rows(p, user, name)):
+        return None
+    again = again_command(p, user, name) or f"ds01 want container {name} with the same options"
+    return (f"{name} is stopped: a keepalive counts only while it runs; start it again: "
+            f"{again}")

@@ -273,6 +273,18 @@ def effective_json(eff: Effective) -> dict[str, Any]:
             "notes": list(eff.warnings), "archived": eff.archived}
 
 
+def named_users(config: DesiredConfig) -> set[str]:
+    """Every user name the configuration lists: members, overrides, exemptions, archived."""
+    names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
+    return names | {e.username for e in config.exemptions} | set(config.archived)
+
+
+def is_listed(config: DesiredConfig, user: str) -> bool:
+    """Whether the configuration names ``user`` anywhere (in any spelling it accepts)."""
+    loose = config.match_without_domain
+    return any(same_user(n, user, loose=loose) for n in named_users(config))
+
+
 UNLISTED = " unlisted"
 """A name no entry can match (user names have no spaces): stands for every unlisted user."""
 
@@ -284,8 +296,7 @@ def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
     ``fingerprint``: of the configuration files, taken *before* ``config`` was loaded, so an
     edit made meanwhile leaves the snapshot stale (unused), never wrong.
     """
-    names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
-    names |= {e.username for e in config.exemptions} | config.archived
+    names = named_users(config)
 
     def entry(user: str) -> dict[str, Any]:
         body = effective_json(resolve(config, user, now=now, nss=nss))

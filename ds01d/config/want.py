@@ -203,7 +203,8 @@ def limit_problems(want: Want, limits: Limits, profiles: Sequence[str] = ()) -> 
                               "max_gpu_slots_per_container"))
     quota = limits.max_gpu_equivalents
     if quota is not None and want.gpu_equivalents > quota + 1e-9:
-        problems.append(_over("asking for", f"{want.gpu_equivalents:.3g} GPU-equivalents",
+        problems.append(_over("asking for",
+                              units.quantity(want.gpu_equivalents, "GPU-equivalent", ".3g"),
                               f"{quota:g}", "max_gpu_equivalents"))
     if want.cpus is not None and limits.max_cpus is not None and want.cpus > limits.max_cpus:
         problems.append(_over("--cpus", f"{want.cpus:g}", f"{limits.max_cpus:g}", "max_cpus"))

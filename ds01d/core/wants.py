@@ -31,7 +31,7 @@ from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
 from ds01d.core.status import WantStatus
-from ds01d.units import iso
+from ds01d.units import iso, quantity
 
 Key = tuple[str, str]
 
@@ -350,7 +350,8 @@ def _settled(want: Want, c: Container | None, *, desired: Desired, observed: Obs
         problems += host_problems(want, offer)
     cap = eff.aggregate.gpu_limit
     if cap is not None and want.gpu_equivalents > cap + 1e-9:
-        problems.append(f"asking for {want.gpu_equivalents:.3g} GPU-equivalents is over your "
+        problems.append(f"asking for {quantity(want.gpu_equivalents, 'GPU-equivalent', '.3g')} "
+                        "is over your "
                         f"limit of {cap:g} (aggregate.gpu_limit)")
     if problems:
         state.statuses[key] = WantStatus(want.user, want.name, "Failed", "; ".join(problems),
@@ -412,8 +413,9 @@ def _serve(want: Want, c: Container | None, desired: Desired, hold: Holding,
     used = state.usage.get(want.user, 0.0)
     for key, quota in gpu_quotas(eff):
         if used + want.gpu_equivalents > quota + 1e-9:
-            return (f"waiting for your other containers: {used:.3g} of {quota:g} "
-                    f"GPU-equivalents in use ({key}) and {want.gpu_equivalents:.3g} more does "
+            return (f"waiting for your other containers: {used:.3g} of "
+                    f"{quantity(quota, 'GPU-equivalent')} in use ({key}) and "
+                    f"{want.gpu_equivalents:.3g} more does "
                     f"not fit: drop one first ({', '.join(_holders(state, want.user)) or '-'}: "
                     "ds01 drop container NAME) or wait until it stops")
     if want.device_count and state.gpus_unread:
@@ -438,7 +440,7 @@ def _queued(want: Want, state: _Pass) -> str:
     if change is not None:
         due = state.mig.due(change, state.now)
         return f"waiting for GPU {change.gpu.index}'s new layout ({due})"
-    what = f"a free {want.mig} instance" if want.mig else f"{want.gpus} free whole GPU(s)"
+    what = f"a free {want.mig} instance" if want.mig else quantity(want.gpus or 0, "free whole GPU")
     return f"queued for {what}"
 
 

@@ -170,7 +170,7 @@ def test_a_foreign_container_holds_the_gpu_docker_gives_it(lab: Lab, gpus: str) 
     pending = wait_for("alice queued behind the foreign container",
                        lambda: lab.status(ALICE, "g").get("phase") == "Pending"
                        and lab.status(ALICE, "g"))
-    assert pending["reason"] == "queued for 1 free whole GPU(s) (1 in use by containers)"
+    assert pending["reason"] == "queued for 1 free whole GPU (1 in use by containers)"
     docker("rm", "-f", cid)
     wait_for("alice running on GPU 0", lambda: lab.running(ALICE, "g"))
     assert lab.status(ALICE, "g")["devices"] == [GPU0]

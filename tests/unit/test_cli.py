@@ -148,3 +148,14 @@ def test_root_from_environment(lab_root: Path) -> None:
                           env=env, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["group"] == "admin"
+
+
+def test_check_config_reports_every_warning_beside_errors(make_root: MakeRoot,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    root = make_root({"resource-limits.yaml": "version: 1\ngroups:\n  s:\n    unix_groups: "
+                      "[ds01-no-such-group]\n    max_cpus: -3\n"})
+    code, out, err = run(root, "check-config", capsys=capsys)
+    assert code == 1 and "groups.s.max_cpus: -3 is below the minimum" in out
+    assert "warning: groups.s.unix_groups: Unix group 'ds01-no-such-group' not found" in err
+    assert err.splitlines()[-1] == f"1 error and 1 warning in {root / 'etc/ds01'}"

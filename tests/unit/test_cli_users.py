@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_a_pending_row_says_what_holds_its_device(lab: Lab) -> None:
     lab.ds01("--as", "carol", "want", "container", "big", "--gpus", "1")
     lab.ds01d()
     reason = lab.status("carol")["big"]["reason"]
-    assert reason == (f"queued for 1 free whole GPU(s) (GPU 0 busy: a process of yours outside "
+    assert reason == (f"queued for 1 free whole GPU (GPU 0 busy: a process of yours outside "
                       f"containers (pid {pid}); GPU 1 busy: a process outside ds01 containers)")
 
 
@@ -284,3 +285,118 @@ def test_a_dropped_want_leaves_no_status_behind_across_restarts(lab: Lab) -> Non
     assert not list((lab.root / "var/lib/ds01/status/alice").glob("*.json"))
     out = lab.ds01("--as", "alice", "want", "container", "t2", "--mig", "3g.20gb")
     assert "drop one first" not in out
+
+
+def test_as_user_acts_as_that_user_for_events_status_and_limits(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01("--as", "dave", "want", "container", "big", "--gpus", "1")
+    lab.ds01d()
+    mine = lab.ds01("--as", "dave", "events", "--since", "1h")
+    assert "dave" in mine and "alice" not in mine and "ds01-student" not in mine
+    assert "only your own events" in lab.refused("--as", "dave", "events", "--user", "alice")
+    assert "--all is for root" in lab.refused("--as", "dave", "status", "--all")
+    err = lab.refused("--as", "alice", "limits", "bob")
+    assert "only your own limits" in err and "thesis" not in err
+    assert "user alice" in lab.ds01("--as", "alice", "limits", "alice")
+    assert "override reason: thesis" in lab.ds01("limits", "bob")  # an admin sees anyone's
+
+
+def test_a_plain_user_sees_only_their_own_limits(lab: Lab, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    lab.ds01d()  # the snapshot every user may read
+    (lab.root / "var/lib/ds01/sim").rename(lab.root / "var/lib/ds01/sim.off")  # a real root
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("ds01d.adapters.nss.user_name", lambda uid: "alice")
+    err = lab.refused("limits", "bob")
+    assert "only your own limits" in err and "thesis" not in err
+    assert "user alice" in lab.ds01("limits", "alice")
+
+
+def test_limits_of_a_bad_or_unknown_name_say_so(lab: Lab) -> None:
+    code, out, err = lab.run("limits", "nosuch_user!")
+    assert code == 2 and "not a user name" in err and not out
+    out = lab.ds01("limits", "zed")
+    assert out.startswith("zed is not a known user: these are the limits it would get\n")
+    assert "not a known user" not in lab.ds01("limits", "alice")
+
+
+def _keys(table: str) -> list[str]:
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("KEY "))
+    return [line.split()[0] for line in lines[start + 1:-1]]
+
+
+def test_limits_keys_print_in_one_order_for_every_group(lab: Lab) -> None:
+    for user in ("carol", "erin", "alice", "zed"):
+        (lab.root / "var/cache/ds01/limits.snapshot").unlink(missing_ok=True)
+        loaded = _keys(lab.ds01("limits", user))
+        assert loaded == _keys(lab.ds01("limits", user))  # from the snapshot just written
+        sections = [[k for k in loaded if k.startswith(p)] for p in ("aggregate.", "policies.")]
+        plain = [k for k in loaded if "." not in k]
+        assert [plain, *sections] == [sorted(plain), *map(sorted, sections)]
+
+
+def test_limits_footer_says_how_durations_are_written(lab: Lab) -> None:
+    out = lab.ds01("limits", "alice")
+    assert "policies.idle_detection_window   10m" in out
+    assert "keys ending _h in hours" in out.splitlines()[-1]
+
+
+def test_keepalive_of_a_stopped_container_says_how_to_start_it(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01d()
+    lab.ds01d()
+    lab.ds01("sim", "advance", "1h40m")
+    lab.ds01d()
+    lab.ds01("sim", "advance", "30m")
+    lab.ds01d()
+    assert lab.status("alice")["t"]["phase"] == "Stopped"
+    out = lab.ds01("--as", "alice", "keepalive", "t", "--for", "400h")
+    assert "t is stopped: a keepalive counts only while it runs" in out
+    assert "start it again: ds01 want container t --image ubuntu:24.04 --mig 2g.10gb" in out
+
+
+def test_a_refused_replacement_names_what_differs(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--image", "pytorch:2", "--mig",
+             "2g.10gb")
+    lab.ds01d()
+    err = lab.refused("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
+    assert "t runs with other settings (image: pytorch:2 now, ubuntu:24.04 asked; mig: " \
+           "2g.10gb now, 3g.20gb asked)." in err
+
+
+def test_the_help_examples_are_granted_to_a_default_student(lab: Lab) -> None:
+    lab.ds01d()
+    text = help_text(lab)
+    assert "--gpus 1 --memory 64g" not in text
+    lines = [line.split("   ")[0].strip() for line in main_help_lines(lab)
+             if line.strip().startswith("ds01 want container ")]
+    assert len(lines) == 2
+    for line in lines:  # zed: a student nobody listed, holding nothing yet
+        lab.ds01("--as", "zed", *shlex.split(line)[1:])
+
+
+def main_help_lines(lab: Lab) -> list[str]:
+    with pytest.raises(SystemExit):
+        main(["--root", str(lab.root), "--help"])
+    return lab.capsys.readouterr().out.splitlines()
+
+
+def test_events_print_plain_values(lab: Lab) -> None:
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "2g.10gb")
+    lab.ds01d()
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "3g.20gb", "--replace")
+    lab.ds01d()
+    out = lab.ds01("events")
+    assert "=None" not in out and "True" not in out and "{'" not in out and "['" not in out
+    assert "properties={CPUQuotaPerSecUSec=16000000, MemoryHigh=60129542144," in out
+    assert "notice=yes" in out and "properties=none slice=ds01.slice" in out
+
+
+def test_counts_are_singular_or_plural(lab: Lab) -> None:
+    lab.ds01d()
+    assert "(1 GPU-equivalent each)" in lab.ds01("--as", "alice", "gpus")
+    assert "(1 GPU, image" in lab.ds01("--as", "carol", "want", "container", "b", "--gpus", "1")
+    assert "(2 GPUs, image" in lab.ds01("--as", "dave", "want", "container", "b", "--gpus", "2")
+    err = lab.refused("--as", "alice", "want", "container", "x", "--gpus", "1")
+    assert "asking for 1 GPU-equivalent is over" in err

@@ -114,7 +114,7 @@ def test_a_foreign_container_with_a_count_holds_the_first_gpus(lab: Lab) -> None
     lab.want("carol", "d", gpus=1)
     lab.record()
     assert lab.status("carol", "d")["reason"] == \
-        "queued for 1 free whole GPU(s) (2 in use by containers)"
+        "queued for 1 free whole GPU (2 in use by containers)"
 
 
 def test_every_process_on_a_device_counts_it_busy(lab: Lab) -> None:

@@ -115,7 +115,7 @@ def test_a_gpu_in_use_drains_with_notice_then_is_applied_at_the_deadline(
     assert lab.record() == ["stop dave/d mig-relayout", "remove dave/d mig-relayout"]
     lab.apply()
     assert lab.status("dave", "d")["reason"] == \
-        "queued for 1 free whole GPU(s) (1 in use by containers)"  # his want stays
+        "queued for 1 free whole GPU (1 in use by containers)"  # his want stays
     assert lab.record() == ["mig 1 mode on", *(f"mig 1 create 1g.5gb at {s}" for s in range(7)),
                             "report gpu 1 mig.apply"]
     lab.apply()

@@ -78,7 +78,7 @@ def test_quota_in_gpu_equivalents(lab: Lab) -> None:
         lab.want("bob", name, mig=profile)  # bob: 1.0 gpueq (override)
     assert lab.record() == [f"create bob/a {lab.uuid(2, 0)}", f"create bob/b {lab.uuid(2, 1)}"]
     assert lab.status("bob", "c")["reason"] == (
-        "waiting for your other containers: 0.857 of 1 GPU-equivalents in use "
+        "waiting for your other containers: 0.857 of 1 GPU-equivalent in use "
         "(max_gpu_equivalents) and 0.286 more does not fit: drop one first (a, b: ds01 drop "
         "container NAME) or wait until it stops")
 
@@ -343,7 +343,7 @@ def test_a_privileged_foreign_container_counts_as_using_every_gpu(lab: Lab) -> N
     lab.want("carol", "c", gpus=1)
     assert lab.record() == []
     assert lab.status("carol", "c")["reason"] == \
-        "queued for 1 free whole GPU(s) (2 in use by containers)"
+        "queued for 1 free whole GPU (2 in use by containers)"
 
 
 def test_foreign_containers_follow_their_container_type(lab: Lab) -> None:
@@ -542,7 +542,7 @@ def test_a_pending_want_says_what_holds_the_device_it_waits_for(lab: Lab) -> Non
                          mem_mib=500)
     lab.want("carol", "c", gpus=1)
     assert lab.status("carol", "c")["reason"] == (
-        f"queued for 1 free whole GPU(s) (GPU 0 busy: a process of yours outside containers "
+        f"queued for 1 free whole GPU (GPU 0 busy: a process of yours outside containers "
         f"(pid {mine}); GPU 1 busy: a process outside ds01 containers)")
 
 

@@ -62,7 +62,7 @@ def test_limits_refuse_with_reasons() -> None:
     assert limit_problems(full, LIMITS) == [
         "your group may not use full GPUs (allow_full_gpu is false): ask for a MIG instance "
         "with --mig PROFILE instead",
-        "asking for 1 GPU-equivalents is over your limit of 0.5 (max_gpu_equivalents)"]
+        "asking for 1 GPU-equivalent is over your limit of 0.5 (max_gpu_equivalents)"]
     big_mig = Want("alice", "t", "i", T0, mig="4g.20gb")
     assert limit_problems(big_mig, LIMITS) == [
         "asking for 0.571 GPU-equivalents is over your limit of 0.5 (max_gpu_equivalents)"]
