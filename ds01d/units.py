@@ -6,7 +6,7 @@ every import (see ``bench/``), so the patterns are compiled on first use, not at
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from ds01d.dt import UTC, datetime, time, timedelta
 
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:

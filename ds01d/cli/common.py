@@ -67,7 +67,7 @@ def nss_for(p: Paths) -> Nss:
 def now(p: Paths) -> datetime:
     """The clock of this root: the simulated host's on a simulated root (it moves only with
     ``ds01 sim advance``), the real one otherwise."""
-    from datetime import UTC, datetime
+    from ds01d.dt import UTC, datetime
 
     if p.is_simulated():
         from ds01d.simclock import read_now

@@ -144,8 +144,7 @@ def again_command(p: Paths, user: str, name: str) -> str | None:
 
 def notices(p: Paths, user: str, when: datetime, hours: float = 24, most: int = 5) -> list[str]:
     """The notices ds01d gave ``user`` in the last ``hours``, newest last."""
-    from datetime import timedelta
-
+    from ds01d.dt import timedelta
     from ds01d.statusfiles import recent_notices
     from ds01d.units import iso
 
@@ -201,8 +200,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
+    from ds01d.dt import timedelta
     from ds01d.names import printable
     from ds01d.units import iso, parse_duration_s
 
