@@ -24,7 +24,7 @@ from ds01d.adapters import base
 from ds01d.adapters.base import AdapterError, PermanentError, TemporaryError
 from ds01d.core.model import Gpu, GpuProcess, MigInstance, MigProfile
 
-_MIG_NAME = re.compile(r"MIG (\S+)$")
+_MIG_NAME = re.compile(r"MIG (\S+)\Z")
 
 
 def _why(e: pynvml.NVMLError) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ds01d.core.model import ProcOwner
 
-_CONTAINER = re.compile(r"(?:/docker-|/docker/)([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+_CONTAINER = re.compile(r"(?:/docker-|/docker/)([0-9a-f]{64})(?:\.scope)?(?:/|\Z)")
 UNSET_LOGINUID = 4294967295
 
 

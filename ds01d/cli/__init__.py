@@ -383,8 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if text is not None:
                 sys.stdout.write(text)
                 return 0
+        rest = None
+        if command_in(argv) == "shell" and "--" in argv:  # NAME [options] -- CMD ...
+            argv, rest = argv[:argv.index("--")], argv[argv.index("--") + 1:]
         args: argparse.Namespace = parse(argv) or build_parser(  # type: ignore[assignment]
             command_in(argv), root_in(argv)).parse_args(argv)
+        if rest is not None:
+            args.command = [*args.command, *rest]
         if not hasattr(args, "handler"):
             raise UsageError("a command is needed (see ds01 --help)")
         return _handler(args.handler)(args)

@@ -12,7 +12,7 @@ import sys
 import time
 
 from ds01d.cli.common import caller, now, paths
-from ds01d.errors import InvalidInput
+from ds01d.errors import InvalidInput, UsageError
 from ds01d.paths import Paths
 
 WAIT_S = 60.0
@@ -69,6 +69,8 @@ def run_shell(args: argparse.Namespace) -> int:
     name = args.name
     if not is_want_name(name):
         raise InvalidInput(f"{name!r} is not a container name")
+    if not 0 <= args.wait <= 86400:
+        raise UsageError("--wait: 0 to 86400 seconds")
     status = _status(p, user, name)
     wanted = status is not None and status.get("phase") != "Failed"
     if status is not None and status.get("phase") == "Stopped":

@@ -10,7 +10,6 @@ see docs/configuration.md, "Migrating".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -298,7 +297,7 @@ def _members_files(files: _Files, groups: Mapping[str, Any] | None
                                            "(remove it, or make it one): every group would "
                                            "lose the members listed there"))
         return found, archived
-    pattern = re.compile(_defs()["username"]["pattern"])
+    pattern = _defs()["username"]["pattern"]
     for path in sorted(folder.glob("*.members")):
         display = f"{GROUPS_DIR}/{path.name}"
         try:
@@ -317,13 +316,13 @@ def _members_files(files: _Files, groups: Mapping[str, Any] | None
     return found, archived
 
 
-def _member_lines(files: _Files, display: str, text: str, pattern: re.Pattern[str]) -> set[str]:
+def _member_lines(files: _Files, display: str, text: str, pattern: str) -> set[str]:
     users: set[str] = set()
     for n, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
-        if pattern.search(entry):
+        if js.pattern_matches(pattern, entry):
             users.add(entry)
         else:
             files.errors.append(Diagnostic(display, n, "", f"{entry!r} is not a user name "
@@ -341,14 +340,14 @@ def _placements(files: _Files, groups: Mapping[str, Any]) -> list[tuple[int, str
     except ConfigError as e:
         files.errors.extend(e.errors)
         return []
-    pattern = re.compile(_defs()["username"]["pattern"])
+    pattern = _defs()["username"]["pattern"]
     out = []
     for n, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
         user, sep, group = (s.strip() for s in entry.rpartition(":"))
-        if not sep or not pattern.search(user):
+        if not sep or not js.pattern_matches(pattern, user):
             files.errors.append(Diagnostic(PLACEMENTS_FILE, n, "", f"{entry!r} is not "
                                            "user:group (one a line; # starts a comment)"))
         elif group not in groups:

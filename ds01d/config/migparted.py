@@ -17,7 +17,7 @@ from typing import Any
 from ds01d.errors import Diagnostic, KeyPath
 from ds01d.yamlsrc import Document
 
-_PROFILE = re.compile(r"^([1-8]c\.)?([1-7]g\.[0-9]+gb(\+me|\+gfx|\+me\.all)?)$")
+_PROFILE = re.compile(r"^([1-8]c\.)?([1-7]g\.[0-9]+gb(\+me|\+gfx|\+me\.all)?)\Z")
 _ENTRY_KEYS = ("devices", "mig-enabled", "mig-devices", "device-filter")
 
 

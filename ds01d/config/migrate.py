@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from ds01d.config.model import Rewrite
 
 _BLOCK = re.compile(r"^(?P<pre>\s*(?:-\s+)?)(?P<key>[\"']?[^\s:#\"']+[\"']?)(?P<sep>\s*:)"
-                    r"(?P<rest>.*)$")
+                    r"(?P<rest>.*)\Z")
 
 
 def _indent(line: str) -> int:

@@ -30,10 +30,10 @@ MAX_TEXT = 65536
 GPU_ENV = ("NVIDIA_VISIBLE_DEVICES", "NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES")
 """Variables the NVIDIA runtime reads to expose GPUs: only ds01 sets them (by allocating)."""
 RESERVED_LABEL = "ds01."
-VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
-ENV_NAME = re.compile(r"^[^=\0]+$")
-SIGNAL = re.compile(r"^(SIG)?[A-Z0-9+-]{1,16}$|^[0-9]{1,2}$")
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}\Z")
+ENV_NAME = re.compile(r"^[^=\0\n]+\Z")
+SIGNAL = re.compile(r"^(SIG)?[A-Z0-9+-]{1,16}\Z|^[0-9]{1,2}\Z")
 
 
 @dataclass(frozen=True)

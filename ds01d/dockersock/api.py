@@ -22,8 +22,8 @@ MIN_VERSION = (1, 24)
 MAX_JSON = 1 << 20
 """Largest JSON body read (bytes)."""
 MAX_QUERY_FIELDS = 64
-PATH_CHARS = re.compile(r"^[A-Za-z0-9._:@/+-]*$")
-VERSION = re.compile(r"^/v([0-9]{1,2})\.([0-9]{1,3})(/.*)$")
+PATH_CHARS = re.compile(r"^[A-Za-z0-9._:@/+-]*\Z")
+VERSION = re.compile(r"^/v([0-9]{1,2})\.([0-9]{1,3})(/.*)\Z")
 FORWARDED_HEADERS = frozenset({"content-type", "x-registry-auth", "x-registry-config",
                                "user-agent"})
 
@@ -125,7 +125,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/configs", "swarm.configs", ("filters",)),
     Route("GET", f"/distribution/{_IMG}/json", "distribution"),
 )
-_COMPILED = tuple((r, re.compile(f"^{r.pattern}$")) for r in ROUTES)
+_COMPILED = tuple((r, re.compile(f"^{r.pattern}\\Z")) for r in ROUTES)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from ds01d.core.naming import docker_name, docker_volume, shown_name, user_prefi
 from ds01d.dockersock.api import Refuse, Request, canonical_path, thaw
 from ds01d.dockersock.create import CreateAsk, Refused, read_create
 
-NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}\Z"
 """Names users give containers and volumes (as ds01 want names)."""
 
 

@@ -14,7 +14,7 @@ from ds01d.core.status import WantStatus
 from ds01d.fsutil import write_atomic
 from ds01d.runtime.metrics import device_name
 
-_OURS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_OURS = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
 
 
 def job_map(observed: Observed, statuses: Iterable[WantStatus]) -> dict[str, str]:

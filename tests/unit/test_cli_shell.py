@@ -55,6 +55,15 @@ def test_a_running_container_gets_a_shell_through_ds01s_socket(root: Path) -> No
     assert argv == "exec -i -w /workspace train id -u"
 
 
+def test_options_before_the_command_and_a_wait_out_of_range(root: Path) -> None:
+    status(root, "Running")
+    done = shell(root, "train", "--wait", "5", "--", "id", "-u")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "exec -i -w /workspace train id -u"
+    refused = shell(root, "train", "--wait", "-1")
+    assert refused.returncode == 2 and "--wait: 0 to 86400 seconds" in refused.stderr
+
+
 def test_a_stopped_container_is_asked_for_again(root: Path) -> None:
     want = root / "var/lib/ds01/wants/alice/train.yaml"
     before = want.read_text()

@@ -46,6 +46,12 @@ REFUSED = [
     ("odd restart", replace(OK, restart="sometimes"), "restart"),
     ("too many args", replace(OK, command=("x",) * 300), "command"),
     ("bad start", replace(OK, start="nobody"), "start"),
+    # `re`'s $ matches before a final newline: every pattern ends at the end of the text
+    ("hostname with a newline", replace(OK, hostname="abc\n"), "hostname"),
+    ("volume name with a newline", replace(OK, mounts=(Mount("volume", "data\n", "/d"),)),
+     "volume"),
+    ("stop signal with a newline", replace(OK, stop_signal="KILL\n"), "signal"),
+    ("env name with a newline", replace(OK, env=("A\n=1",)), "NAME=VALUE"),
 ]
 
 
