@@ -127,6 +127,8 @@ class Daemon:
     shown_errors: tuple[str, ...] = ()
     notices: UserNotices = field(init=False)
     alerter: Alerter = field(init=False)
+    layout_seen: list[int] | None = None
+    """``mig-layout.yaml``'s stamp taken before this pass loaded the configuration."""
     gpus_shown: tuple[dict[str, Any], tuple[int, int, int] | None] | None = None
     """What ``gpus.json`` holds, and the file as it was then (inode, size, mtime): a file
     removed or replaced by someone else is written again."""
@@ -211,6 +213,9 @@ class Daemon:
                 self.sim_host = None
 
     def desired(self, observed: Observed, host: Any) -> Desired | None:
+        from ds01d.snapshot import layout_stamp
+
+        self.layout_seen = layout_stamp(str(self.paths.etc))  # before the load: see _write_gpus
         config = self.config.load()
         self._report_config(observed.now)
         if config is None:
@@ -435,10 +440,10 @@ class Daemon:
             return
         from ds01d.core.gpus import summary
         from ds01d.fsutil import holds, signature, write_atomic
-        from ds01d.snapshot import layout_stamp
 
         body = summary(result.plan, result.observed, result.desired)
-        body["layout"] = layout_stamp(str(self.paths.etc))
+        body["layout"] = self.layout_seen  # as it was before this pass loaded it: an edit
+        # made during the pass leaves gpus.json marked older, and ds01 want asks ds01d
         path = self.paths.state / GPUS_FILE
         on_disk = signature(path)
         if self.gpus_shown is not None and self.gpus_shown == (body, on_disk):

@@ -229,6 +229,26 @@ def test_profiles_a_layout_change_brings_can_be_asked_for(lab: Lab) -> None:
     assert "(it has: 1g.5gb, 2g.10gb, 3g.20gb)" in err
 
 
+def test_a_layout_edited_during_a_pass_is_left_to_ds01d(lab: Lab) -> None:
+    from ds01d.paths import Paths
+
+    d = daemon.Daemon(Paths(lab.root), simulate=True)
+    d.run_pass()
+    load = d.config.load
+
+    def edited_meanwhile() -> Any:  # the admin saves the file just after ds01d read it
+        config = load()
+        (lab.root / "etc/ds01/mig-layout.yaml").write_text(
+            "version: 1\ngpus:\n  all: {mig-enabled: false}\n  '2': {mig-enabled: true, "
+            "mig-devices: {1g.5gb: 7}}\n  '3': {mig-enabled: true, mig-devices: {2g.10gb: 3}}\n")
+        return config
+
+    d.config.load = edited_meanwhile  # type: ignore[method-assign]
+    d.run_pass()
+    out = lab.ds01("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
+    assert out.startswith("wanted container 't'")
+
+
 def test_a_layout_ds01d_has_not_read_yet_is_left_to_ds01d(lab: Lab) -> None:
     lab.ds01d()
     assert lab.refused("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
