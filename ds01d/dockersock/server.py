@@ -283,20 +283,30 @@ def _bind_sources(r: Request) -> list[str]:
         return []
 
 
+async def _none(value: Any) -> Any:
+    return value
+
+
 async def facts(look: Looker, r: Request, caller: Caller) -> Owned:
     """Everything :func:`judge` may consult for ``r`` (only what its route needs)."""
     if caller.admin:
         return Owned()
     needs_containers = r.route.startswith(("container.", "exec.")) or r.route in (
         "containers.create", "commit")
-    containers = await look.containers(caller.user) if needs_containers else ()
-    volumes = await look.volumes(caller.user) if r.route.startswith("volume.") else frozenset()
-    images = {ref: await look.image(ref) for ref in _image_refs(r)}
-    execs = {}
-    if r.route.startswith("exec."):
-        cid = await look.exec_container(r.param)
-        if cid:
-            execs[r.param] = cid
+    refs = _image_refs(r)
+    # the look-ups are independent: asked of Docker at once, not one after another
+    found: list[Any] = await asyncio.gather(
+        look.containers(caller.user) if needs_containers else _none(()),
+        look.volumes(caller.user) if r.route.startswith("volume.") else _none(frozenset()),
+        look.exec_container(r.param) if r.route.startswith("exec.") else _none(None),
+        *(look.image(ref) for ref in refs), return_exceptions=True)
+    for f in found:  # each one awaited to its end: the first failure is the answer
+        if isinstance(f, BaseException):
+            raise f
+    containers: tuple[m.Container, ...] = found[0]
+    volumes: frozenset[str] = found[1]
+    execs = {r.param: found[2]} if found[2] else {}
+    images = dict(zip(refs, found[3:], strict=True))
     paths: dict[str, str | None] = {}
     wants: frozenset[str] = frozenset()
     want = None
