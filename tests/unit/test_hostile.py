@@ -11,8 +11,6 @@ import ctypes
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from ds01d.daemon import Daemon, PassResult
 from ds01d.paths import Paths
 from ds01d.runtime.simroot import sim_adapters
 from ds01d.runtime.wantfiles import WantSource
+from tests.unixusers import passable_folder, unix_users
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd and chown")
 
@@ -58,40 +57,17 @@ image: img:1
 """
 
 
-def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def base() -> Iterator[Path]:
     """A world-traversable folder for this module's homes and roots."""
-    path = Path(tempfile.mkdtemp(prefix="ds01-hostile-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with passable_folder("ds01-hostile-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
 def users(base: Path) -> Iterator[dict[str, tuple[int, int]]]:
-    made = []
-    try:
-        for u in USERS:
-            if _run("id", u).returncode != 0:
-                done = _run("useradd", "--no-create-home", "--no-user-group", "--shell",
-                            "/usr/sbin/nologin", "--home-dir", str(base / "home" / u), u)
-                assert done.returncode == 0, done.stderr
-                made.append(u)
-        ids = {u: (int(_run("id", "-u", u).stdout), int(_run("id", "-g", u).stdout))
-               for u in USERS}
-        for u, (uid, gid) in ids.items():
-            home = base / "home" / u
-            home.mkdir(parents=True, exist_ok=True)
-            os.chown(home, uid, gid)
-            home.chmod(0o750)
+    with unix_users(USERS, base / "home") as ids:
         yield ids
-    finally:
-        for u in made:
-            _run("userdel", u)
 
 
 @dataclass

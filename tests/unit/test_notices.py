@@ -345,33 +345,17 @@ def test_alerts_are_rate_limited_and_the_rest_counted() -> None:
 @pytest.fixture(scope="module")
 def owner() -> Iterator[tuple[str, int, int, Path]]:
     """A real user (dsnnote) with a home in a folder everyone may pass through."""
-    import shutil
-    import subprocess
-    import tempfile
+    from tests.unixusers import passable_folder, unix_users
 
     if os.geteuid() != 0:
         pytest.skip("needs root: useradd")
-    base = Path(tempfile.mkdtemp(prefix="ds01-notices-", dir="/tmp"))
-    base.chmod(0o755)
-    made = subprocess.run(["id", "dsnnote"], capture_output=True, check=False).returncode != 0
-    if made:
-        subprocess.run(["useradd", "--no-create-home", "--no-user-group", "--shell",
-                        "/usr/sbin/nologin", "--home-dir", str(base / "home"), "dsnnote"],
-                       check=True, capture_output=True)
-    uid = int(subprocess.run(["id", "-u", "dsnnote"], capture_output=True, text=True,
-                             check=True).stdout)
-    gid = int(subprocess.run(["id", "-g", "dsnnote"], capture_output=True, text=True,
-                             check=True).stdout)
-    home = base / "home"
-    (home / "workspace" / "t").mkdir(parents=True)
-    for p in (home, home / "workspace", home / "workspace" / "t"):
-        os.chown(p, uid, gid)
-    try:
+    with passable_folder("ds01-notices-") as base, unix_users(("dsnnote",), base) as made:
+        uid, gid = made["dsnnote"]
+        home = base / "dsnnote"
+        (home / "workspace" / "t").mkdir(parents=True)
+        for p in (home / "workspace", home / "workspace" / "t"):
+            os.chown(p, uid, gid)
         yield "dsnnote", uid, gid, home
-    finally:
-        if made:
-            subprocess.run(["userdel", "dsnnote"], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_notice_file_is_written_as_its_owner(owner: tuple[str, int, int, Path]) -> None:

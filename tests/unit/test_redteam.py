@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_hostile import Host, as_user, make_host, unique_name
+from tests.unixusers import passable_folder, run, unix_users
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd and chown")
 
@@ -28,39 +28,17 @@ USERS = ("dsrmal", "dsrvic", "dsrold")
 MAL, VIC, OLD = USERS
 
 
-def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ds01-redteam-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    """A world-traversable folder for this module's homes and roots."""
+    with passable_folder("ds01-redteam-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
 def users(base: Path) -> Iterator[dict[str, tuple[int, int]]]:
-    made = []
-    try:
-        for u in USERS:
-            if _run("id", u).returncode != 0:
-                done = _run("useradd", "--no-create-home", "--no-user-group", "--shell",
-                            "/usr/sbin/nologin", "--home-dir", str(base / "home" / u), u)
-                assert done.returncode == 0, done.stderr
-                made.append(u)
-        ids = {u: (int(_run("id", "-u", u).stdout), int(_run("id", "-g", u).stdout))
-               for u in USERS}
-        for u, (uid, gid) in ids.items():
-            home = base / "home" / u
-            home.mkdir(parents=True, exist_ok=True)
-            os.chown(home, uid, gid)
-            home.chmod(0o750)
+    with unix_users(USERS, base / "home") as ids:
         yield ids
-    finally:
-        for u in made:
-            _run("userdel", u)
 
 
 @pytest.fixture
@@ -157,17 +135,8 @@ def test_users_with_the_same_local_part_get_their_own_containers(
     from ds01d.core.naming import docker_name
 
     pair = ("dsrcol", "dsrcol@lab")
-    made = []
-    try:
-        for u in pair:
-            if _run("id", u).returncode != 0:
-                done = _run("useradd", "--badname", "--no-create-home", "--no-user-group",
-                            "--shell", "/usr/sbin/nologin", "--home-dir",
-                            str(base / "home" / u), u)
-                assert done.returncode == 0, done.stderr
-                made.append(u)
-        ids = dict(users) | {u: (int(_run("id", "-u", u).stdout),
-                                 int(_run("id", "-g", u).stdout)) for u in pair}
+    with unix_users(pair, base / "home", badname=True) as made:
+        ids = dict(users) | made
         host = make_host(base, ids, "same-local-part")
         for u in pair:
             host.want(u, "train", extra="mig: 2g.10gb\n")
@@ -181,9 +150,6 @@ def test_users_with_the_same_local_part_get_their_own_containers(
                    for c in host.machine.containers.values()}
         assert parents[pair[0]] != parents[pair[1]], parents
         assert all(p in host.machine.slices for p in parents.values())
-    finally:
-        for u in made:
-            _run("userdel", u)
 
 
 # --- Policy: the runtime limit counts from Docker's last start ------------------------------
@@ -686,27 +652,17 @@ def test_a_changed_home_is_used_for_the_next_container(base: Path,
     from ds01d.core import actions as a
 
     user = "dsrmove"
-    old, new = base / "home" / user, base / "home2" / user
-    made = _run("id", user).returncode != 0
-    if made:
-        done = _run("useradd", "--no-create-home", "--no-user-group", "--shell",
-                    "/usr/sbin/nologin", "--home-dir", str(old), user)
-        assert done.returncode == 0, done.stderr
-    try:
-        ids = dict(users) | {user: (int(_run("id", "-u", user).stdout),
-                                    int(_run("id", "-g", user).stdout))}
-        for home in (old, new):
-            home.mkdir(parents=True, exist_ok=True)
-            os.chown(home, *ids[user])
+    new = base / "home2" / user
+    with unix_users((user,), base / "home") as made:
+        ids = dict(users) | made
+        new.mkdir(parents=True, exist_ok=True)
+        os.chown(new, *ids[user])
         host = make_host(base, ids, "changed-home")
         host.want(user, "a")
         host.run()
-        assert _run("usermod", "--home", str(new), user).returncode == 0
+        assert run("usermod", "--home", str(new), user).returncode == 0
         host.want(user, "b")
         r = host.run()
         assert r.plan is not None
         (spec,) = [x.spec for x in r.plan.actions if isinstance(x, a.CreateContainer)]
         assert spec.home == str(new)
-    finally:
-        if made:
-            _run("userdel", user)
