@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ds01d.core.model import Observed, devices_of
 from ds01d.core.status import WantStatus
-from ds01d.fsutil import write_atomic
+from ds01d.fsutil import holds, write_atomic
 from ds01d.runtime.metrics import device_name
 
 _OURS = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
@@ -39,9 +39,5 @@ def write_job_map(folder: Path, wanted: dict[str, str]) -> None:
             (folder / name).unlink(missing_ok=True)
     for name, text in wanted.items():
         path = folder / name
-        try:
-            if path.read_text() == text + "\n":
-                continue
-        except OSError:
-            pass
-        write_atomic(path, text + "\n", mode=0o640, durable=False)
+        if not holds(path, text + "\n"):
+            write_atomic(path, text + "\n", mode=0o640, durable=False)
