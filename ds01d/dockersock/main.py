@@ -23,6 +23,7 @@ from typing import Any
 
 from ds01d import __version__
 from ds01d.config.effective import Nss
+from ds01d.config.model import DesiredConfig
 from ds01d.core.naming import user_slice
 from ds01d.dockersock.api import Refuse
 from ds01d.dockersock.judge import AsWant, Caller
@@ -91,9 +92,18 @@ class Callers:
         profiles = sorted({p for g in (config.mig_layout.gpus.values() if config.mig_layout
                                        else ()) for p in g.devices})
         return Caller(uid=uid, gid=entry.pw_gid, user=user, home=entry.pw_dir,
-                      slice=user_slice(eff.group or "default", user), limits=eff.limits,
+                      slice=slice_of(self.cache, config, user, eff.group), limits=eff.limits,
                       group=eff.group, admin=uid == 0 or is_admin(user, config.socket_admins),
                       mig_profiles=tuple(profiles))
+
+
+def slice_of(cache: EffectiveCache, config: DesiredConfig, user: str, group: str | None
+             ) -> str:
+    """The caller's slice, named as ds01d names it (``naming.user_parts``: the short form
+    unless another name the files list has it). Two accounts that share a short form and that
+    no file lists are told apart by ds01d only once both are active; here the caller's alone
+    is known."""
+    return user_slice(group or "default", user, cache.slice_parts(config, [user])[user])
 
 
 def is_admin(user: str, groups: Sequence[str]) -> bool:

@@ -47,3 +47,10 @@ def test_the_slice_and_the_container_use_the_short_name(tmp_path: Path) -> None:
     (create,) = [x for x in actions if isinstance(x, a.CreateContainer)]
     assert create.spec.cgroup_parent == "ds01-admin-h_dang.slice"
     assert user_slice("admin", "h.dang@lab.example.lan") != "ds01-admin-h_dang.slice"
+    # ds01's Docker socket puts that user's own containers in the same slice
+    from ds01d.dockersock.main import slice_of
+    from ds01d.runtime.desired import EffectiveCache
+
+    config = lab.config
+    assert slice_of(EffectiveCache(), config, "h.dang@lab.example.lan", "admin") == \
+        "ds01-admin-h_dang.slice"
