@@ -301,24 +301,17 @@ def run_drop(args: argparse.Namespace) -> int:
 def rewrite(p: Paths, user: str, name: str, change: Callable[[Want], Want]) -> None:
     """Read the caller's want ``name`` and write ``change(want)`` in its place (``ds01
     keepalive``, ``ds01 shell`` asking again); :class:`InvalidInput` when there is none."""
-    from ds01d.config.want import from_yaml
+    from ds01d.config.want import read_want
     from ds01d.errors import ConfigError
-    from ds01d.yamlsrc import USER, read_fd
 
     fd = open_folder(p, user, create=False)
     try:
         try:
-            ffd = os.open(f"{name}.yaml", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
-                          dir_fd=fd)
+            want = read_want(fd, user, name)
         except OSError:
             raise InvalidInput(f"you have no wanted container named {name!r}") from None
-        try:
-            want = from_yaml(read_fd(ffd, display=f"{name}.yaml", bounds=USER), user=user,
-                             file=f"{name}.yaml")
         except ConfigError as e:
             raise InvalidInput(str(e.errors[0])) from None
-        finally:
-            os.close(ffd)
         write_atomic(f"{name}.yaml", to_yaml(change(want)), dir_fd=fd, owner=_owner(p, user),
                      durable=False)
     finally:

@@ -169,6 +169,22 @@ def from_yaml(text: str, *, user: str, file: str) -> Want:
     return from_data(doc.data, user=user, file=file, doc=doc)
 
 
+def read_want(folder: int, user: str, name: str) -> Want:
+    """The want ``name`` in the open folder ``folder``, read as ds01d reads it: no link
+    followed, no wait on a FIFO, a regular file within the bounds of user files.
+    ``OSError``: none there, or not readable; :class:`ConfigError`: not a valid want."""
+    import os
+
+    from ds01d.yamlsrc import USER, read_fd
+
+    file = f"{name}.yaml"
+    fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        return from_yaml(read_fd(fd, display=file, bounds=USER), user=user, file=file)
+    finally:
+        os.close(fd)
+
+
 def _settings_data(s: ContainerSettings) -> dict[str, Any]:
     from ds01d.config.settings import to_data
 

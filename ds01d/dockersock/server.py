@@ -205,29 +205,20 @@ class Looker:
     def want(self, user: str, name: str) -> Any:
         """The user's want ``name`` as ds01d would read it (their folder, without following
         links or blocking, within the bounds of user files), or None."""
-        from ds01d.config.want import from_yaml
+        from ds01d.config.want import read_want
         from ds01d.errors import ConfigError
-        from ds01d.yamlsrc import USER, read_fd
 
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             folder = os.open(os.path.join(self.paths.under("var/lib/ds01/wants"), user),
-                             flags | os.O_DIRECTORY)
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_DIRECTORY)
         except OSError:
             return None
         try:
-            fd = os.open(f"{name}.yaml", flags | os.O_NONBLOCK, dir_fd=folder)
-        except OSError:
-            return None
-        finally:
-            os.close(folder)
-        try:
-            return from_yaml(read_fd(fd, display=f"{name}.yaml", bounds=USER), user=user,
-                             file=f"{name}.yaml")
+            return read_want(folder, user, name)
         except (ConfigError, OSError, ValueError):
             return None
         finally:
-            os.close(fd)
+            os.close(folder)
 
     def wants(self, user: str) -> frozenset[str]:
         """Names of the user's wants (their folder is theirs: read through a descriptor,

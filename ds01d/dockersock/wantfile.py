@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 
-from ds01d.config.want import Want, from_yaml, to_yaml
+from ds01d.config.want import Want, to_yaml
 from ds01d.errors import InvalidInput
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-MAX_FILE = 1 << 20
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -69,17 +67,6 @@ def _user_dir(wants: str, user: str, uid: int, *, create: bool) -> int:
     return fd
 
 
-def _read(fd: int, name: str) -> str | None:
-    try:
-        f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    except OSError:
-        return None
-    try:
-        return os.read(f, MAX_FILE).decode("utf-8", "replace")
-    finally:
-        os.close(f)
-
-
 def write(wants: str, want: Want, *, uid: int, gid: int, again: bool = False) -> None:
     """Write ``want`` into ``wants/<user>/<name>.yaml`` as the user ``uid``:``gid``: kept
     when the same is there, unless asked for ``again`` (a new version)."""
@@ -88,28 +75,17 @@ def write(wants: str, want: Want, *, uid: int, gid: int, again: bool = False) ->
 
 
 def _write(wants: str, want: Want, uid: int, *, again: bool = False) -> None:
-    from ds01d.config.want import spec_hash
+    from ds01d.config.want import read_want, spec_hash
     from ds01d.errors import ConfigError
+    from ds01d.fsutil import write_atomic
 
     fd = _user_dir(wants, want.user, uid, create=True)
-    name = f"{want.name}.yaml"
     try:
-        old = _read(fd, name)
-        if old is not None and not again:
-            try:
-                if spec_hash(from_yaml(old, user=want.user, file=name)) == spec_hash(want):
+        if not again:
+            with contextlib.suppress(OSError, ConfigError):  # none, a FIFO, invalid: written
+                if spec_hash(read_want(fd, want.user, want.name)) == spec_hash(want):
                     return
-            except ConfigError:
-                pass
-        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o644, dir_fd=fd)
-        try:
-            os.write(out, to_yaml(want).encode())
-            os.fsync(out)
-        finally:
-            os.close(out)
-        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        write_atomic(f"{want.name}.yaml", to_yaml(want), dir_fd=fd)
     finally:
         os.close(fd)
 
