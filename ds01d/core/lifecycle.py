@@ -165,16 +165,6 @@ def stop_when_told(c: Container, coming: Coming, *, grace_s: float, observed: Ob
     return False
 
 
-def _quiet(c: Container, due: datetime, stage: float | None, *, observed: Observed,
-           notice: timedelta, out: LifecycleResult) -> bool:
-    """Nothing to say about a stop due at ``due`` yet (no warning stage reached, more than
-    ``notice`` away, its owner not told): only when it would come is noted."""
-    if stage is not None or observed.now >= due - notice or c.id in observed.told:
-        return False
-    out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
-    return True
-
-
 _SPANS: dict[int, tuple[DesiredConfig, timedelta, timedelta]] = {}
 
 
@@ -202,8 +192,8 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
         fraction = (now - started) / limit if limit else 1.0
         if fraction < RUNTIME_WARN_AT[0] and now < due - notice and c.id not in observed.told:
             out.stops_at[c.id] = due  # nothing to say yet (the quiet case, inline: per pass)
-        elif not _quiet(c, due, stage := _stage(fraction, RUNTIME_WARN_AT), observed=observed,
-                        notice=notice, out=out):
+        else:  # a warning stage reached, the notice span entered, or its owner told
+            stage = _stage(fraction, RUNTIME_WARN_AT)
             _, name = _label(c)
             hours = timers.max_runtime_h
             coming = Coming("runtime", due, f"runtime:{c.id}:{started.isoformat()}",
@@ -249,8 +239,6 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
         out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
         return  # nothing to say yet (the quiet case, inline: it runs for every container)
     stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
-    if not kept and _quiet(c, due, stage, observed=observed, notice=notice, out=out):
-        return
     _, name = _label(c)
     idle = span((now - since).total_seconds())
     hint = f"unless it is used (or: ds01 keepalive {name} --for 2h)"
