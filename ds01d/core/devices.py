@@ -59,11 +59,6 @@ class DeviceTable:
         return replace(c, devices=tuple(out))
 
 
-def resolve_devices(c: Container, gpus: tuple[Gpu, ...]) -> Container:
-    """One container resolved (see :class:`DeviceTable`; build the table once for many)."""
-    return DeviceTable.of(gpus).resolve(c)
-
-
 @dataclass(frozen=True)
 class Holding:
     """Devices held at the start of a pass, and by whom."""

@@ -22,7 +22,7 @@ from ds01d.config.want import Want
 from ds01d.core import model as m
 from ds01d.core.actions import ContainerSpec
 from ds01d.core.engine import create_body
-from ds01d.core.naming import docker_name, docker_volume, shown_name, user_prefix
+from ds01d.core.naming import docker_name, docker_volume, shown_name
 from ds01d.dockersock.api import Refuse, Request, canonical_path, thaw
 from ds01d.dockersock.create import CreateAsk, Refused, read_create
 
@@ -563,8 +563,3 @@ def judge(r: Request, caller: Caller, owned: Owned) -> Verdict:
     if rule is None:
         return Refuse(f"{r.route.replace('.', ' ')} is not available through ds01's socket")
     return rule(r, caller, owned)
-
-
-def shown(caller: str) -> str:
-    """The prefix taken off Docker names in answers."""
-    return user_prefix(caller)

@@ -156,6 +156,7 @@ class Wants:
     paths: Paths
     look: Looker
     wait_s: float = 20.0
+    """How long a create with GPUs waits for ds01d to make its container."""
 
     async def __call__(self, verdict: AsWant, caller: Caller) -> tuple[int, bytes]:
         want = verdict.want

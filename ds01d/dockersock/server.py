@@ -57,8 +57,6 @@ MAX_LISTED = 1024
 CONNECT_TIMEOUT_S = 5.0
 HEAD_TIMEOUT_S = 30.0
 """How long a client may take to send a request's line and headers."""
-WANT_WAIT_S = 20.0
-"""How long a create with GPUs waits for ds01d to make its container."""
 
 
 class Upstream(Exception):
