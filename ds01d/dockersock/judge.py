@@ -25,9 +25,7 @@ from ds01d.core.engine import create_body
 from ds01d.core.naming import docker_name, docker_volume, shown_name
 from ds01d.dockersock.api import Refuse, Request, canonical_path, thaw
 from ds01d.dockersock.create import CreateAsk, Refused, read_create
-
-NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}\Z"
-"""Names users give containers and volumes (as ds01 want names)."""
+from ds01d.names import is_want_name
 
 
 @dataclass(frozen=True)
@@ -256,8 +254,6 @@ def _volume_name(ref: str, caller: Caller, owned: Owned) -> str | Refuse:
 
 
 def _volume_create(r: Request, caller: Caller, owned: Owned) -> Verdict:
-    import re
-
     body = r.body or {}
     for key in body:
         if key not in ("Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"):
@@ -268,7 +264,7 @@ def _volume_create(r: Request, caller: Caller, owned: Owned) -> Verdict:
         return Refuse("volume driver options are refused (the local driver's o=bind,device= "
                       "mounts any host folder)")
     name = str(body.get("Name") or "")
-    if not re.match(NAME, name):
+    if not is_want_name(name):  # as ds01 want names
         return Refuse("name your volume (lower-case letters, digits, . _ -): docker volume "
                       "create NAME", 400)
     labels = dict(body.get("Labels") or {})
@@ -443,11 +439,9 @@ def _common_checks(ask: CreateAsk, name: str, caller: Caller, owned: Owned) -> R
 
 
 def _name(r: Request, owned: Owned) -> str | Refuse:
-    import re
-
     name = r.q("name") or owned.fresh_name
     name = name.removeprefix("/")
-    if not re.match(NAME, name):
+    if not is_want_name(name):  # as ds01 want names
         return Refuse(f"container name {name!r}: lower-case letters, digits, . _ - (at most "
                       "63)", 400)
     return name
@@ -552,9 +546,7 @@ RULES: dict[str, Callable[[Request, Caller, Owned], Verdict]] = {
 def judge(r: Request, caller: Caller, owned: Owned) -> Verdict:
     """Allow (what to forward), refuse (why), or a want for ds01d (a create with GPUs)."""
     if caller.admin:
-        return Allow(Forward(r.method, canonical_path(r.route, r.version, **dict(r.params)),
-                             r.query, thaw(r.body), r.streamed, r.headers, r.upgrade),
-                     note=f"admin {caller.user}: {r.method} {r.route} passed through")
+        return Allow(_fwd(r), note=f"admin {caller.user}: {r.method} {r.route} passed through")
     if r.route.startswith("container.") and r.route != "containers.create":
         return _container_route(r, caller, owned)
     if r.route.startswith("exec."):
