@@ -37,6 +37,7 @@ from ds01d.core.model import (
     MigInstance,
     MigProfile,
     Observed,
+    devices_of,
 )
 from ds01d.units import iso
 
@@ -283,9 +284,7 @@ def plan_mig(config: DesiredConfig, observed: Observed) -> MigPlan:
             continue
         since = observed.drain_since.get(gpu.uuid, observed.now)
         changes.append(gpu_change(gpu, layout, since=since, busy=busy))
-    devices = {g.uuid for g in observed.gpus if not g.mig_enabled}
-    devices |= {i.uuid for g in observed.gpus for i in g.instances if i.device}
-    return MigPlan(tuple(changes), busy, frozenset(devices))
+    return MigPlan(tuple(changes), busy, frozenset(d.uuid for d in devices_of(observed.gpus)))
 
 
 def stale(c: Container, mig: MigPlan) -> tuple[str, ...]:

@@ -246,8 +246,7 @@ def _replacing(groups: Mapping[Key, list[Container]], wants: Mapping[Key, Want],
     for key, cs in groups.items():
         want = wants.get(key)
         c = cs[0]
-        spec = c.labels.get(m.LABEL_SPEC)
-        if want is not None and spec is not None and c.active and spec != spec_of(want) \
+        if want is not None and c.active and _respecified(want, c) \
                 and c.id not in life.stopping:
             out.append(c)
     return sorted(out, key=lambda c: (c.owner or "", c.want_name or ""))
