@@ -65,13 +65,16 @@ def room(p: Paths, user: str, body: dict[str, Any]) -> dict[str, Any]:
     """``user``'s limits against what they hold now: how much more they may ask for, which of
     this host's profiles fit, and how many containers they may still want."""
     from ds01d.cli.limits import effective_of
+    from ds01d.config.want import quota_caps
     from ds01d.statusfiles import read_statuses
 
-    limits = effective_of(p, user, now(p))["limits"]
+    eff = effective_of(p, user, now(p))
+    limits = eff["limits"]
     mine = read_statuses(p.under("var/lib/ds01/status"), user)
     running = [s for s in mine if s.get("phase") == "Running"]
     used = sum(float(s.get("gpu_equivalents") or 0) for s in running)
-    quota = limits["max_gpu_equivalents"]
+    caps = quota_caps(limits["max_gpu_equivalents"], eff["aggregate"].get("gpu_limit"))
+    quota = min((cap for _, cap in caps), default=None)  # the queue's and ds01 want's caps
     left = None if quota is None else max(0.0, quota - used)
     fits = []
     for name, row in body["profiles"].items():
@@ -81,7 +84,8 @@ def room(p: Paths, user: str, body: dict[str, Any]) -> dict[str, Any]:
         if left is None or row["gpu_equivalents"] <= left + 1e-9:
             fits.append(name)
     wanted = [s for s in mine if s.get("phase") != "Failed"]
-    return {"user": user, "gpu_equivalents_in_use": round(used, 4), "max_gpu_equivalents": quota,
+    return {"user": user, "gpu_equivalents_in_use": round(used, 4),
+            "max_gpu_equivalents": limits["max_gpu_equivalents"], "gpu_equivalents_cap": quota,
             "room": None if left is None else round(left, 4), "fits": fits,
             "holding": sorted(str(s.get("name")) for s in running if s.get("devices")),
             "containers": len(wanted), "max_containers_per_user":
@@ -134,7 +138,7 @@ def table(body: dict[str, Any], owners: dict[str, str] | None) -> str:
 def room_lines(r: dict[str, Any], body: dict[str, Any]) -> list[str]:
     from ds01d.units import quantity
 
-    quota = r["max_gpu_equivalents"]
+    quota = r["gpu_equivalents_cap"]
     held = f" ({', '.join(r['holding'])})" if r["holding"] else ""
     cap = "unlimited GPU-equivalents" if quota is None else quantity(quota, "GPU-equivalent")
     lines = [f"you ({r['user']}): {r['gpu_equivalents_in_use']:g} of {cap} in use{held}"]

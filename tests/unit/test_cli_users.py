@@ -420,3 +420,15 @@ def test_counts_are_singular_or_plural(lab: Lab) -> None:
     assert "(2 GPUs, image" in lab.ds01("--as", "dave", "want", "container", "b", "--gpus", "2")
     err = lab.refused("--as", "alice", "want", "container", "x", "--gpus", "1")
     assert "asking for 1 GPU-equivalent is over" in err
+
+
+def test_gpus_offers_only_what_want_would_take_under_the_aggregate_limit(lab: Lab) -> None:
+    config = lab.root / "etc/ds01/resource-limits.yaml"
+    text = config.read_text()
+    config.write_text(text.replace("      gpu_limit: 0.5 ", "      gpu_limit: 0.3 ", 1))
+    lab.ds01d()
+    mine = json.loads(lab.ds01("--as", "alice", "gpus", "--json"))["you"]
+    assert mine["gpu_equivalents_cap"] == 0.3 and "3g.20gb" not in mine["fits"]
+    assert "2g.10gb" in mine["fits"]
+    assert "of 0.3 GPU-equivalents in use" in lab.ds01("--as", "alice", "gpus")
+    lab.refused("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
