@@ -228,8 +228,9 @@ class DockerAdapter:
             out = [self._observe(s) for s in summaries]
         except (APIError, DockerException, OSError) as e:
             raise _error(e, "listing containers") from None
-        live = {s["Id"] for s in summaries}
-        self.inspected = {k: v for k, v in self.inspected.items() if k[0] in live}
+        live = {s["Id"] for s in summaries}  # inspections of the gone: _forget_changed
+        for meter in (self.cpu, self.net):  # their last looks: dropped with them
+            meter.last = {k: v for k, v in meter.last.items() if k in live}
         return [c for c in out if c is not None]
 
     def _forget_changed(self, summaries: list[dict[str, Any]]) -> None:
