@@ -187,10 +187,11 @@ def _differences(want: Want, before: dict[str, object]) -> str:
 
 
 def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool,
-                  before: dict[str, object] | None = None) -> tuple[bool, str]:
+                  before: Callable[[], dict[str, object]]) -> tuple[bool, str]:
     """What asking for ``want`` does, given the status of the container of that name:
     (write the want?, what to say). Refused (:class:`InvalidInput`) when it would replace a
-    running container without ``--replace``."""
+    running container without ``--replace``, saying what differs from ``before()`` (the want
+    file as it is, read only then)."""
     from ds01d.config.want import spec_hash
 
     name = want.name
@@ -201,7 +202,7 @@ def _asking_again(want: Want, current: dict[str, Any] | None, replace: bool,
     if phase == "Running" and same:
         return False, f"{name} already runs with these settings: nothing changes"
     if phase == "Running" and not replace:
-        differ = _differences(want, before or {})
+        differ = _differences(want, before())
         raise InvalidInput(
             f"{name} runs with other settings{f' ({differ})' if differ else ''}. Asking for "
             f"these replaces it: its processes "
@@ -248,10 +249,14 @@ def run_want(args: argparse.Namespace) -> int:
     over = _over_quota(want, limits, body.get("aggregate") or {}, mine)
     if over is not None:
         raise InvalidInput(f"cannot want container {want.name!r} now: {over}")
-    from ds01d.cli.status import want_values
+
+    def on_disk() -> dict[str, object]:  # read only to say what a refusal is about
+        from ds01d.cli.status import want_values
+
+        return want_values(p, user, want.name)
 
     write, said = _asking_again(want, mine.get(want.name), bool(getattr(args, "replace", False)),
-                                want_values(p, user, want.name))
+                                on_disk)
     if not write:
         print(said)
         return 0
