@@ -109,17 +109,15 @@ def _limits_args(p: _Parser) -> None:
 
 def host_profiles(root: str | None) -> list[str] | None:
     """This host's MIG profiles, smallest first, as ds01d last saw them (``None``: unknown)."""
-    from ds01d import jsonfast as json
+    from ds01d.cli.gpus import WHOLE, read_gpus
     from ds01d.paths import Paths
-    from ds01d.statusfiles import read_small
 
-    raw = read_small(Paths.from_option(root).under("var/lib/ds01/gpus.json"), 4 << 20)
-    if raw is None:
+    body = read_gpus(Paths.from_option(root))
+    if body is None:
         return None
     try:
-        profiles = json.loads(raw)["profiles"]
         return [k for k, _ in sorted(((k, float(v["gpu_equivalents"]))
-                                      for k, v in profiles.items() if k != "gpu"),
+                                      for k, v in body["profiles"].items() if k != WHOLE),
                                      key=lambda kv: (kv[1], kv[0]))]
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -129,8 +127,8 @@ _HOST: dict[str, list[str] | None] = {}
 """This host's profiles for the help texts (read once per command)."""
 
 
-def _epilog(root: str | None) -> str:
-    profiles = host_profiles(root)
+def _epilog(profiles: list[str] | None) -> str:
+    """The examples of ``ds01 --help``, with this host's profiles (:func:`host_profiles`)."""
     if profiles:
         return EPILOG.format(device=f"--mig {profiles[0]}", what="one MIG instance")
     if profiles == []:
@@ -345,7 +343,7 @@ def build_parser(only: str | None = None, root: str | None = None) -> _Parser:
         _HOST["profiles"] = host_profiles(root)
     parser_class = _parser_class()
     parser = parser_class(prog="ds01", description=DESCRIPTION,
-                          epilog=_epilog(root) if only is None else None,
+                          epilog=_epilog(_HOST["profiles"]) if only is None else None,
                           formatter_class=_raw_formatter)
     parser.add_argument("--root", metavar="DIR", help="root prefix of every ds01 path "
                         "(env DS01_ROOT; default /)")
@@ -378,8 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ds01d.cli.quick import parse, top_help
 
         if argv in (["--help"], ["-h"]):  # the most read page: without argparse
-            text = top_help(DESCRIPTION, _epilog(None), [(n, c[0]) for n, c in COMMANDS.items()],
-                            _width())
+            text = top_help(DESCRIPTION, _epilog(host_profiles(None)),
+                            [(n, c[0]) for n, c in COMMANDS.items()], _width())
             if text is not None:
                 sys.stdout.write(text)
                 return 0

@@ -72,7 +72,7 @@ def test_top_help_is_argparses_to_the_letter(monkeypatch: pytest.MonkeyPatch) ->
     answered = 0
     for width in range(40, 101):
         monkeypatch.setattr(cli, "_width", lambda width=width: width)
-        ours = top_help(cli.DESCRIPTION, cli._epilog(None),
+        ours = top_help(cli.DESCRIPTION, cli._epilog(cli.host_profiles(None)),
                         [(n, c[0]) for n, c in cli.COMMANDS.items()], width)
         if ours is None:
             continue
