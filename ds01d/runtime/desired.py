@@ -94,11 +94,12 @@ class EffectiveCache:
 def assemble(config: DesiredConfig, read: WantsRead, *, users: Iterable[str], nss: Nss,
              account: Callable[[str], Account | None], now: datetime,
              cache: EffectiveCache | None = None) -> Desired:
-    """Desired state for one pass: effective limits for every user who wants or holds."""
+    """Desired state for one pass: effective limits for every user who wants or holds.
+    ``cache``: kept across passes, and watched by its keeper (:meth:`EffectiveCache.watch`,
+    once a pass, before this)."""
     everyone = sorted({w.user for w in read.wants} | set(users) | {u for u, _ in read.failed}
                       | {u for u, _ in read.held} | set(read.held_users))
     lookup = cache or EffectiveCache()
-    lookup.watch(config, nss)
     effective = {u: lookup.get(config, u, now=now, nss=nss) for u in everyone}
     accounts = {u: acct for u in everyone if (acct := account(u)) is not None}
     return Desired(config, read.wants, effective, accounts, read.failed, read.held,
