@@ -21,6 +21,7 @@ Every name, folder and file here is written by a user who may be hostile. So:
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping
@@ -439,9 +440,11 @@ def _names(fd: int) -> Iterator[str]:
 CACHE_VERSION = 1
 
 
+@functools.cache
 def _cache_tag() -> str:
     """What a saved cache must have been made by: this ds01, these schemas and this code
-    that judges want files (any change to them and every file is read again)."""
+    that judges want files (any change to them and every file is read again). Taken once:
+    the code that runs is the code this ds01d started with, whatever is installed since."""
     import hashlib
 
     import ds01d
@@ -492,4 +495,5 @@ def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]]) -> None:
 
     from ds01d.fsutil import write_bytes_atomic
 
-    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache), protocol=5), mode=0o600)
+    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache), protocol=5), mode=0o600,
+                       durable=False)  # derived: the files are parsed again without it
