@@ -11,6 +11,8 @@ a final newline, which ds01 does not: see :func:`ds01d.schema.pattern_matches`);
 
 from __future__ import annotations
 
+from ds01d.names import is_user_name, is_want_name
+
 TYPE_CHECKING = False  # mypy reads this name as True; importing typing costs ~3 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,10 +20,6 @@ if TYPE_CHECKING:
 _DIGITS = frozenset("0123456789")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _ALNUM = _DIGITS | _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _body(value: str) -> str:
-    return value
 
 
 def _digits(text: str, at: int, least: int, most: int) -> int:
@@ -32,22 +30,15 @@ def _digits(text: str, at: int, least: int, most: int) -> int:
     return end if end - at >= least else -1
 
 
-def want_name(value: str) -> bool:
-    """``^[a-z0-9][a-z0-9_.-]{0,62}$``"""
-    v = _body(value)
-    first = _LOWER | _DIGITS
-    return 0 < len(v) <= 63 and v[0] in first and all(c in first or c in "_.-" for c in v[1:])
-
-
 def image(value: str) -> bool:
     """``^[A-Za-z0-9][A-Za-z0-9._/:@-]*$``"""
-    v = _body(value)
+    v = value
     return bool(v) and v[0] in _ALNUM and all(c in _ALNUM or c in "._/:@-" for c in v[1:])
 
 
 def mig(value: str) -> bool:
     r"""``^[1-7]g\.[0-9]+gb(\+me|\+gfx|\+me\.all)?$``"""
-    v = _body(value)
+    v = value
     if len(v) < 6 or v[0] not in "1234567" or v[1:3] != "g.":
         return False
     end = _digits(v, 3, 1, len(v))
@@ -58,7 +49,7 @@ def mig(value: str) -> bool:
 
 def size(value: str) -> bool:
     r"""``^[0-9]{1,16}(\.[0-9]{1,6})?[kKmMgGtT]?$``"""
-    v = _body(value)
+    v = value
     end = _digits(v, 0, 1, 16)
     if end < 0:
         return False
@@ -72,7 +63,7 @@ def size(value: str) -> bool:
 def date_time(value: str) -> bool:
     r"""``^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?``
     ``(Z|[+-][0-9]{2}:?[0-9]{2})?)?$``"""
-    v = _body(value)
+    v = value
     at = 0
     for n, sep in ((4, "-"), (2, "-"), (2, "")):
         at = _digits(v, at, n, n)
@@ -107,8 +98,9 @@ def _zone(v: str, at: int) -> bool:
             and mid + 2 == len(rest))
 
 
-CHECKS: dict[str, Callable[[str], bool]] = {
-    "^[a-z0-9][a-z0-9_.-]{0,62}$": want_name,
+CHECKS: dict[str, Callable[[str], bool]] = {  # want and user names: ds01d.names
+    "^[a-z0-9][a-z0-9_.-]{0,62}$": is_want_name,
+    "^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$": is_user_name,
     "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$": image,
     "^[1-7]g\\.[0-9]+gb(\\+me|\\+gfx|\\+me\\.all)?$": mig,
     "^[0-9]{1,16}(\\.[0-9]{1,6})?[kKmMgGtT]?$": size,

@@ -13,6 +13,7 @@ from ds01d.patterns import CHECKS
 
 ALPHABETS = {
     "^[a-z0-9][a-z0-9_.-]{0,62}$": "az09_.-A/\n ",
+    "^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$": "aZ09_.@-/\n ",
     "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$": "aZ09._/:@- \n!",
     "^[1-7]g\\.[0-9]+gb(\\+me|\\+gfx|\\+me\\.all)?$": "0178g.b+mefxal\n",
     "^[0-9]{1,16}(\\.[0-9]{1,6})?[kKmMgGtT]?$": "0189.kKgGtTxb\n",
