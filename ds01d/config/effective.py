@@ -275,8 +275,7 @@ def effective_json(eff: Effective) -> dict[str, Any]:
 
 def named_users(config: DesiredConfig) -> set[str]:
     """Every user name the configuration lists: members, overrides, exemptions, archived."""
-    names = {e for g in config.groups.values() for e in g.members} | set(config.overrides)
-    return names | {e.username for e in config.exemptions} | set(config.archived)
+    return set(config.named)
 
 
 def is_listed(config: DesiredConfig, user: str) -> bool:

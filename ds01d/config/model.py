@@ -179,14 +179,18 @@ class DesiredConfig:
     rewrites: tuple[Rewrite, ...] = ()
 
     @cached_property
+    def named(self) -> frozenset[str]:
+        """Every user name the files list: members, overrides, exemptions, archived."""
+        names = {e for g in self.groups.values() for e in g.members} | set(self.overrides)
+        return frozenset(names | {e.username for e in self.exemptions} | self.archived)
+
+    @cached_property
     def short_names(self) -> Mapping[str, tuple[str, ...]]:
         """The short slice-name form of every user name the files name -> those names."""
         from ds01d.core.naming import short_part
 
-        names = {e for g in self.groups.values() for e in g.members} | set(self.overrides)
-        names |= {e.username for e in self.exemptions} | self.archived
         index: dict[str, list[str]] = {}
-        for name in sorted(names):
+        for name in sorted(self.named):
             index.setdefault(short_part(name), []).append(name)
         return {k: tuple(v) for k, v in index.items()}
 
