@@ -96,7 +96,7 @@ def _assert(mig: MigPlan) -> int:
 
     for c in mig.changes:
         why = f" ({c.problem})" if c.problem else ""
-        print(f"GPU {c.gpu.index}: {_have(c)}; mig-layout.yaml: {describe(c.layout)}{why}",
+        print(f"GPU {c.gpu.index}: {have(c)}; mig-layout.yaml: {describe(c.layout)}{why}",
               file=sys.stderr)
     if mig.changes:
         return 1
@@ -104,7 +104,8 @@ def _assert(mig: MigPlan) -> int:
     return 0
 
 
-def _have(c: GpuChange) -> str:
+def have(c: GpuChange) -> str:
+    """What a GPU a layout change concerns has now: ``MIG 3g.20gb x2``, ``whole (MIG off)``."""
     from collections import Counter
 
     g = c.gpu
@@ -131,7 +132,7 @@ def plan_lines(mig: MigPlan, observed: Observed, *, configured: bool) -> list[st
     names = {d.uuid: d for d in devices_of(observed.gpus)}
     out = []
     for c in mig.changes:
-        out.append(f"GPU {c.gpu.index} ({c.gpu.model}): {_have(c)} -> {describe(c.layout)}")
+        out.append(f"GPU {c.gpu.index} ({c.gpu.model}): {have(c)} -> {describe(c.layout)}")
         if c.problem:
             out.append(f"  cannot be applied: {c.problem}")
             continue
@@ -178,7 +179,7 @@ def _json(c: GpuChange, mig: MigPlan, observed: Observed) -> dict[str, Any]:
     from ds01d.units import iso
 
     deadline = c.deadline
-    return {"gpu": c.gpu.index, "uuid": c.gpu.uuid, "model": c.gpu.model, "have": _have(c),
+    return {"gpu": c.gpu.index, "uuid": c.gpu.uuid, "model": c.gpu.model, "have": have(c),
             "want": describe(c.layout), "problem": c.problem,
             "steps": [] if c.problem else [_step(s) for s in steps(c)],
             "in_use_by": [f"{h.owner or '-'}/{h.want_name or h.name}"

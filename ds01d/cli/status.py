@@ -331,21 +331,13 @@ def _mig_waits(plan: Any) -> list[tuple[str, str]]:
 def _mig_drift(plan: Any, *, skip: set[str]) -> list[str]:
     """GPUs whose MIG layout differs from mig-layout.yaml: what is there, what is wanted
     (those in ``skip`` are said already: they wait)."""
+    from ds01d.cli.mig import have
     from ds01d.core.mig import describe
 
     out = []
     for c in plan.mig.changes:
         if f"mig/{c.gpu.index}" in skip:
             continue
-        have = ", ".join(f"{p} x{n}" for p, n in sorted(_counts(c.gpu).items()))
-        have = f"MIG {have}" if c.gpu.mig_enabled else "whole (MIG off)"
-        out.append(f"MIG layout drift: GPU {c.gpu.index} has {have}; mig-layout.yaml wants "
-                   f"{describe(c.layout)}")
+        out.append(f"MIG layout drift: GPU {c.gpu.index} has {have(c)}; mig-layout.yaml "
+                   f"wants {describe(c.layout)}")
     return out
-
-
-def _counts(gpu: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for i in gpu.instances:
-        counts[i.profile] = counts.get(i.profile, 0) + 1
-    return counts
