@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.lab import build, converged, files_under, user, written  # noqa: E402
-from ds01d.daemon import Daemon  # noqa: E402
+from ds01d.daemon import Daemon, tune_collector  # noqa: E402
 from ds01d.paths import Paths  # noqa: E402
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
@@ -178,6 +178,8 @@ import resource, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from bench.lab import build, converged
+from ds01d.daemon import tune_collector
+tune_collector()
 with tempfile.TemporaryDirectory() as tmp:
     paths, host = build(Path(tmp) / "root", {users})
     d = converged(paths, host)
@@ -349,6 +351,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    tune_collector()  # each benchmark process is set up as ds01d's own is
     if sys.argv[1:2] == ["--steady"]:  # one run of steady(), in a process of its own
         print(json.dumps(steady(int(sys.argv[2]), int(sys.argv[3]))))
         sys.exit(0)

@@ -132,6 +132,27 @@ def listed(root: str, etc: str, user: str) -> bool | None:
         _line(data, b"L " + local) == b""
 
 
+def made_from(root: str, fingerprint: object, made_by: str, now_iso: str
+              ) -> tuple[bool, str | None]:
+    """Whether the snapshot on disk is what this configuration makes (the same files, by the
+    same ds01 version, no exemption started or ended since), and its ``valid_until``: a new
+    ds01d keeps it rather than computing every user's limits again. Unix groups are the
+    caller's to rule out (their members may have changed while no one looked)."""
+    from ds01d.jsonfast import loads
+
+    data = _read(os.path.join(root, RELATIVE))
+    if data is None or not data.startswith(MAGIC):
+        return False, None
+    try:
+        header = loads(_line(data, b"H ") or b"")
+        until = header.get("valid_until")
+        same = header.get("fingerprint") == fingerprint and header.get("made_by") == made_by \
+            and (until is None or (isinstance(until, str) and now_iso < until))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False, None
+    return bool(same), until if same else None
+
+
 def _number(data: bytes, user: str, unlisted: object) -> int | None:
     """The body of ``user``: their own entry, else the unlisted users' (unless their name is
     listed in another spelling, or Unix groups decide: then only the configuration knows)."""
@@ -152,7 +173,7 @@ def write(root: str, body: dict[str, Any]) -> bool:
 
     path = os.path.join(root, RELATIVE)
     header = {"fingerprint": body["fingerprint"], "valid_until": body["valid_until"],
-              "unlisted": body["unlisted"]}
+              "unlisted": body["unlisted"], "made_by": body.get("made_by")}
     lines = [MAGIC.decode().rstrip("\n"), "H " + json.dumps(header, separators=(",", ":"))]
     lines += [f"U {u} {n}" for u, n in sorted(body["users"].items())]
     lines += [f"L {name}" for name in body["named"]]

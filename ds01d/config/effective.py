@@ -322,7 +322,9 @@ def snapshot_body(config: DesiredConfig, *, fingerprint: object, now: datetime,
 
     ends = [e.expires_at for e in config.exemptions if e.expires_at and e.expires_at > now]
     uses_nss = any(g.unix_groups for g in config.groups.values())
-    return {"fingerprint": fingerprint,
+    from ds01d import __version__
+
+    return {"fingerprint": fingerprint, "made_by": __version__,
             "users": {u: number(u) for u in sorted(names)},
             "named": sorted({local_part(u) for u in names}),
             "unlisted": None if uses_nss else number(UNLISTED),

@@ -7,6 +7,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,42 @@ def test_users_alike_but_for_an_override_or_an_exemption(make_root: MakeRoot) ->
         expected = effective_json(resolve(config, user, now=NOW, nss=FakeNss()))
         assert lookup(root, user) == json.loads(json.dumps(expected)), user
     assert lookup(root, "ben")["limits"]["max_cpus"] == 16  # type: ignore[index]
+
+
+def _new_daemon_pass(p: Paths) -> None:
+    from ds01d.adapters.sim import SimHost, sim_gpu
+    from ds01d.daemon import Daemon
+
+    Daemon(p, simulate=True, host=SimHost(gpus=[sim_gpu(0)], now=NOW.timestamp())).run_pass()
+
+
+def test_a_new_ds01d_keeps_a_snapshot_that_is_already_right(
+        make_root: MakeRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds01d import __version__
+    from ds01d.config import effective
+
+    p = Paths(make_root({k: v.replace(" unix_groups: [phd],", "") for k, v in LAB_FILES.items()}))
+    assert "unix_groups" not in (p.etc / "resource-limits.yaml").read_text()
+    made: list[int] = []
+    real = effective.snapshot_body
+
+    def counted(*a: Any, **k: Any) -> dict[str, Any]:
+        made.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(effective, "snapshot_body", counted)
+    _new_daemon_pass(p)
+    assert made == [1]
+    path = Path(p.top) / snapshot.RELATIVE
+    before = path.stat()
+    _new_daemon_pass(p)  # the same files, the same ds01: kept as it is
+    assert made == [1] and path.stat().st_ino == before.st_ino
+    assert lookup(p, "zoe") is not None
+    text = path.read_text()
+    path.write_text(text.replace(f'"made_by":"{__version__}"', '"made_by":"0.0.1"'))
+    _new_daemon_pass(p)  # made by another version of ds01: made again
+    assert made == [1, 1] and f'"made_by":"{__version__}"' in path.read_text()
+    limits = p.etc / "resource-limits.yaml"
+    limits.write_text(limits.read_text().replace("max_cpus: 32", "max_cpus: 16"))
+    _new_daemon_pass(p)  # edited while no ds01d ran: made again
+    assert made == [1, 1, 1]
