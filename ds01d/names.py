@@ -34,10 +34,18 @@ def is_user_name(name: str) -> bool:
     return known
 
 
+_WANTS_SEEN: dict[str, bool] = {}
+
+
 def is_want_name(name: str) -> bool:
     """Whether ``name`` matches :data:`WANT_PATTERN` (see :func:`is_user_name`)."""
-    return (0 < len(name) <= 63 and name[0] in _WANT_FIRST
-            and all(c in _WANT_REST for c in name[1:]))
+    known = _WANTS_SEEN.get(name)
+    if known is None:
+        known = (0 < len(name) <= 63 and name[0] in _WANT_FIRST
+                 and all(c in _WANT_REST for c in name[1:]))
+        if len(_WANTS_SEEN) < 100_000:
+            _WANTS_SEEN[name] = known
+    return known
 
 
 def printable(text: object, limit: int = 200) -> str:

@@ -215,9 +215,17 @@ def mig_compute_slices(profile: str) -> int:
     return int(profile[0])
 
 
+_GPUEQ: dict[str, float] = {}
+
+
 def mig_gpu_equivalents(profile: str) -> float:
     """GPU-equivalents of one instance of a MIG profile: compute slices / 7."""
-    return mig_compute_slices(profile) / COMPUTE_SLICES_PER_GPU
+    known = _GPUEQ.get(profile)
+    if known is None:
+        known = mig_compute_slices(profile) / COMPUTE_SLICES_PER_GPU
+        if len(_GPUEQ) < 256:  # the profiles a host has: a handful
+            _GPUEQ[profile] = known
+    return known
 
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

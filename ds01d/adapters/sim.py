@@ -203,8 +203,20 @@ class SimSystemd:
         self.host.slices.pop(name, None)
 
 
+_WHEN: dict[float, datetime] = {}
+
+
 def _when(t: float | None) -> datetime | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC)
+    """A record's time as a datetime (each one made once: a listing repeats them all)."""
+    if t is None:
+        return None
+    known = _WHEN.get(t)
+    if known is None:
+        known = datetime.fromtimestamp(t, UTC)
+        if len(_WHEN) >= 200_000:
+            _WHEN.clear()
+        _WHEN[t] = known
+    return known
 
 
 class SimDocker:

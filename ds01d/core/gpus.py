@@ -83,11 +83,11 @@ def summary(plan: Plan, observed: Observed, desired: Desired) -> dict[str, Any]:
     """The ``gpus.json`` body."""
     devices = devices_of(observed.gpus)
     states = device_states(plan, observed, desired, devices)
-    gpus = []
-    for g in observed.gpus:
-        mine = [d for d in devices if d.gpu_index == g.index]
-        gpus.append({"index": g.index, "model": g.model, "memory_mib": g.memory_mib,
-                     "mig": g.mig_enabled, "devices": [_device(d, states) for d in mine]})
+    per_gpu: dict[int, list[dict[str, Any]]] = {}
+    for d in devices:
+        per_gpu.setdefault(d.gpu_index, []).append(_device(d, states))
+    gpus = [{"index": g.index, "model": g.model, "memory_mib": g.memory_mib,
+             "mig": g.mig_enabled, "devices": per_gpu.get(g.index, [])} for g in observed.gpus]
     return {"version": VERSION, "gpus": gpus,
             "profiles": profiles(devices, states, queued(plan, desired), coming(plan)),
             "unreadable": sorted(k for k in observed.adapter_errors if k.startswith("nvml"))}

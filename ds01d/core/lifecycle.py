@@ -80,13 +80,43 @@ def idle_timeout(timers: Timers, config: DesiredConfig, busy: bool) -> float | N
     return timers.idle_timeout_h
 
 
+_TIMERS: dict[tuple[int, int, datetime | None], tuple[Effective, DesiredConfig, Timers]] = {}
+
+
+def _managed_timers(eff: Effective, config: DesiredConfig, keep: datetime | None) -> Timers:
+    """The timers of a ds01 container: the same while its owner's limits (the same object,
+    pass after pass, from ``EffectiveCache``) and its keepalive stay."""
+    key = (id(eff), id(config), keep)
+    known = _TIMERS.get(key)
+    if known is not None and known[0] is eff and known[1] is config:
+        return known[2]
+    found = Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h,
+                   config.policies.sigterm_grace_s, keep, eff.policies.idle_detection_window)
+    if len(_TIMERS) >= 4096:  # a new configuration's, or many keepalives: start again
+        _TIMERS.clear()
+    _TIMERS[key] = (eff, config, found)
+    return found
+
+
+_SPAN: dict[float, timedelta] = {}
+
+
+def as_hours(h: float) -> timedelta:
+    """``timedelta(hours=h)``, made once per value (every container's timers, every pass)."""
+    known = _SPAN.get(h)
+    if known is None:
+        known = timedelta(hours=h)
+        if len(_SPAN) < 1024:
+            _SPAN[h] = known
+    return known
+
+
 def timers_for(c: Container, want: Want | None, eff: Effective | None,
                config: DesiredConfig) -> Timers:
+    if c.managed and eff is not None:
+        return _managed_timers(eff, config, want.keepalive_until if want is not None else None)
     grace = config.policies.sigterm_grace_s
     window = eff.policies.idle_detection_window if eff is not None else 0.0
-    if c.managed and eff is not None:
-        keep = want.keepalive_until if want is not None else None
-        return Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h, grace, keep, window)
     settings: Mapping[str, Value] = config.container_types.get(container_type(c), {})
     fallback = eff.limits if eff is not None else None
 
@@ -187,7 +217,7 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
     notice, grace = _spans(config)
     if timers.max_runtime_h is not None:
         started = observed.started.get(c.id) or c.started_at or c.created_at
-        limit = timedelta(hours=timers.max_runtime_h)
+        limit = as_hours(timers.max_runtime_h)
         due = started + limit
         fraction = (now - started) / limit if limit else 1.0
         if fraction < RUNTIME_WARN_AT[0] and now < due - notice and c.id not in observed.told:
@@ -222,8 +252,8 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     notice, grace = spans
     grace_end = (c.started_at or c.created_at) + grace
     keep = timers.keepalive_until
-    limit = timedelta(hours=timeout)
-    window = timedelta(hours=timers.idle_window_h)
+    limit = as_hours(timeout)
+    window = as_hours(timers.idle_window_h)
     due = max(since + max(limit, window), grace_end)
     kept = keep is not None and now < keep
     if keep is not None:

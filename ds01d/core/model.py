@@ -165,12 +165,10 @@ class Container:
     def __post_init__(self) -> None:
         # read once per container per pass: plain attributes, not properties
         labels = self.labels
-        set_ = object.__setattr__
-        set_(self, "managed", labels.get(LABEL_MANAGED) == "true")
-        set_(self, "owner", labels.get(LABEL_USER))
-        set_(self, "want_name", labels.get(LABEL_NAME))
-        set_(self, "active", self.state in _ACTIVE)
-        set_(self, "made_for_user", not self.managed and bool(self.owner))
+        managed = labels.get(LABEL_MANAGED) == "true"
+        owner = labels.get(LABEL_USER)
+        vars(self).update(managed=managed, owner=owner, want_name=labels.get(LABEL_NAME),
+                          active=self.state in _ACTIVE, made_for_user=not managed and bool(owner))
 
 
 _ACTIVE = frozenset(("created", "running", "restarting", "paused"))
@@ -257,8 +255,23 @@ class Desired:
         return user in self.held_users or (str(user), str(name)) in self.held
 
 
+_DEVICES: list[tuple[tuple[Gpu, ...], tuple[Device, ...]]] = []
+"""The last ``devices_of``: a pass asks it of the same reading several times (plan, the
+device table, MIG plan, ``gpus.json``); the reading is kept alive with it, so the identity
+check cannot match another tuple."""
+
+
 def devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
     """The allocatable devices: whole GPUs with MIG off, MIG instances otherwise."""
+    last = _DEVICES[0] if _DEVICES else None
+    if last is not None and last[0] is gpus:
+        return last[1]
+    found = _devices_of(gpus)
+    _DEVICES[:] = [(gpus, found)]
+    return found
+
+
+def _devices_of(gpus: tuple[Gpu, ...]) -> tuple[Device, ...]:
     from ds01d.units import mig_gpu_equivalents
 
     out: list[Device] = []

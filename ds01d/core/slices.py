@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from ds01d.config.model import Effective
 from ds01d.core.actions import Action, EnsureSlice, SetSliceProperties, StopSlice
@@ -13,12 +14,27 @@ USEC_PER_PERCENT = 10_000
 """CPUQuotaPerSecUSec per percent of one CPU: 100% = 1 s of CPU per second."""
 
 
-def slice_properties(eff: Effective) -> dict[str, int | None]:
-    """systemd properties of a user's slice (``None`` = infinity).
+_PROPS: dict[int, tuple[Effective, Mapping[str, int | None]]] = {}
+
+
+def slice_properties(eff: Effective) -> Mapping[str, int | None]:
+    """systemd properties of a user's slice (``None`` = infinity), made once per ``eff`` (the
+    same object pass after pass, from ``EffectiveCache``): read-only.
 
     ref: systemd.resource-control(5): CPUQuota= (as CPUQuotaPerSecUSec), MemoryMax=,
     MemoryHigh=, TasksMax=.
     """
+    known = _PROPS.get(id(eff))
+    if known is not None and known[0] is eff:
+        return known[1]
+    found = MappingProxyType(_properties(eff))
+    if len(_PROPS) >= 65536:
+        _PROPS.clear()
+    _PROPS[id(eff)] = (eff, found)
+    return found
+
+
+def _properties(eff: Effective) -> dict[str, int | None]:
     agg = eff.aggregate
     quota = None if agg.cpu_quota is None else int(agg.cpu_quota * USEC_PER_PERCENT)
     tasks = agg.tasks_max if agg.tasks_max is not None else eff.limits.max_tasks
@@ -35,8 +51,9 @@ def slice_users(desired: Desired, observed: Observed, gone: frozenset[str]) -> s
     return users
 
 
-def wanted_slices(desired: Desired, users: Iterable[str]) -> dict[str, dict[str, int | None]]:
-    out: dict[str, dict[str, int | None]] = {}
+def wanted_slices(desired: Desired, users: Iterable[str]
+                  ) -> dict[str, Mapping[str, int | None]]:
+    out: dict[str, Mapping[str, int | None]] = {}
     for user in sorted(users):
         eff = desired.effective.get(user)
         if eff is None:

@@ -79,7 +79,8 @@ def by_want(observed: Observed) -> dict[Key, list[Container]]:
         if c.managed and c.owner and c.want_name:
             out.setdefault((c.owner, c.want_name), []).append(c)
     for cs in out.values():
-        cs.sort(key=lambda c: (not c.active, -c.created_at.timestamp(), c.id))
+        if len(cs) > 1:
+            cs.sort(key=lambda c: (not c.active, -c.created_at.timestamp(), c.id))
     return out
 
 

@@ -58,9 +58,11 @@ class EffectiveCache:
     table: dict[tuple[str, frozenset[int]], Effective] = field(default_factory=dict)
     nss_state: object = None
     nss_changed: bool = False
+    """The last :meth:`watch` found Unix group membership changed (the snapshot is stale)."""
     parts: tuple[object, frozenset[str], dict[str, str]] | None = None
     """Slice-name parts of the last pass's users (the same users: the same parts)."""
-    """The last :meth:`watch` found Unix group membership changed (the snapshot is stale)."""
+    active: tuple[object, datetime, frozenset[int]] | None = None
+    """The exemptions in force at the pass's time (asked once a pass, not once a user)."""
 
     def watch(self, config: DesiredConfig, nss: Nss) -> None:
         """Once a pass: forget every user's limits when group membership may have changed."""
@@ -84,8 +86,10 @@ class EffectiveCache:
     def get(self, config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
         if config is not self.config:
             self.config, self.table = config, {}
-        active = frozenset(i for i, e in enumerate(config.exemptions) if e.active(now))
-        key = (user, active)
+        if self.active is None or self.active[0] is not config or self.active[1] != now:
+            self.active = (config, now, frozenset(i for i, e in enumerate(config.exemptions)
+                                                  if e.active(now)))
+        key = (user, self.active[2])
         if key not in self.table:
             self.table[key] = resolve(config, user, now=now, nss=nss)
         return self.table[key]

@@ -324,8 +324,8 @@ class Executor:
         out: dict[str, dict[str, str]] = {}
         rendered: dict[tuple[str, str], tuple[WantStatus, str | None, str]] = {}
         for s in statuses:
-            error = errors.get(f"{s.user}/{s.name}") if s.phase in ("Running", "Pending") \
-                else None
+            error = errors.get(f"{s.user}/{s.name}") if errors and s.phase in (
+                "Running", "Pending") else None
             key = (s.user, s.name)
             known = self.rendered.get(key)
             if known is not None and known[0] == s and known[1] == error:

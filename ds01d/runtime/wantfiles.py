@@ -105,6 +105,20 @@ def _stamp(st: os.stat_result) -> Stamp:
             st.st_mode, st.st_nlink)
 
 
+def _bad_names(user: str, bad: list[str], acc: _Acc) -> None:
+    """The files of a folder whose names ds01 cannot use: one error for them all."""
+    if bad:
+        shown = ", ".join(printable(b, 40) for b in bad[:3]) + (" ..." * (len(bad) > 3))
+        acc.failed[(user, INVALID)] = (
+            f"{len(bad)} want file(s) with names ds01 cannot use ({shown}): names are a-z, "
+            "0-9, . _ -, start with a letter or digit, at most 63 characters")
+
+
+def _too_many(user: str, name: str, acc: _Acc) -> None:
+    acc.fail((user, name[:-5]), f"more than {MAX_WANTS} want files: this one is not read "
+             "(ds01 drop container the ones you no longer need)")
+
+
 @dataclass
 class WantSource:
     """Reads the spool; each file is parsed again only when its ``stat`` changed.
@@ -235,18 +249,27 @@ class WantSource:
         known = self.listings.get(user)
         if known is None or known[0] != _stamp(st):
             return False
-        stats = {}
-        for name in known[1][0][:MAX_WANTS]:
-            cached = self.cache.get((user, name[:-5]))
+        good, bad = known[1]
+        found: list[tuple[Key, Want | str]] = []
+        for name in good[:MAX_WANTS]:
+            key = (user, name[:-5])
+            cached = self.cache.get(key)
             try:
                 here = os.stat(f"{user}/{name}", dir_fd=spool, follow_symlinks=False)
             except OSError:
                 return False
             if cached is None or cached[0] != _stamp(here):
                 return False
-            stats[name] = here
+            found.append((key, cached[1]))
         acc.folders.append(user)
-        self._wants(-1, user, uid, known[0], acc, stats=stats)
+        _bad_names(user, bad, acc)
+        for key, result in found:
+            if isinstance(result, str):
+                acc.fail(key, result)
+            else:
+                acc.wants.append(result)
+        for name in good[MAX_WANTS:]:
+            _too_many(user, name, acc)
         return True
 
     def _listing(self, fd: int, user: str, stamp: Stamp) -> tuple[list[str], list[str]]:
@@ -267,31 +290,21 @@ class WantSource:
         self.listings[user] = (stamp, result)
         return result
 
-    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc, *,
-               stats: dict[str, os.stat_result] | None = None) -> None:
-        """Every want file of the folder ``fd`` (``stats``: their stamps, already taken)."""
+    def _wants(self, fd: int, user: str, uid: int, stamp: Stamp, acc: _Acc) -> None:
+        """Every want file of the folder ``fd``."""
         good, bad = self._listing(fd, user, stamp)
-        if bad:
-            shown = ", ".join(printable(b, 40) for b in bad[:3]) + (" ..." * (len(bad) > 3))
-            acc.failed[(user, INVALID)] = (
-                f"{len(bad)} want file(s) with names ds01 cannot use ({shown}): names are a-z, "
-                "0-9, . _ -, start with a letter or digit, at most 63 characters")
+        _bad_names(user, bad, acc)
         budget = [BYTES_PER_PASS, READS_PER_PASS]
-        for n, name in enumerate(good):
-            key = (user, name[:-5])
-            if n >= MAX_WANTS:
-                acc.fail(key, f"more than {MAX_WANTS} want files: this one is not read "
-                         "(ds01 drop container the ones you no longer need)")
-                continue
-            budget = self._one(fd, name, key, acc, uid=uid, budget=budget,
-                               st=None if stats is None else stats[name])
+        for name in good[:MAX_WANTS]:
+            budget = self._one(fd, name, (user, name[:-5]), acc, uid=uid, budget=budget)
+        for name in good[MAX_WANTS:]:
+            _too_many(user, name, acc)
 
-    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int],
-             st: os.stat_result | None = None) -> list[int]:
+    def _one(self, fd: int, name: str, key: Key, acc: _Acc, *, uid: int, budget: list[int]
+             ) -> list[int]:
         """Read one want file (if changed and within the budget: bytes, files); what is left."""
         try:
-            if st is None:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             return budget  # dropped meanwhile
         stamp = _stamp(st)
