@@ -19,33 +19,30 @@ _WANT_REST = _WANT_FIRST | frozenset("_.-")
 
 
 _USERS_SEEN: dict[str, bool] = {}
+_WANTS_SEEN: dict[str, bool] = {}
+
+
+def _matches(name: str, seen: dict[str, bool], most: int, first: frozenset[str],
+             rest: frozenset[str]) -> bool:
+    """``name`` is 1 to ``most`` characters, the first in ``first``, the others in ``rest``
+    (answers kept in ``seen``: ds01d asks for every user and want every pass)."""
+    known = seen.get(name)
+    if known is None:
+        known = 0 < len(name) <= most and name[0] in first and all(c in rest for c in name[1:])
+        if len(seen) < 100_000:
+            seen[name] = known
+    return known
 
 
 def is_user_name(name: str) -> bool:
     """Whether ``name`` matches :data:`USER_PATTERN` (checked without ``re``: the commands
-    users type call this, and importing ``re`` costs more than they may; ds01d asks for every
-    user every pass, so answers are kept)."""
-    known = _USERS_SEEN.get(name)
-    if known is None:
-        known = (0 < len(name) <= 128 and name[0] in _USER_FIRST
-                 and all(c in _USER_REST for c in name[1:]))
-        if len(_USERS_SEEN) < 100_000:
-            _USERS_SEEN[name] = known
-    return known
-
-
-_WANTS_SEEN: dict[str, bool] = {}
+    users type call this, and importing ``re`` costs more than they may)."""
+    return _matches(name, _USERS_SEEN, 128, _USER_FIRST, _USER_REST)
 
 
 def is_want_name(name: str) -> bool:
     """Whether ``name`` matches :data:`WANT_PATTERN` (see :func:`is_user_name`)."""
-    known = _WANTS_SEEN.get(name)
-    if known is None:
-        known = (0 < len(name) <= 63 and name[0] in _WANT_FIRST
-                 and all(c in _WANT_REST for c in name[1:]))
-        if len(_WANTS_SEEN) < 100_000:
-            _WANTS_SEEN[name] = known
-    return known
+    return _matches(name, _WANTS_SEEN, 63, _WANT_FIRST, _WANT_REST)
 
 
 def printable(text: object, limit: int = 200) -> str:
