@@ -16,19 +16,13 @@ trap '"$tb" stop >/dev/null 2>&1 || true' EXIT
 "$tb" start >/dev/null && "$tb" dockerd >/dev/null && "$tb" image >/dev/null
 eval "$("$tb" env)"
 export DS01_TESTBED_DIR="$here/build/tb"
-# the benchmarks' users must exist; made and removed here like the e2e tests do (the
-# first of DS01_E2E_USERS, see docs/testing.md)
-user=${DS01_E2E_USERS:-dsalice}
-user=${user%%,*}
+# the want benchmarks' user (the first of DS01_E2E_USERS, see docs/testing.md) and its home
+# are made and removed by bench/testbed.py, as the e2e tests do
 made=""
-if ! id "$user" >/dev/null 2>&1; then
-  useradd --no-create-home --no-user-group --shell /usr/sbin/nologin \
-    --home-dir "$here/build/e2e-home/$user" "$user" && made="$made $user"
-fi
 if ! id dssann >/dev/null 2>&1; then  # the Docker socket's benchmark: a user with a home
   mkdir -p "$here/build/e2e-sock-home" && chmod 755 "$here/build/e2e-sock-home"
   useradd --create-home --home-dir "$here/build/e2e-sock-home/dssann" --shell /bin/sh dssann \
     && made="$made dssann"
 fi
-trap '"$tb" stop >/dev/null 2>&1 || true; for u in $made; do userdel "$u"; done; rm -rf "$here/build/e2e-home" "$here/build/e2e-sock-home"' EXIT
+trap '"$tb" stop >/dev/null 2>&1 || true; for u in $made; do userdel "$u"; done; rm -rf "$here/build/e2e-sock-home"' EXIT
 LD_LIBRARY_PATH="$here/build/fakenvml" "$here/.venv/bin/python" "$here/bench/testbed.py"
