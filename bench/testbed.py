@@ -53,7 +53,8 @@ def start(root: Path, idle: str, interval: float) -> Lab:
     lab.machine()
     _install_unit(root, lab.nvml)
     unit = Path(os.environ["DS01_TESTBED_DIR"]) / "run/systemd/system/ds01d.service.d/testbed.conf"
-    unit.write_text(unit.read_text().replace("--interval 1", f"--interval {interval:g}"))
+    unit.write_text(unit.read_text().replace("--interval 1", f"--interval {interval:g}")
+                    .replace("Environment=DS01_CHECK_PLANS=1\n", ""))  # as installed
     tb("systemctl", "daemon-reload")
     tb("systemctl", "start", "ds01d")
     return lab

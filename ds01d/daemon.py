@@ -39,7 +39,7 @@ from ds01d.core.asks import settle
 from ds01d.core.idle import busy_signals, track_idle, track_started
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Plan, plan
-from ds01d.core.wants import by_want
+from ds01d.core.wants import WantsPlanned, by_want
 from ds01d.paths import Paths
 from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
@@ -67,6 +67,8 @@ ACCOUNT_TTL_S = 600.0
 """How long a user's account (uid, gid, home) is trusted before the name service is asked
 again; it is asked again at once when the user asks for a container (a new want, or asking
 again), so a moved home is used for the next container."""
+CHECK_PLANS = "DS01_CHECK_PLANS"
+"""Set to 1: every kept plan of the wants is checked against a fresh one (see the tests)."""
 
 
 @dataclass
@@ -138,6 +140,12 @@ class Daemon:
     _metrics: Snapshot | None = None
     totals: Totals = field(default_factory=Totals)
     passes: int = 0
+    wants_planned: WantsPlanned | None = None
+    """The last pass's plan of the wants and its basis: the next pass keeps it when nothing
+    it was planned from changed (``plan(previous=)``)."""
+    check_plans: bool = field(default_factory=lambda: os.environ.get(CHECK_PLANS) == "1")
+    """Plan the wants afresh even when the last plan is kept, and fail the pass when the two
+    differ (``DS01_CHECK_PLANS=1``: the test suites set it)."""
     last_pass_at: float = 0.0
     last_pass_ms: float = 0.0
 
@@ -366,7 +374,10 @@ class Daemon:
         observed = replace(observed, idle_since=idle, started=started, expected=expected,
                            reported=reported, previous_reasons=reasons, busy=busy,
                            drain_since=self.carry.mig_drain_since, warned=warned)
-        return PassResult(plan(desired, observed, now), observed, desired)
+        planned = plan(desired, observed, now, previous=self.wants_planned,
+                       check=self.check_plans)
+        self.wants_planned = planned.wants
+        return PassResult(planned, observed, desired)
 
     def due(self, interval: float) -> bool:
         """Whether a resync is due (the last pass began ``interval`` seconds ago or more)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from ds01d.adapters.sim import SimHost
 
 REPO = Path(__file__).resolve().parent.parent
+# every pass that keeps the last plan of the wants also plans them afresh, and fails when
+# the two differ: every test of a daemon checks what is kept
+os.environ.setdefault("DS01_CHECK_PLANS", "1")
 
 MakeRoot = Callable[..., Path]
 

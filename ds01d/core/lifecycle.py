@@ -15,6 +15,8 @@ from ds01d.core.model import LABEL_SPEC, Container, Observed
 
 IDLE_WARN_AT = (0.80, 0.95)
 RUNTIME_WARN_AT = (0.75, 0.90)
+DEVICES_TAKEN = "devices_taken"
+"""Why a ds01 container started outside ds01 on devices another container holds is stopped."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from ds01d.core.actions import (
 from ds01d.core.alerts import over_quota
 from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
+    DEVICES_TAKEN,
     LifecycleResult,
     check_drains,
     check_running,
@@ -45,7 +46,7 @@ from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
-from ds01d.core.wants import exit_reason, plan_wants
+from ds01d.core.wants import WantsPlanned, exit_reason, plan_wants, wants_basis
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Plan:
     """Warnings and flags whose condition holds now (given once while it lasts)."""
     mig: MigPlan = field(default_factory=MigPlan)
     """GPUs whose MIG layout must change, with their steps (or why they cannot)."""
+    wants: WantsPlanned | None = field(default=None, compare=False, repr=False)
+    """The wants' part of this plan and its basis, for the next pass (``plan(previous=)``);
+    ``None`` when it had actions or depended on the clock."""
 
     @property
     def drain_since(self) -> Mapping[str, datetime]:
@@ -82,10 +86,6 @@ def _order(a: Action) -> int:
     if isinstance(a, StopSlice):
         return 5
     return 1
-
-
-DEVICES_TAKEN = "devices_taken"
-"""Why a ds01 container started outside ds01 on devices another container holds is stopped."""
 
 
 def plan_holders(desired: Desired, observed: Observed, start: Holding,
@@ -159,13 +159,18 @@ def restamp(statuses: list[WantStatus], observed: Observed, life: LifecycleResul
     return out
 
 
-def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
+def plan(desired: Desired, observed: Observed, now: datetime, *,
+         previous: WantsPlanned | None = None, check: bool = False) -> Plan:
     """Everything the next pass should do, and the status of every want. No I/O.
 
     High demand (``high_demand_threshold`` of all devices allocated) is judged on the devices
     held at the start of the pass and, when this pass's own allocations cross the threshold,
     planned again with it: a pass only ever escalates, so planning again after applying
     finds nothing more to do.
+
+    ``previous``: the last pass's ``Plan.wants``; when what the wants are planned from is the
+    same (:func:`~ds01d.core.wants.wants_basis`), its statuses are this pass's, and the wants
+    are not planned again (``check``: they are, and must come out the same).
     """
     observed = replace(observed, now=now)
     devices = devices_of(observed.gpus)
@@ -174,7 +179,16 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     by_uuid = {d.uuid: d for d in devices}
     life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)
-    want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
+    basis = wants_basis(desired, observed, life, devices, mig=mig, start=start)
+    kept = previous if previous is not None and basis is not None \
+        and previous.basis == basis else None
+    if kept is not None:
+        want_actions: list[Action] = []
+        statuses = list(kept.statuses)
+        if check:
+            _same_as_planned(kept, plan_wants(desired, observed, life, devices, mig))
+    else:
+        want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
         busier = plan_lifecycle(desired, observed, busy=True, start=start, mig=mig,
@@ -184,6 +198,7 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
         else:
             statuses = restamp(statuses, observed, busier)
         life = busier
+        basis = None
     flags, flag_keys = plan_untracked(observed)
     relayout, mig_keys = mig_actions(mig, observed)
     alerts, alert_keys = over_quota(start, devices, desired.effective)
@@ -198,5 +213,17 @@ def plan(desired: Desired, observed: Observed, now: datetime) -> Plan:
     fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | MigEvent | Alert)
                                         and a.report_key in observed.reported)]
     ordered = sorted(fresh, key=_order)
-    return Plan(tuple(ordered), tuple(sorted(statuses, key=attrgetter("user", "name"))), keys,
-                mig)
+    final = kept.statuses if kept is not None and basis is not None else \
+        tuple(sorted(statuses, key=attrgetter("user", "name")))
+    planned = None if basis is None or want_actions else WantsPlanned(basis, final)
+    return Plan(tuple(ordered), final, keys, mig, planned)
+
+
+def _same_as_planned(kept: WantsPlanned, fresh: tuple[list[Action], list[WantStatus]]) -> None:
+    """The check of ``plan(check=True)``: the wants planned again come out as kept."""
+    statuses = tuple(sorted(fresh[1], key=attrgetter("user", "name")))
+    if fresh[0] or statuses != kept.statuses:
+        differ = [f"{a} != {b}" for a, b in zip(statuses, kept.statuses, strict=False)
+                  if a != b][:3]
+        raise AssertionError(f"kept wants plan differs from a fresh one: {fresh[0][:3]} "
+                             f"{differ} ({len(statuses)} vs {len(kept.statuses)} statuses)")

@@ -9,8 +9,9 @@ can be served with other devices.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from ds01d.config.model import Effective
 from ds01d.config.want import Want, limit_problems, quota_caps, with_defaults
@@ -26,7 +27,7 @@ from ds01d.core.actions import (
 )
 from ds01d.core.asks import respecified, spec_of
 from ds01d.core.devices import Holding, choose, holding, tracked, user_of_process
-from ds01d.core.lifecycle import LifecycleResult, asked_again
+from ds01d.core.lifecycle import DEVICES_TAKEN, LifecycleResult, asked_again
 from ds01d.core.mig import MigPlan, stale
 from ds01d.core.model import Container, Desired, Device, Observed
 from ds01d.core.naming import docker_name, user_slice
@@ -135,6 +136,43 @@ def queue_order(wants: list[Want], desired: Desired, usage: Mapping[str, float])
     return sorted(wants, key=key)
 
 
+_SHAPE = attrgetter(*(f.name for f in fields(Container)
+                      if f.init and f.name not in ("cpu_percent", "net_bytes_per_s")))
+"""A container as :func:`plan_wants` reads it: every field but the two samples of its
+activity (their effect is in ``Observed.busy`` and ``idle_since``), which move every pass on a
+real host."""
+
+
+@dataclass(frozen=True)
+class WantsPlanned:
+    """The answer of :func:`plan_wants` with everything it was computed from (its *basis*,
+    :func:`wants_basis`): a later pass whose basis is equal takes the answer as it is, with
+    no action to take and the same statuses, however far the clock moved."""
+
+    basis: tuple[object, ...]
+    statuses: tuple[WantStatus, ...]
+    """Sorted by (user, name), as ``Plan.statuses``."""
+
+
+def wants_basis(desired: Desired, observed: Observed, life: LifecycleResult,
+                devices: tuple[Device, ...], *, mig: MigPlan, start: Holding
+                ) -> tuple[object, ...] | None:
+    """Everything :func:`plan_wants` reads, the clock aside; ``None`` when its answer may
+    depend on the clock itself: a stop in this pass (the status is stamped with the time), a
+    MIG layout change under way (the status says when it is due).
+
+    The clock's other effects are in the basis: who holds which device (``start``: a stopped
+    container's devices are held until its ``gpu_hold_after_stop_h`` ends), and each running
+    container's stop time and note (``life``: idle and runtime limits, warnings).
+    """
+    if life.stopping or mig.changes:
+        return None
+    return (desired, tuple(map(_SHAPE, observed.containers)), observed.expected,
+            observed.idle_since, observed.busy, observed.previous_reasons,
+            observed.adapter_errors, tuple((p.pid, p.device_uuid) for p in observed.processes),
+            observed.owners, dict(life.notes), dict(life.stops_at), devices, mig, start)
+
+
 def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                devices: tuple[Device, ...], mig: MigPlan | None = None
                ) -> tuple[list[Action], list[WantStatus]]:
@@ -160,7 +198,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
         actions.append(StopContainer(old.id, old.owner, old.want_name or old.name, "replaced",
                                      grace, old.devices))
         releasing.add(old.id)
-    hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing))
+    kept = _held_after_stop(desired, observed, life)
+    hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing - kept))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
                         others=tuple(c for c in observed.containers if c.made_for_user),
                         mig=mig)
@@ -191,6 +230,26 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
                 want.requested_at, spec=spec_of(want))
     return actions + state.actions, list(state.statuses.values())
+
+
+def _held_after_stop(desired: Desired, observed: Observed, life: LifecycleResult
+                     ) -> set[str]:
+    """Containers the lifecycle stops in this pass (idle, runtime...) that keep their devices
+    for their owner's ``gpu_hold_after_stop_h``, as they will once stopped: not given to
+    another want in this pass only to be taken back in the next. Not those removed in this
+    pass, nor those stopped for running on devices another container holds."""
+    if not life.stopping:
+        return set()
+    gone = {x.container_id for x in life.actions if isinstance(x, RemoveContainer)} | {
+        x.container_id for x in life.actions
+        if isinstance(x, StopContainer) and x.reason == DEVICES_TAKEN}
+    return {c.id for c in observed.containers
+            if c.id in life.stopping and c.id not in gone and c.managed
+            and _holds_after_stop(desired.effective.get(c.owner or ""))}
+
+
+def _holds_after_stop(eff: Effective | None) -> bool:
+    return eff is not None and eff.limits.gpu_hold_after_stop_h != 0
 
 
 def _expected(want: Want, observed: Observed, state: _Pass) -> bool:

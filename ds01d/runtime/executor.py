@@ -84,6 +84,9 @@ class Executor:
     rendered: dict[tuple[str, str], tuple[WantStatus, str | None, str]] = field(
         default_factory=dict)
     """Each status as last rendered to text (rendered again only when it changed)."""
+    files_of: tuple[tuple[WantStatus, ...], dict[str, str], dict[str, dict[str, str]]] | None \
+        = None
+    """The statuses last written, the errors shown with them, and the files made of them."""
     backoff: dict[str, Backoff] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -321,6 +324,17 @@ class Executor:
             return
         errors = {k.split("/", 1)[1]: b.message for k, b in self.backoff.items()
                   if b.permanent and k.startswith("container/")}
+        last = self.files_of
+        if last is not None and last[0] is statuses and last[1] == errors:
+            out = last[2]  # the same statuses (a kept plan): the same files
+        else:
+            out = self._render(statuses, errors)
+            self.files_of = (statuses, errors, out)
+        self.files.sync(out, keep=keep)
+
+    def _render(self, statuses: tuple[WantStatus, ...], errors: Mapping[str, str]
+                ) -> dict[str, dict[str, str]]:
+        """User -> status file name -> its text (texts of unchanged statuses kept)."""
         out: dict[str, dict[str, str]] = {}
         rendered: dict[tuple[str, str], tuple[WantStatus, str | None, str]] = {}
         for s in statuses:
@@ -336,7 +350,7 @@ class Executor:
             rendered[key] = (s, error, text)
             out.setdefault(s.user, {})[status_file(s.name)] = text
         self.rendered = rendered
-        self.files.sync(out, keep=keep)
+        return out
 
 
 def _marked(notice: Notice | None) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class UserFiles:
     stamps: dict[str, Stamp] = field(default_factory=dict)
     """User -> their folder's stamp after ds01d last touched it."""
     errors: int = 0
+    usable: tuple[Mapping[str, Mapping[str, str]], dict[str, dict[str, str]]] | None = None
     listed: bool = False
     """Whether the folders already on disk were listed (once per ds01d): a user whose wants
     all went while no ds01d ran loses their statuses too."""
@@ -103,8 +104,7 @@ class UserFiles:
         """Make each user's folder hold exactly ``files`` (user -> name -> content), apart from
         their event files; users in ``keep`` (their wants unreadable this pass) keep theirs."""
         keep = set(keep)
-        files = {u: {n: t for n, t in names.items() if _file_name_ok(n)}
-                 for u, names in files.items() if is_user_name(u)}
+        files = self._usable(files)
         try:
             with self._top() as top:
                 if not self.listed:
@@ -118,6 +118,16 @@ class UserFiles:
                         self._failed(user, e)
         except OSError as e:
             self._failed("(all)", e)
+
+    def _usable(self, files: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+        """``files`` without the names ds01d never writes (the last answer, for the same
+        ``files`` object)."""
+        if self.usable is not None and self.usable[0] is files:
+            return self.usable[1]
+        usable = {u: {n: t for n, t in names.items() if _file_name_ok(n)}
+                  for u, names in files.items() if is_user_name(u)}
+        self.usable = (files, usable)
+        return usable
 
     def _list_existing(self, top: int) -> None:
         """The users with a folder on disk, to be synced (their content read back) like

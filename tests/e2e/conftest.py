@@ -186,6 +186,7 @@ ExecStart={BIN / "ds01d"} --root {root} --interval 1 --utmp {root / "utmp"}
 Environment=DOCKER_HOST=unix:///run/ds01-docker.sock
 Environment=LD_LIBRARY_PATH={REPO / "build/fakenvml"} DS01_FAKE_NVML={nvml}
 Environment=PYTHONUNBUFFERED=1
+Environment=DS01_CHECK_PLANS=1
 StateDirectory=
 LogsDirectory=
 CacheDirectory=

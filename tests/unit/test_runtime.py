@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ds01d.adapters.base import PermanentError
-from ds01d.adapters.sim import SimDocker, SimHost
+from ds01d.adapters.sim import SimDocker, SimHost, sim_gpu
 from ds01d.core import actions as a
 from ds01d.daemon import Daemon
 from ds01d.paths import Paths
@@ -306,3 +308,62 @@ def test_a_user_moved_between_unix_groups_is_seen_within_a_pass(tmp_path: Path) 
     etc = str(paths.etc)
     body = snapshot.lookup(paths.top, etc, "amy", "2026-01-05T09:00:00Z")
     assert body is not None and body["group"] == "researcher" and body["limits"]["max_cpus"] == 32
+
+
+KEPT_CONFIG = """\
+version: 1
+defaults: {max_gpu_equivalents: 2, max_gpu_slots_per_container: 2, allow_full_gpu: true,
+           idle_timeout_h: 1, max_runtime_h: 3, gpu_hold_after_stop_h: 0.5}
+default_group: student
+groups:
+  student: {priority: 10}
+policies: {stop_notice_m: 30, grace_period_m: 0, idle_detection_window: 5m}
+"""
+
+
+def test_a_kept_plan_of_the_wants_is_the_plan_made_afresh_as_the_clock_moves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes that change nothing but the clock keep the last plan of the wants (not planned
+    again); each kept plan is checked against one made afresh (``DS01_CHECK_PLANS``, set for
+    every test) through the warnings, the stop notice, the idle stop, a runtime stop, and the
+    end of a stopped container's hold on its GPU (the queued want behind it is served)."""
+    import ds01d.core.plan as planner
+
+    paths = _sim_root(tmp_path)
+    (paths.etc / "resource-limits.yaml").write_text(KEPT_CONFIG)
+    for name in ("user-overrides.yaml", "lifecycle-exemptions.yaml"):
+        (paths.etc / name).unlink(missing_ok=True)
+    host = SimHost(gpus=[sim_gpu(0), sim_gpu(1)],
+                   now=datetime(2026, 1, 5, 9, tzinfo=UTC).timestamp())
+    d = Daemon(paths, simulate=True, host=host, read_memory=False)
+    assert d.check_plans
+    _want(paths, "alice", "idle", "gpus: 1\n")
+    _want(paths, "bob", "busy", "gpus: 1\n")
+    _want(paths, "carol", "queued", "gpus: 1\n")  # after the others: waits for a GPU
+    checked: list[int] = []  # passes that kept the last plan (and checked it)
+    real = planner._same_as_planned
+
+    def spy(*args: Any) -> None:
+        checked.append(1)
+        real(*args)
+
+    monkeypatch.setattr(planner, "_same_as_planned", spy)
+    seen: set[str] = set()
+    passes = 0
+    for _ in range(50):  # 7 min a pass: each stage is crossed between two passes
+        busy = next((c for c in host.containers.values() if c["name"].endswith("busy")), None)
+        if busy is not None and busy["state"] == "running":
+            busy["cpu_percent"] = 90.0 + passes % 3  # busy, with a sample that moves
+        d.run_pass()
+        passes += 1
+        for user in ("alice", "bob", "carol"):
+            for p in (paths.status / user).glob("*.json"):
+                body = json.loads(p.read_text())
+                seen |= {f"{body['phase']}:{p.stem}", body["reason"]}
+        host.now += 7 * 60
+    events = [json.loads(x)["event_type"] for x in paths.events.read_text().splitlines()]
+    assert {"Running:idle", "Stopped:idle", "Running:busy", "Stopped:busy", "Pending:queued",
+            "Running:queued"} <= seen
+    assert "devices_taken" not in seen  # the held GPU was not given away, then taken back
+    assert "lifecycle.idle_warning" in events and "lifecycle.runtime_warning" in events
+    assert len(checked) > passes // 2, f"the last plan was kept in {len(checked)} passes"
