@@ -38,8 +38,8 @@ from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
 from ds01d.core.idle import busy_signals, track_idle, track_started
 from ds01d.core.model import Account, Desired, Observed
-from ds01d.core.plan import Plan, plan
-from ds01d.core.wants import WantsPlanned, by_want
+from ds01d.core.plan import Kept, Plan, plan
+from ds01d.core.wants import by_want
 from ds01d.paths import Paths
 from ds01d.runtime import carry
 from ds01d.runtime.carry import Carry, Saver
@@ -140,12 +140,12 @@ class Daemon:
     _metrics: Snapshot | None = None
     totals: Totals = field(default_factory=Totals)
     passes: int = 0
-    wants_planned: WantsPlanned | None = None
-    """The last pass's plan of the wants and its basis: the next pass keeps it when nothing
-    it was planned from changed (``plan(previous=)``)."""
+    kept: Kept | None = None
+    """Parts of the last pass's plan with what they were planned from: the next pass keeps
+    each whose basis is unchanged (``plan(previous=)``)."""
     check_plans: bool = field(default_factory=lambda: os.environ.get(CHECK_PLANS) == "1")
-    """Plan the wants afresh even when the last plan is kept, and fail the pass when the two
-    differ (``DS01_CHECK_PLANS=1``: the test suites set it)."""
+    """Plan afresh even the parts of the last plan that are kept, and fail the pass when the
+    two differ (``DS01_CHECK_PLANS=1``: the test suites set it)."""
     last_pass_at: float = 0.0
     last_pass_ms: float = 0.0
 
@@ -374,9 +374,8 @@ class Daemon:
         observed = replace(observed, idle_since=idle, started=started, expected=expected,
                            reported=reported, previous_reasons=reasons, busy=busy,
                            drain_since=self.carry.mig_drain_since, warned=warned)
-        planned = plan(desired, observed, now, previous=self.wants_planned,
-                       check=self.check_plans)
-        self.wants_planned = planned.wants
+        planned = plan(desired, observed, now, previous=self.kept, check=self.check_plans)
+        self.kept = planned.kept
         return PassResult(planned, observed, desired)
 
     def due(self, interval: float) -> bool:

@@ -162,13 +162,25 @@ class Container:
     """Made for its owner without a want (through the Docker socket): it counts for them
     (slice, container cap, lifecycle by type) but is never retired as a dropped want."""
 
-    def __post_init__(self) -> None:
-        # read once per container per pass: plain attributes, not properties
-        labels = self.labels
+    def __init__(  # noqa: PLR0917 - the fields, as the dataclass's own __init__
+            self, id: str, name: str, image: str, labels: Mapping[str, str], state: str,
+            devices: tuple[str, ...], created_at: datetime, started_at: datetime | None = None,
+            finished_at: datetime | None = None, all_gpus: bool = False,
+            cpu_percent: float = 0.0, cgroup_parent: str = "", exit_code: int | None = None,
+            net_bytes_per_s: float | None = None, gpu_count: int = 0) -> None:
+        """Written out, not made by ``dataclass``: a frozen dataclass sets each field through
+        ``object.__setattr__``, three times slower, and a pass makes one per container. The
+        fields derived from the labels are read once, here (plain attributes, not
+        properties). ``tests/unit/test_plan.py`` checks it takes every field."""
         managed = labels.get(LABEL_MANAGED) == "true"
         owner = labels.get(LABEL_USER)
-        vars(self).update(managed=managed, owner=owner, want_name=labels.get(LABEL_NAME),
-                          active=self.state in _ACTIVE, made_for_user=not managed and bool(owner))
+        vars(self).update(
+            id=id, name=name, image=image, labels=labels, state=state, devices=devices,
+            created_at=created_at, started_at=started_at, finished_at=finished_at,
+            all_gpus=all_gpus, cpu_percent=cpu_percent, cgroup_parent=cgroup_parent,
+            exit_code=exit_code, net_bytes_per_s=net_bytes_per_s, gpu_count=gpu_count,
+            managed=managed, owner=owner, want_name=labels.get(LABEL_NAME),
+            active=state in _ACTIVE, made_for_user=not managed and bool(owner))
 
 
 _ACTIVE = frozenset(("created", "running", "restarting", "paused"))

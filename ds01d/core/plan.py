@@ -46,7 +46,19 @@ from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
-from ds01d.core.wants import WantsPlanned, exit_reason, plan_wants, wants_basis
+from ds01d.core.wants import WantsPlanned, exit_reason, plan_wants, shapes, wants_basis
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Parts of a plan with what they were planned from (their *basis*): a later pass whose
+    basis for a part is equal takes that part as it is."""
+
+    wants: WantsPlanned | None = None
+    """The statuses of the wants (``None``: that plan had actions, or hung on the clock)."""
+    slices: tuple[tuple[object, ...], tuple[Action, ...]] | None = None
+    """The basis of the slices' actions (the desired state, the containers, the slices, the
+    containers removed in that pass), and the actions."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,9 @@ class Plan:
     """Warnings and flags whose condition holds now (given once while it lasts)."""
     mig: MigPlan = field(default_factory=MigPlan)
     """GPUs whose MIG layout must change, with their steps (or why they cannot)."""
-    wants: WantsPlanned | None = field(default=None, compare=False, repr=False)
-    """The wants' part of this plan and its basis, for the next pass (``plan(previous=)``);
-    ``None`` when it had actions or depended on the clock."""
+    kept: Kept | None = field(default=None, compare=False, repr=False)
+    """Parts of this plan with what they were planned from, for the next pass
+    (``plan(previous=)``)."""
 
     @property
     def drain_since(self) -> Mapping[str, datetime]:
@@ -160,7 +172,7 @@ def restamp(statuses: list[WantStatus], observed: Observed, life: LifecycleResul
 
 
 def plan(desired: Desired, observed: Observed, now: datetime, *,
-         previous: WantsPlanned | None = None, check: bool = False) -> Plan:
+         previous: Kept | None = None, check: bool = False) -> Plan:
     """Everything the next pass should do, and the status of every want. No I/O.
 
     High demand (``high_demand_threshold`` of all devices allocated) is judged on the devices
@@ -168,10 +180,11 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     planned again with it: a pass only ever escalates, so planning again after applying
     finds nothing more to do.
 
-    ``previous``: the last pass's ``Plan.wants``; when what the wants are planned from is the
-    same (:func:`~ds01d.core.wants.wants_basis`), its statuses are this pass's, and the wants
-    are not planned again (``check``: they are, and must come out the same).
+    ``previous``: the last pass's ``Plan.kept``; the parts whose basis is the same (for the
+    wants: :func:`~ds01d.core.wants.wants_basis`) are taken as they are, not planned again
+    (``check``: they are planned again, and must come out the same).
     """
+    previous = previous or Kept()
     observed = replace(observed, now=now)
     devices = devices_of(observed.gpus)
     mig = plan_mig(desired.config, observed)
@@ -179,9 +192,10 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     by_uuid = {d.uuid: d for d in devices}
     life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)
-    basis = wants_basis(desired, observed, life, devices, mig=mig, start=start)
-    kept = previous if previous is not None and basis is not None \
-        and previous.basis == basis else None
+    seen = shapes(observed)
+    basis = wants_basis(desired, observed, life, devices, mig=mig, start=start, seen=seen)
+    kept = previous.wants if previous.wants is not None and basis is not None \
+        and previous.wants.basis == basis else None
     if kept is not None:
         want_actions: list[Action] = []
         statuses = list(kept.statuses)
@@ -207,8 +221,8 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     expired = {(x.user, x.name) for x in removed if isinstance(x, RemoveWant)}
     after = replace(desired, wants=tuple(w for w in desired.wants
                                          if (w.user, w.name) not in expired))
-    actions = (plan_slices(after, observed, gone=gone) + life.actions + want_actions + flags
-               + relayout + alerts)
+    slices = _slices(after, observed, gone, seen, previous.slices, check=check)
+    actions = list(slices[1]) + life.actions + want_actions + flags + relayout + alerts
     keys = frozenset(life.report_keys | flag_keys | mig_keys | alert_keys)
     fresh = [a for a in actions if not (isinstance(a, Warn | FlagUntracked | MigEvent | Alert)
                                         and a.report_key in observed.reported)]
@@ -216,7 +230,21 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     final = kept.statuses if kept is not None and basis is not None else \
         tuple(sorted(statuses, key=attrgetter("user", "name")))
     planned = None if basis is None or want_actions else WantsPlanned(basis, final)
-    return Plan(tuple(ordered), final, keys, mig, planned)
+    return Plan(tuple(ordered), final, keys, mig, Kept(planned, slices))
+
+
+def _slices(after: Desired, observed: Observed, gone: frozenset[str],
+            seen: tuple[tuple[object, ...], ...],
+            previous: tuple[tuple[object, ...], tuple[Action, ...]] | None, *, check: bool
+            ) -> tuple[tuple[object, ...], tuple[Action, ...]]:
+    """The slices' actions with their basis: the last pass's when its basis is the same
+    (``plan_slices`` reads no clock)."""
+    basis = (after, seen, observed.slices, gone)
+    if previous is not None and previous[0] == basis:
+        if check and tuple(plan_slices(after, observed, gone=gone)) != previous[1]:
+            raise AssertionError("kept slice actions differ from fresh ones")
+        return previous
+    return basis, tuple(plan_slices(after, observed, gone=gone))
 
 
 def _same_as_planned(kept: WantsPlanned, fresh: tuple[list[Action], list[WantStatus]]) -> None:

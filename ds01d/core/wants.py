@@ -154,12 +154,18 @@ class WantsPlanned:
     """Sorted by (user, name), as ``Plan.statuses``."""
 
 
+def shapes(observed: Observed) -> tuple[tuple[object, ...], ...]:
+    """Every container as the planners read it (:data:`_SHAPE`), for a basis."""
+    return tuple(map(_SHAPE, observed.containers))
+
+
 def wants_basis(desired: Desired, observed: Observed, life: LifecycleResult,
-                devices: tuple[Device, ...], *, mig: MigPlan, start: Holding
-                ) -> tuple[object, ...] | None:
-    """Everything :func:`plan_wants` reads, the clock aside; ``None`` when its answer may
-    depend on the clock itself: a stop in this pass (the status is stamped with the time), a
-    MIG layout change under way (the status says when it is due).
+                devices: tuple[Device, ...], *, mig: MigPlan, start: Holding,
+                seen: tuple[tuple[object, ...], ...]) -> tuple[object, ...] | None:
+    """Everything :func:`plan_wants` reads, the clock aside (``seen``: :func:`shapes`);
+    ``None`` when its answer may depend on the clock itself: a stop in this pass (the status
+    is stamped with the time), a MIG layout change under way (the status says when it is
+    due).
 
     The clock's other effects are in the basis: who holds which device (``start``: a stopped
     container's devices are held until its ``gpu_hold_after_stop_h`` ends), and each running
@@ -167,10 +173,10 @@ def wants_basis(desired: Desired, observed: Observed, life: LifecycleResult,
     """
     if life.stopping or mig.changes:
         return None
-    return (desired, tuple(map(_SHAPE, observed.containers)), observed.expected,
-            observed.idle_since, observed.busy, observed.previous_reasons,
-            observed.adapter_errors, tuple((p.pid, p.device_uuid) for p in observed.processes),
-            observed.owners, dict(life.notes), dict(life.stops_at), devices, mig, start)
+    return (desired, seen, observed.expected, observed.idle_since, observed.busy,
+            observed.previous_reasons, observed.adapter_errors,
+            tuple((p.pid, p.device_uuid) for p in observed.processes), observed.owners,
+            dict(life.notes), dict(life.stops_at), devices, mig, start)
 
 
 def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -559,3 +560,32 @@ def test_a_user_over_a_lowered_quota_is_alerted_once(tmp_path: Path) -> None:
                              "under it")
     lab.apply()
     assert lab.record() == []
+
+
+def test_a_container_is_made_with_every_field_it_has() -> None:
+    """``Container.__init__`` is written out (for speed): it takes every field of the
+    dataclass, in order, sets each, and derives the label fields as the labels say."""
+    import inspect
+    from dataclasses import fields
+    from datetime import UTC, datetime
+
+    from ds01d.core.model import LABEL_MANAGED, LABEL_NAME, LABEL_USER, Container
+
+    init = [f.name for f in fields(Container) if f.init]
+    assert list(inspect.signature(Container.__init__).parameters)[1:] == init
+    t = datetime(2026, 1, 5, tzinfo=UTC)
+    given: dict[str, Any] = {"id": "c1", "name": "n", "image": "i", "labels": {LABEL_MANAGED: "true",
+             LABEL_USER: "alice", LABEL_NAME: "w"}, "state": "exited", "devices": ("d",),
+             "created_at": t, "started_at": t, "finished_at": t, "all_gpus": True,
+             "cpu_percent": 1.5, "cgroup_parent": "p.slice", "exit_code": 3,
+             "net_bytes_per_s": 2.0, "gpu_count": 1}
+    assert set(given) == set(init)
+    c = Container(**given)
+    assert {n: getattr(c, n) for n in init} == given
+    assert (c.managed, c.owner, c.want_name, c.active, c.made_for_user) == (
+        True, "alice", "w", False, False)
+    socket_made = replace(c, labels={LABEL_USER: "bob"}, state="running")
+    assert (socket_made.managed, socket_made.owner, socket_made.active,
+            socket_made.made_for_user) == (False, "bob", True, True)
+    with pytest.raises(AttributeError):
+        c.state = "running"  # type: ignore[misc]

@@ -367,3 +367,25 @@ def test_a_kept_plan_of_the_wants_is_the_plan_made_afresh_as_the_clock_moves(
     assert "devices_taken" not in seen  # the held GPU was not given away, then taken back
     assert "lifecycle.idle_warning" in events and "lifecycle.runtime_warning" in events
     assert len(checked) > passes // 2, f"the last plan was kept in {len(checked)} passes"
+
+
+def test_a_kept_plan_of_the_slices_still_sets_drift_back(tmp_path: Path) -> None:
+    """Passes that change nothing keep the slices' actions; a slice whose limits someone
+    changed (or that went away) is seen in the next pass, and set back."""
+    paths = _sim_root(tmp_path)
+    host = SimHost()
+    d = Daemon(paths, simulate=True, host=host, read_memory=False)
+    _want(paths, "alice", "a", "gpus: 1\n")
+    for _ in range(3):
+        d.run_pass()
+    user = next(n for n in host.slices if n.endswith("-alice.slice"))
+    right = dict(host.slices[user])
+    assert right["MemoryMax"] is not None
+    d.run_pass()
+    host.slices[user]["MemoryMax"] = 1 << 40  # changed behind ds01d's back
+    r = d.run_pass()
+    assert r.plan is not None and any(isinstance(x, a.SetSliceProperties) for x in r.plan.actions)
+    assert host.slices[user] == right
+    del host.slices[user]
+    d.run_pass()
+    assert host.slices[user] == right
