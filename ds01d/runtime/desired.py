@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ds01d import snapshot
-from ds01d.config.effective import Nss, resolve, same_user, unix_groups_named
+from ds01d.config.effective import Nss, Signature, resolve, same_user, signature, unix_groups_named
 from ds01d.config.loader import load_config
 from ds01d.config.model import DesiredConfig, Effective
 from ds01d.core.model import Account, Desired
@@ -63,6 +63,9 @@ class EffectiveCache:
     """Slice-name parts of the last pass's users (the same users: the same parts)."""
     active: tuple[object, datetime, frozenset[int]] | None = None
     """The exemptions in force at the pass's time (asked once a pass, not once a user)."""
+    shared: dict[tuple[Signature, frozenset[int]], Effective] = field(default_factory=dict)
+    """Limits by signature (``config.effective.signature``): users with the same group,
+    override, lifted limits and notes have the same limits, computed once."""
 
     def watch(self, config: DesiredConfig, nss: Nss) -> None:
         """Once a pass: forget every user's limits when group membership may have changed."""
@@ -70,7 +73,7 @@ class EffectiveCache:
         state = nss.state(named) if named else None
         self.nss_changed = config is self.config and state != self.nss_state
         if self.nss_changed:
-            self.table = {}
+            self.table, self.shared = {}, {}
         self.nss_state = state
 
     def slice_parts(self, config: DesiredConfig, users: list[str]) -> dict[str, str]:
@@ -85,14 +88,24 @@ class EffectiveCache:
 
     def get(self, config: DesiredConfig, user: str, *, now: datetime, nss: Nss) -> Effective:
         if config is not self.config:
-            self.config, self.table = config, {}
+            self.config, self.table, self.shared = config, {}, {}
         if self.active is None or self.active[0] is not config or self.active[1] != now:
             self.active = (config, now, frozenset(i for i, e in enumerate(config.exemptions)
                                                   if e.active(now)))
         key = (user, self.active[2])
         if key not in self.table:
-            self.table[key] = resolve(config, user, now=now, nss=nss)
+            self.table[key] = self._resolve(config, user, now=now, nss=nss)
         return self.table[key]
+
+    def _resolve(self, config: DesiredConfig, user: str, *, now: datetime, nss: Nss
+                 ) -> Effective:
+        assert self.active is not None
+        sig = (signature(config, user, now=now, nss=nss), self.active[2])
+        like = self.shared.get(sig)
+        if like is None:
+            like = self.shared[sig] = resolve(config, user, now=now, nss=nss)
+            return like
+        return replace(like, user=user)
 
 
 def assemble(config: DesiredConfig, read: WantsRead, *, users: Iterable[str], nss: Nss,

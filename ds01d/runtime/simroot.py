@@ -54,4 +54,4 @@ def sim_adapters(host: SimHost) -> tuple[Adapters, SimClock]:
 
 def sim_account(paths: Paths, host: SimHost, user: str) -> Account:
     uid = host.uid_of(user)
-    return Account(uid, uid, str(paths.root / "home" / user))
+    return Account(uid, uid, f"{paths.root}/home/{user}")  # as str(root / "home" / user)

@@ -65,3 +65,26 @@ def test_group_found_through_domain_entry() -> None:
     eff = resolve(config({}, {"max_cpus": 3.0}, None, []), "alice", now=NOW, nss=FakeNss())
     assert eff.group == "g" and eff.limits.max_cpus == 3.0
     assert resolve(config({}, {}, None, []), "bob", now=NOW, nss=FakeNss()).group is None
+
+
+def test_limits_shared_by_signature_are_each_users_own() -> None:
+    """ds01d computes the limits of users with the same signature once and gives each user a
+    copy: every copy equals the user's own ``resolve``, on the lab's real configuration (groups,
+    overrides, exemptions, archived members, names with and without @domain) and at two times
+    (an exemption in force, then ended)."""
+    from pathlib import Path
+
+    from ds01d.config.effective import named_users
+    from ds01d.config.loader import load_config
+    from ds01d.runtime.desired import EffectiveCache
+
+    config = load_config(Path(__file__).parent.parent / "data/lab/current")
+    assert config.exemptions and config.overrides and config.archived
+    users = sorted(named_users(config))
+    users += [u.split("@")[0] for u in users if "@" in u] + ["nobody-listed", "zz@other.example"]
+    for when in (NOW, *(e.expires_at for e in config.exemptions if e.expires_at)):
+        cache = EffectiveCache()
+        for user in users:
+            assert cache.get(config, user, now=when, nss=FakeNss()) == \
+                resolve(config, user, now=when, nss=FakeNss()), user
+        assert len(cache.shared) < len(users)  # shared: computed fewer times than users
