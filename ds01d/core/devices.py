@@ -112,7 +112,8 @@ def _claims(holders: Iterable[Container], all_uuids: list[str]) -> tuple[dict[st
     shared = False
     for c in holders:
         for uuid in all_uuids if c.all_gpus and not c.managed else c.devices:
-            shared = shared or by_device.setdefault(uuid, c.id) != c.id
+            if by_device.setdefault(uuid, c.id) != c.id:  # every device claimed, shared or not
+                shared = True
     return by_device, shared
 
 

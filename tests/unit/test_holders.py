@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ds01d.adapters.docker import NetMeter, gpu_request
 from ds01d.adapters.sim import SimHost, sim_gpu
@@ -251,3 +253,55 @@ def test_storage_tmp_becomes_a_tmpfs(tmp_path: Path) -> None:
     assert create.spec.tmp_size == 50 * 1024**3
     lab.apply()
     assert lab.host.container(docker_name("amy", "t"))["tmp_size"] == 50 * 1024**3
+
+
+_UUIDS = ("GPU-0", "GPU-1", "GPU-2", "GPU-3")
+
+
+@st.composite
+def _claimants(draw: st.DrawFn) -> list[Container]:
+    """Containers (ds01's or not, active or stopped within their hold) claiming devices, some
+    claimed twice."""
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    out = []
+    for i in range(draw(st.integers(1, 5))):
+        devices = tuple(draw(st.lists(st.sampled_from(_UUIDS), min_size=1, max_size=3,
+                                      unique=True)))
+        managed = draw(st.booleans())
+        labels = {"ds01.managed": "true", "ds01.user": "dave", "ds01.name": f"w{i}"} \
+            if managed else {}
+        state = draw(st.sampled_from(["running", "exited"])) if managed else "running"
+        at = t0 + timedelta(minutes=draw(st.integers(0, 50)))
+        out.append(Container(f"c{i}", f"n{i}", "img", labels, state, devices, at, at,
+                             at + timedelta(minutes=5) if state == "exited" else None,
+                             all_gpus=not managed and draw(st.booleans())))
+    return out
+
+
+@given(_claimants())
+def test_every_claimed_device_has_its_first_claimant(containers: list[Container]) -> None:
+    """However many containers claim the same devices, every device claimed has a holder (the
+    first to claim it), and a ds01 container's devices are counted for its owner only where
+    it holds them; nothing is left unclaimed and nothing raises."""
+    from datetime import UTC, datetime
+
+    from ds01d.config.effective import NoNss
+    from ds01d.core.devices import claimed_at, holding
+    from ds01d.core.model import Device, Observed
+    from ds01d.runtime.desired import EffectiveCache
+
+    config = config_from("version: 1\ndefaults: {gpu_hold_after_stop_h: 1}\n")
+    now = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    eff = {"dave": EffectiveCache().get(config, "dave", now=now, nss=NoNss())}
+    observed = Observed(now, {}, tuple(containers), (), (), {})
+    devices = tuple(Device(u, i, None, 1.0) for i, u in enumerate(_UUIDS))
+    hold = holding(observed, devices, eff, releasing=frozenset())
+    order = sorted(containers, key=lambda c: (claimed_at(c), c.id))
+    for uuid in _UUIDS:
+        claimants = [c for c in order if uuid in (_UUIDS if c.all_gpus else c.devices)]
+        assert hold.by_device.get(uuid) == (claimants[0].id if claimants else None)
+    mine = sorted(d for ds in hold.by_user.values() for d in ds)
+    assert mine == sorted(d for d, holder in hold.by_device.items()
+                          if next(c for c in containers if c.id == holder).managed)
