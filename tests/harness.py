@@ -17,7 +17,7 @@ from ds01d.core import actions as a
 from ds01d.core.idle import busy_signals, track_idle
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.naming import docker_name
-from ds01d.core.plan import Plan, plan
+from ds01d.core.plan import Kept, Plan, plan
 from ds01d.paths import Paths
 from ds01d.runtime.desired import assemble
 from ds01d.runtime.events import EventLog
@@ -86,6 +86,9 @@ class Lab:
     nvml: Any = None
     """An NVML adapter to use instead of the simulated host's (the real one, over the fake
     libnvidia-ml)."""
+    kept: Kept | None = None
+    """What the last plan keeps for the next, as ds01d passes it on (every kept part is
+    checked against a fresh one: ``plan(check=True)``)."""
 
     def adapters(self) -> Adapters:
         """The simulated host's adapters (with :attr:`nvml` in place of its NVML, and :attr:`dcgm`)."""
@@ -137,7 +140,9 @@ class Lab:
 
     def plan(self) -> Plan:
         observed = self.observed()  # one look at the host per plan, as ds01d does
-        return plan(self.desired(observed), observed, self.now)
+        found = plan(self.desired(observed), observed, self.now, previous=self.kept, check=True)
+        self.kept = found.kept
+        return found
 
     def record(self, *, slices: bool = False) -> list[str]:
         """The actions of one plan, summarised (slice actions left out unless asked)."""
@@ -175,6 +180,7 @@ class Lab:
         self.idle = {}
         self.drains = {}
         self.executor = None
+        self.kept = None
 
     def status(self, user: str, name: str) -> dict[str, object]:
         p = self.plan()

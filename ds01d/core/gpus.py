@@ -16,6 +16,7 @@ from ds01d.core.actions import CreateContainer, RemoveContainer, StartContainer,
 from ds01d.core.devices import holding, untracked_devices
 from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.plan import Plan
+from ds01d.core.wants import superseded
 from ds01d.units import iso
 
 VERSION = 1
@@ -35,7 +36,8 @@ def device_states(plan: Plan, observed: Observed, desired: Desired,
     """Device uuid -> (state, when it is free again, if known), after this pass's actions."""
     gone = frozenset(x.container_id for x in plan.actions
                      if isinstance(x, StopContainer | RemoveContainer))
-    hold = holding(observed, devices, desired.effective, releasing=gone)
+    hold = holding(observed, devices, desired.effective,
+                   releasing=gone | superseded(desired, observed))
     taken = {d for x in plan.actions if isinstance(x, CreateContainer | StartContainer)
              for d in (x.spec.devices if isinstance(x, CreateContainer) else x.devices)}
     stops = {d: s.stops_at for s in plan.statuses if s.phase == "Running" for d in s.devices}

@@ -46,7 +46,14 @@ from ds01d.core.model import Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
-from ds01d.core.wants import WantsPlanned, exit_reason, plan_wants, shapes, wants_basis
+from ds01d.core.wants import (
+    WantsPlanned,
+    exit_reason,
+    plan_wants,
+    shapes,
+    superseded,
+    wants_basis,
+)
 
 
 @dataclass(frozen=True)
@@ -188,7 +195,8 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     observed = replace(observed, now=now)
     devices = devices_of(observed.gpus)
     mig = plan_mig(desired.config, observed)
-    start = holding(observed, devices, desired.effective, releasing=frozenset())
+    start = holding(observed, devices, desired.effective,
+                    releasing=superseded(desired, observed))
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     by_uuid = {d.uuid: d for d in devices}
     life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)

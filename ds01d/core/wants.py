@@ -205,7 +205,8 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                                      grace, old.devices))
         releasing.add(old.id)
     kept = _held_after_stop(desired, observed, life)
-    hold = holding(observed, devices, desired.effective, releasing=frozenset(releasing - kept))
+    hold = holding(observed, devices, desired.effective,
+                   releasing=frozenset(releasing - kept) | superseded(desired, observed))
     state = _start_pass(devices, hold, now=observed.now, groups=groups, releasing=releasing,
                         others=tuple(c for c in observed.containers if c.made_for_user),
                         mig=mig)
@@ -236,6 +237,22 @@ def plan_wants(desired: Desired, observed: Observed, life: LifecycleResult,
                 want.user, want.name, "Pending", reason, (), want.gpu_equivalents, position,
                 want.requested_at, spec=spec_of(want))
     return actions + state.actions, list(state.statuses.values())
+
+
+def superseded(desired: Desired, observed: Observed) -> frozenset[str]:
+    """Stopped ds01 containers whose want now asks for other settings: made anew once the want
+    is served, they hold no device meanwhile (``gpu_hold_after_stop_h`` keeps devices for a
+    container to start again; these will not be). Without this, the devices a container gave
+    up when it was replaced would be claimed back by it in the next pass from whoever got
+    them."""
+    stopped = [c for c in observed.containers
+               if not c.active and c.managed and c.devices and c.owner and c.want_name]
+    if not stopped:
+        return frozenset()
+    wants = {(w.user, w.name): w for w in desired.wants}
+    return frozenset(c.id for c in stopped
+                     if (w := wants.get((c.owner or "", c.want_name or ""))) is not None
+                     and _respecified(w, c))
 
 
 def _held_after_stop(desired: Desired, observed: Observed, life: LifecycleResult

@@ -84,10 +84,12 @@ class UserFiles:
         acct = self.account(user)
         if acct is None or (self.owned and (acct.uid is None or acct.gid is None)):
             return None
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(user, 0o700, dir_fd=top)
         try:
-            fd = os.open(user, _DIR, dir_fd=top)
+            fd = os.open(user, _DIR, dir_fd=top)  # there already, as a rule
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(user, 0o700, dir_fd=top)
+            return self._open_user(top, user)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):  # only root can plant these here
                 os.unlink(user, dir_fd=top)

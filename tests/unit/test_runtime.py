@@ -389,3 +389,43 @@ def test_a_kept_plan_of_the_slices_still_sets_drift_back(tmp_path: Path) -> None
     del host.slices[user]
     d.run_pass()
     assert host.slices[user] == right
+
+
+def test_a_replaced_container_does_not_claim_back_the_gpu_it_gave_up(tmp_path: Path) -> None:
+    """With ``gpu_hold_after_stop_h``, a container stopped to be made anew (its owner asked
+    for other settings) gives its GPU up for good: the owner's other want that got it keeps
+    it, and the new container is made once a GPU is free. Nothing is stopped for
+    ``devices_taken``, and no pass fails."""
+    paths = _sim_root(tmp_path)
+    (paths.etc / "resource-limits.yaml").write_text(KEPT_CONFIG.replace(
+        "idle_timeout_h: 1, max_runtime_h: 3", "idle_timeout_h: 9, max_runtime_h: 9"))
+    for name in ("user-overrides.yaml", "lifecycle-exemptions.yaml"):
+        (paths.etc / name).unlink(missing_ok=True)
+    host = SimHost(gpus=[sim_gpu(0), sim_gpu(1)],
+                   now=datetime(2026, 1, 5, 9, tzinfo=UTC).timestamp())
+    d = Daemon(paths, simulate=True, host=host, read_memory=False)
+
+    def asks(name: str, extra: str, at: str) -> None:
+        (paths.wants / "dave").mkdir(parents=True, exist_ok=True)
+        (paths.wants / "dave" / f"{name}.yaml").write_text(
+            f"version: 1\nkind: container\nname: {name}\nimage: img\nrequested_at: '{at}'\n"
+            f"{extra}")
+
+    reasons: set[str] = set()
+
+    def step() -> None:
+        r = d.run_pass()
+        assert r.plan is not None
+        reasons.update(s.reason for s in r.plan.statuses)
+        host.now += 300
+
+    asks("b", "gpus: 1\n", "2026-01-05T09:00:00Z")
+    step()
+    asks("a", "gpus: 2\n", "2026-01-05T09:05:00Z")  # waits: dave's quota is 2
+    step()
+    asks("b", "gpus: 1\ncpus: 2\n", "2026-01-05T09:10:00Z")  # b made anew: its GPU goes
+    for _ in range(10):
+        step()
+    running = {c["name"] for c in host.containers.values() if c["state"] == "running"}
+    assert "ds01-dave-a" in running, running
+    assert "devices_taken" not in reasons, reasons
