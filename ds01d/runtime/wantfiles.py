@@ -141,15 +141,17 @@ class WantSource:
 
     def __post_init__(self) -> None:
         if self.saved is not None:
-            self.cache = load_cache(self.saved)
+            self.cache, self.listings = load_cache(self.saved)
             self.saved_cache = dict(self.cache)
 
     def save(self) -> None:
-        """Keep the parsed wants for the next ds01d, when they changed (errors are said)."""
+        """Keep the parsed wants (and the folders' listings) for the next ds01d, when the wants
+        changed (errors are said). A listing kept from before a later change no longer
+        matches its folder's stamp: that folder is read through a descriptor as always."""
         if self.saved is None or self.cache == self.saved_cache:
             return
         try:
-            save_cache(self.saved, self.cache)
+            save_cache(self.saved, self.cache, self.listings)
             self.saved_cache = dict(self.cache)
         except OSError as e:
             import logging
@@ -479,34 +481,41 @@ def _cache_tag() -> str:
     return f"{CACHE_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
 
 
-def load_cache(path: Path) -> dict[Key, tuple[Stamp, Want | str]]:
-    """The parsed wants a previous ds01d kept (root's own file, made by this version of ds01
-    with these schemas; anything else is ignored and the files are parsed again)."""
+Listings = dict[str, tuple[Stamp, tuple[list[str], list[str]]]]
+
+
+def load_cache(path: Path) -> tuple[dict[Key, tuple[Stamp, Want | str]], Listings]:
+    """The parsed wants and folder listings a previous ds01d kept (root's own file, made by
+    this version of ds01 with these schemas; anything else is ignored and the files are
+    parsed again)."""
     import pickle
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return {}
+        return {}, {}
     try:
         st = os.fstat(fd)
         if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            return {}
+            return {}, {}
         with os.fdopen(fd, "rb") as f:
             fd = -1
-            tag, cache = pickle.load(f)
+            tag, cache, listings = pickle.load(f)
     except Exception:  # a damaged cache only costs parsing the files again
-        return {}
+        return {}, {}
     finally:
         if fd >= 0:
             os.close(fd)
-    return cache if tag == _cache_tag() and isinstance(cache, dict) else {}
+    if tag != _cache_tag() or not isinstance(cache, dict) or not isinstance(listings, dict):
+        return {}, {}
+    return cache, listings
 
 
-def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]]) -> None:
+def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]],
+               listings: Listings) -> None:
     import pickle
 
     from ds01d.fsutil import write_bytes_atomic
 
-    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache), protocol=5), mode=0o600,
-                       durable=False)  # derived: the files are parsed again without it
+    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache, listings), protocol=5),
+                       mode=0o600, durable=False)  # derived: the files are parsed again without it

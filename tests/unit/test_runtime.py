@@ -429,3 +429,42 @@ def test_a_replaced_container_does_not_claim_back_the_gpu_it_gave_up(tmp_path: P
     running = {c["name"] for c in host.containers.values() if c["state"] == "running"}
     assert "ds01-dave-a" in running, running
     assert "devices_taken" not in reasons, reasons
+
+
+def test_a_new_ds01d_trusts_no_want_folder_that_changed_while_it_was_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new ds01d takes the wants (and folder listings) the last one kept for the folders
+    that did not change, reading none of them through a descriptor; a folder that gained a
+    file, a file edited in place, and a folder swapped for a link to another are each seen in
+    its first pass."""
+    from ds01d.runtime import wantfiles
+
+    paths = _sim_root(tmp_path)
+    for user in ("ann", "ben", "cat", "dan"):
+        _want(paths, user, "w", "gpus: 1\n")
+    Daemon(paths, simulate=True).run_pass()
+    assert (paths.state / "want-cache.pickle").exists()
+    _want(paths, "ann", "x")  # ann: a new file
+    edited = paths.wants / "ben" / "w.yaml"  # ben: edited in place
+    with edited.open("r+") as f:
+        f.seek(0, 2)
+        f.write("cpus: 3\n")
+    (tmp_path / "elsewhere").mkdir()  # cat: the folder swapped for a link
+    _want(paths, "cat", "w", "gpus: 1\n")
+    (paths.wants / "cat").rename(tmp_path / "cat-old")
+    (paths.wants / "cat").symlink_to(tmp_path / "elsewhere")
+    listed: list[str] = []
+    real = wantfiles.WantSource._listing
+
+    def spy(self: wantfiles.WantSource, fd: int, user: str, stamp: Any) -> Any:
+        listed.append(user)
+        return real(self, fd, user, stamp)
+
+    monkeypatch.setattr(wantfiles.WantSource, "_listing", spy)
+    r = Daemon(paths, simulate=True).run_pass()
+    assert r.desired is not None
+    wants = {(w.user, w.name): w for w in r.desired.wants}
+    assert ("ann", "x") in wants and wants[("ben", "w")].cpus == 3
+    assert ("cat", "w") not in wants and "cat" in r.desired.held_users
+    assert ("dan", "w") in wants
+    assert sorted(listed) == ["ann", "ben"]  # dan's (unchanged) was not read again
