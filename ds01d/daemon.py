@@ -68,7 +68,8 @@ ACCOUNT_TTL_S = 600.0
 again; it is asked again at once when the user asks for a container (a new want, or asking
 again), so a moved home is used for the next container."""
 CHECK_PLANS = "DS01_CHECK_PLANS"
-"""Set to 1: every kept plan of the wants is checked against a fresh one (see the tests)."""
+"""Set to 1: every kept part of a plan (the wants' statuses, the slices' actions) is checked
+against a fresh one (the test suites set it)."""
 
 
 @dataclass

@@ -35,6 +35,8 @@ from ds01d.yamlsrc import USER, open_error, read_fd
 
 Key = tuple[str, str]
 Stamp = tuple[int, ...]
+Listings = dict[str, tuple[Stamp, tuple[list[str], list[str]]]]
+"""User -> their folder's stamp, and (want file names to read, names ds01 cannot use)."""
 
 MAX_ENTRIES = 1024
 """Entries listed in one user's folder at most; beyond that the folder is not read at all."""
@@ -133,7 +135,7 @@ class WantSource:
     uid_of: Callable[[str], int | None] | None = None
     foreign_dir: Path | None = None
     cache: dict[Key, tuple[Stamp, Want | str]] = field(default_factory=dict)
-    listings: dict[str, tuple[Stamp, tuple[list[str], list[str]]]] = field(default_factory=dict)
+    listings: Listings = field(default_factory=dict)
     saved: Path | None = None
     """Where the parsed wants are kept across restarts (root's file), so that a new ds01d
     parses only the files that changed meanwhile; ``None``: not kept."""
@@ -479,9 +481,6 @@ def _cache_tag() -> str:
         except OSError:
             digest.update(path.encode())
     return f"{CACHE_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
-
-
-Listings = dict[str, tuple[Stamp, tuple[list[str], list[str]]]]
 
 
 def load_cache(path: Path) -> tuple[dict[Key, tuple[Stamp, Want | str]], Listings]:
