@@ -36,6 +36,7 @@ from ds01d.adapters.tty import UTMP, Terminals
 from ds01d.config.effective import NoNss, Nss
 from ds01d.config.model import DesiredConfig
 from ds01d.core.asks import settle
+from ds01d.core.gpus import Shown, kept_summary
 from ds01d.core.idle import busy_signals, track_idle, track_started
 from ds01d.core.model import Account, Desired, Observed
 from ds01d.core.plan import Kept, Plan, plan
@@ -132,6 +133,8 @@ class Daemon:
     alerter: Alerter = field(init=False)
     layout_seen: list[int] | None = None
     """``mig-layout.yaml``'s stamp taken before this pass loaded the configuration."""
+    gpus_made: Shown | None = None
+    """The last ``gpus.json`` body made, with the plan of the wants it was made with."""
     gpus_shown: tuple[dict[str, Any], tuple[int, int, int] | None] | None = None
     """What ``gpus.json`` holds, and the file as it was then (inode, size, mtime): a file
     removed or replaced by someone else is written again."""
@@ -456,12 +459,13 @@ class Daemon:
         nobody), rewritten when it changes."""
         if result.plan is None or result.desired is None:
             return
-        from ds01d.core.gpus import summary
         from ds01d.fsutil import holds, signature, write_atomic
 
-        body = summary(result.plan, result.observed, result.desired)
-        body["layout"] = self.layout_seen  # as it was before this pass loaded it: an edit
-        # made during the pass leaves gpus.json marked older, and ds01 want asks ds01d
+        self.gpus_made = kept_summary(result.plan, result.observed, result.desired,
+                                      self.gpus_made, check=self.check_plans)
+        # the layout's stamp as it was before this pass loaded it: an edit made during the
+        # pass leaves gpus.json marked older, and ds01 want asks ds01d
+        body = {**self.gpus_made[1], "layout": self.layout_seen}
         path = self.paths.state / GPUS_FILE
         on_disk = signature(path)
         if self.gpus_shown is not None and self.gpus_shown == (body, on_disk):

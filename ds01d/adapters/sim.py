@@ -18,11 +18,11 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ds01d.adapters import base
 from ds01d.adapters.base import PermanentError, TemporaryError
@@ -187,7 +187,11 @@ class SimSystemd:
         self.host = host
 
     def list_slices(self) -> list[SliceState]:
-        return [SliceState(n, dict(p)) for n, p in sorted(self.host.slices.items())]
+        def state(name: str, properties: Mapping[str, int | None]) -> SliceState:
+            return _listed(_SLICES, name, tuple(properties.items()),
+                           lambda: SliceState(name, dict(properties)))
+
+        return [state(n, p) for n, p in sorted(self.host.slices.items())]
 
     def start_slice(self, name: str, properties: Mapping[str, int | None]) -> None:
         if name in self.host.slices:
@@ -219,6 +223,36 @@ def _when(t: float | None) -> datetime | None:
     return known
 
 
+_T = TypeVar("_T")
+_CONTAINERS: dict[str, tuple[object, Container]] = {}
+_SLICES: dict[str, tuple[object, SliceState]] = {}
+
+
+def _listed(known: dict[str, tuple[object, _T]], key: str, facts: object,
+            make: Callable[[], _T]) -> _T:
+    """The record a listing gives for ``key``: the one made last time when its ``facts`` (a
+    copy of all it is made of) are equal, else one made now (a listing repeats every
+    container and slice, pass after pass, and the planners compare what they see with the
+    last pass's)."""
+    last = known.get(key)
+    if last is not None and last[0] == facts:
+        return last[1]
+    made = make()
+    if len(known) >= 100_000:
+        known.clear()
+    known[key] = (facts, made)
+    return made
+
+
+def _facts(c: Mapping[str, Any]) -> tuple[Any, ...]:
+    """All a container's record is made of, copied (a list or labels changed later in place
+    are never in the kept facts too)."""
+    return (c["name"], c["image"], c["state"], tuple(c["devices"]), c["created_at"],
+            c["started_at"], c["finished_at"], c.get("all_gpus"), c.get("cpu_percent", 0.0),
+            c["cgroup_parent"], c.get("exit_code"), c.get("net_bps", 0.0),
+            c.get("gpu_count", 0), tuple(c["labels"].items()))
+
+
 class SimDocker:
     """Containers with Docker's states and timestamps; ``--gpus`` devices checked at start."""
 
@@ -230,6 +264,13 @@ class SimDocker:
                                                  key=lambda c: c["id"])]
 
     def _observe(self, c: Mapping[str, Any]) -> Container:
+        """The container as Docker would list it (the record of the last listing when
+        nothing in it changed)."""
+        if c["created_at"] is None:  # its time is the clock's: made each time
+            return self._record(c)
+        return _listed(_CONTAINERS, c["id"], _facts(c), lambda: self._record(c))
+
+    def _record(self, c: Mapping[str, Any]) -> Container:
         return Container(
             id=c["id"], name=c["name"], image=c["image"], labels=dict(c["labels"]),
             state=c["state"], devices=tuple(c["devices"]), created_at=_when(c["created_at"])

@@ -95,6 +95,24 @@ def summary(plan: Plan, observed: Observed, desired: Desired) -> dict[str, Any]:
             "unreadable": sorted(k for k in observed.adapter_errors if k.startswith("nvml"))}
 
 
+Shown = tuple[object, dict[str, Any]]
+"""A ``gpus.json`` body with the plan of the wants it was made with (``Plan.kept.wants``)."""
+
+
+def kept_summary(plan: Plan, observed: Observed, desired: Desired, last: Shown | None, *,
+                 check: bool = False) -> Shown:
+    """:func:`summary`, or the ``last`` one when this plan kept the very plan of the wants
+    that one was made with: its basis holds all the body reads (the containers, devices,
+    processes, holders, statuses, wants and limits), and a kept plan takes and frees no
+    device. ``check``: made again, and must come out the same."""
+    wants = plan.kept.wants if plan.kept is not None else None
+    if last is not None and wants is not None and last[0] is wants:
+        if check and summary(plan, observed, desired) != last[1]:
+            raise AssertionError("kept gpus.json body differs from a fresh one")
+        return last
+    return wants, summary(plan, observed, desired)
+
+
 def _device(d: Device, states: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
     state, free_at = states[d.uuid]
     return {"uuid": d.uuid, "profile": d.profile, "gpu_instance_id": d.gpu_instance_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ds01d.config.model import DesiredConfig, Effective, Value
 from ds01d.config.want import Want
@@ -39,6 +39,47 @@ class LifecycleResult:
     stops_at: dict[str, datetime] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     """Container id -> its status reason while it runs, where not plain ``running``."""
+    quiet: dict[str, Quiet] = field(default_factory=dict)
+    """Running containers that had nothing said or done this pass, with until when that
+    holds (for the next pass: :func:`quiet_stop`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """A running container with nothing to say or do: its stop time (``None``: none), the
+    same at any time from ``since`` until just before ``until`` while ``basis`` (what
+    :func:`check_running` read of it) is the same."""
+
+    basis: tuple[object, ...]
+    since: datetime
+    until: datetime
+    stops_at: datetime | None
+
+
+QUIET_MARGIN = timedelta(milliseconds=1)
+"""Taken off each quiet span's end: a warning stage is judged on a fraction of a limit,
+its moment here on a time (rounded to the microsecond)."""
+
+
+def quiet_basis(c: Container, timers: Timers, observed: Observed, config: DesiredConfig,
+                busy: bool) -> tuple[object, ...]:
+    """Everything :func:`check_running` reads when it has nothing to say or do, the clock
+    aside."""
+    return (c.started_at, c.created_at, observed.started.get(c.id),
+            observed.idle_since.get(c.id), c.id in observed.told, timers, config, busy)
+
+
+def quiet_stop(c: Container, basis: tuple[object, ...], now: datetime,
+               previous: Mapping[str, Quiet], out: LifecycleResult) -> bool:
+    """Take a running container's stop time from the last pass, when it was quiet then and
+    still is (same basis, ``now`` in its span). True: taken."""
+    known = previous.get(c.id)
+    if known is None or not known.since <= now < known.until or known.basis != basis:
+        return False
+    if known.stops_at is not None:
+        out.stops_at[c.id] = known.stops_at
+    out.quiet[c.id] = known
+    return True
 
 
 def asked_again(want: Want, c: Container) -> bool:
@@ -82,21 +123,25 @@ def idle_timeout(timers: Timers, config: DesiredConfig, busy: bool) -> float | N
     return timers.idle_timeout_h
 
 
-_TIMERS: dict[tuple[int, int, datetime | None], tuple[Effective, DesiredConfig, Timers]] = {}
+_TIMERS: dict[tuple[int, int, int, datetime | None],
+              tuple[object, object, DesiredConfig, Timers]] = {}
 
 
 def _managed_timers(eff: Effective, config: DesiredConfig, keep: datetime | None) -> Timers:
-    """The timers of a ds01 container: the same while its owner's limits (the same object,
-    pass after pass, from ``EffectiveCache``) and its keepalive stay."""
-    key = (id(eff), id(config), keep)
+    """The timers of a ds01 container: the same while its owner's limits and idle policy
+    (objects shared by every user with the same limits, pass after pass, from
+    ``EffectiveCache``) and its keepalive stay."""
+    limits, policies = eff.limits, eff.policies
+    key = (id(limits), id(policies), id(config), keep)
     known = _TIMERS.get(key)
-    if known is not None and known[0] is eff and known[1] is config:
-        return known[2]
-    found = Timers(eff.limits.idle_timeout_h, eff.limits.max_runtime_h,
-                   config.policies.sigterm_grace_s, keep, eff.policies.idle_detection_window)
+    if known is not None and known[0] is limits and known[1] is policies \
+            and known[2] is config:
+        return known[3]
+    found = Timers(limits.idle_timeout_h, limits.max_runtime_h,
+                   config.policies.sigterm_grace_s, keep, policies.idle_detection_window)
     if len(_TIMERS) >= 4096:  # a new configuration's, or many keepalives: start again
         _TIMERS.clear()
-    _TIMERS[key] = (eff, config, found)
+    _TIMERS[key] = (limits, policies, config, found)
     return found
 
 
@@ -212,11 +257,17 @@ def _spans(config: DesiredConfig) -> tuple[timedelta, timedelta]:
     return known[1], known[2]
 
 
+FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
 def check_running(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
-                  busy: bool, out: LifecycleResult) -> None:
-    """Runtime first (it cannot be kept alive), then idle."""
+                  busy: bool, out: LifecycleResult) -> datetime | None:
+    """Runtime first (it cannot be kept alive), then idle. Returns until when nothing will be
+    said or done about ``c`` as the clock moves (its stop time alone set), all else the
+    same; ``None``: something is (a warning, a stop, its owner told), or may be."""
     now = observed.now
     notice, grace = _spans(config)
+    until: datetime | None = FOREVER
     if timers.max_runtime_h is not None:
         started = observed.started.get(c.id) or c.started_at or c.created_at
         limit = as_hours(timers.max_runtime_h)
@@ -224,7 +275,9 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
         fraction = (now - started) / limit if limit else 1.0
         if fraction < RUNTIME_WARN_AT[0] and now < due - notice and c.id not in observed.told:
             out.stops_at[c.id] = due  # nothing to say yet (the quiet case, inline: per pass)
+            until = min(started + limit * RUNTIME_WARN_AT[0], due - notice)
         else:  # a warning stage reached, the notice span entered, or its owner told
+            until = None
             stage = _stage(fraction, RUNTIME_WARN_AT)
             _, name = _label(c)
             hours = timers.max_runtime_h
@@ -234,22 +287,25 @@ def check_running(c: Container, timers: Timers, *, observed: Observed, config: D
                             f"will be stopped at {utc(at)}; /workspace is kept")
             if stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
                               notice=notice, out=out):
-                return
-    _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out,
-                spans=(notice, grace))
+                return None
+    idle = _check_idle(c, timers, observed=observed, config=config, busy=busy, out=out,
+                       spans=(notice, grace))
+    return None if until is None or idle is None else min(until, idle)
 
 
 def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: DesiredConfig,
-                busy: bool, out: LifecycleResult, spans: tuple[timedelta, timedelta]) -> None:
+                busy: bool, out: LifecycleResult, spans: tuple[timedelta, timedelta]
+                ) -> datetime | None:
     """The idle stop: due ``idle_timeout_h`` after the container went idle (and idle for the
     whole detection window), never inside the grace period after its start nor before a
-    keepalive ends; told at least ``stop_notice_m`` before."""
+    keepalive ends; told at least ``stop_notice_m`` before. Returns as
+    :func:`check_running`."""
     since = observed.idle_since.get(c.id)
     if since is None:
-        return
+        return FOREVER
     timeout = idle_timeout(timers, config, busy)
     if timeout is None:
-        return
+        return FOREVER
     now = observed.now
     notice, grace = spans
     grace_end = (c.started_at or c.created_at) + grace
@@ -261,15 +317,16 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
     if keep is not None:
         due = max(due, keep)
         if kept and now < keep - notice:
-            return  # kept alive: its end is told in time
+            return keep - notice  # kept alive: its end is told in time
     if now - since < window:
         out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
-        return  # not idle for the whole detection window yet: nothing to say
+        return since + window  # not idle for the whole detection window yet: nothing to say
     fraction = (now - since) / limit if limit else 1.0
     if not kept and (fraction < IDLE_WARN_AT[0] or now < grace_end) and now < due - notice \
             and c.id not in observed.told:
         out.stops_at[c.id] = min(due, out.stops_at.get(c.id, due))
-        return  # nothing to say yet (the quiet case, inline: it runs for every container)
+        # nothing to say yet (the quiet case, inline: it runs for every container)
+        return min(max(since + limit * IDLE_WARN_AT[0], grace_end), due - notice)
     stage = None if kept or now < grace_end else _stage(fraction, IDLE_WARN_AT)
     _, name = _label(c)
     idle = span((now - since).total_seconds())
@@ -288,6 +345,7 @@ def _check_idle(c: Container, timers: Timers, *, observed: Observed, config: Des
                         (now - since).total_seconds())
     stop_when_told(c, coming, grace_s=timers.sigterm_grace_s, observed=observed,
                    notice=notice, out=out)
+    return None
 
 
 def _warning_key(c: Container, coming: Coming, stage: float | str) -> str:

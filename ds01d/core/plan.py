@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import attrgetter
 
+from ds01d.config.model import DesiredConfig
 from ds01d.config.want import Want
 from ds01d.core.actions import (
     MIG_STEPS,
@@ -34,15 +35,20 @@ from ds01d.core.alerts import over_quota
 from ds01d.core.devices import Holding, holding
 from ds01d.core.lifecycle import (
     DEVICES_TAKEN,
+    QUIET_MARGIN,
     LifecycleResult,
+    Quiet,
+    Timers,
     check_drains,
     check_running,
     check_stopped,
     high_demand,
+    quiet_basis,
+    quiet_stop,
     timers_for,
 )
 from ds01d.core.mig import MigPlan, mig_actions, plan_mig, recreated_notice
-from ds01d.core.model import Desired, Device, Observed, devices_of
+from ds01d.core.model import Container, Desired, Device, Observed, devices_of
 from ds01d.core.slices import plan_slices
 from ds01d.core.status import WantStatus
 from ds01d.core.untracked import plan_untracked
@@ -66,6 +72,8 @@ class Kept:
     slices: tuple[tuple[object, ...], tuple[Action, ...]] | None = None
     """The basis of the slices' actions (the desired state, the containers, the slices, the
     containers removed in that pass), and the actions."""
+    life: Mapping[str, Quiet] = field(default_factory=dict)
+    """Running containers with nothing to say or do, each with its basis and time span."""
 
 
 @dataclass(frozen=True)
@@ -128,12 +136,14 @@ def plan_holders(desired: Desired, observed: Observed, start: Holding,
 
 
 def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: Holding,
-                   mig: MigPlan | None = None,
-                   devices: Mapping[str, Device] | None = None) -> LifecycleResult:
+                   mig: MigPlan | None = None, devices: Mapping[str, Device] | None = None,
+                   previous: Mapping[str, Quiet] | None = None) -> LifecycleResult:
     """Stops, removals and warnings for existing containers; ``busy``: high demand; ``start``:
     who holds each device at the start of the pass; ``mig``: the layout changes whose holders
-    are warned, then stopped; ``devices``: by uuid."""
+    are warned, then stopped; ``devices``: by uuid; ``previous``: the last pass's quiet
+    containers (``LifecycleResult.quiet``), whose stop times are taken while they hold."""
     mig = mig or MigPlan()
+    previous = previous or {}
     wants: dict[tuple[str, str], Want] = {(w.user, w.name): w for w in desired.wants}
     out = LifecycleResult()
     plan_holders(desired, observed, start, out)
@@ -148,8 +158,8 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: H
         if c.id in out.stopping:
             continue
         if c.state == "running":
-            check_running(c, timers_for(c, want, eff, desired.config), observed=observed,
-                          config=desired.config, busy=busy, out=out)
+            _running(c, timers_for(c, want, eff, desired.config), desired.config, observed,
+                     busy=busy, previous=previous, out=out)
             if (notice := recreated_notice(c, devices)) is not None:
                 out.report_keys.add(notice.report_key)
                 out.actions.append(notice)
@@ -157,6 +167,19 @@ def plan_lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: H
             check_stopped(c, want, eff=eff, config=desired.config, now=observed.now, out=out)
     check_drains(mig, observed, grace_s=desired.config.policies.sigterm_grace_s, out=out)
     return out
+
+
+def _running(c: Container, timers: Timers, config: DesiredConfig, observed: Observed, *,
+             busy: bool, previous: Mapping[str, Quiet], out: LifecycleResult) -> None:
+    """A running container's idle and runtime limits: its stop time taken from ``previous``
+    while it stays quiet, else checked (and kept when quiet)."""
+    basis = quiet_basis(c, timers, observed, config, busy)
+    if quiet_stop(c, basis, observed.now, previous, out):
+        return
+    until = check_running(c, timers, observed=observed, config=config, busy=busy, out=out)
+    if until is not None and until - QUIET_MARGIN > observed.now:
+        out.quiet[c.id] = Quiet(basis, observed.now, until - QUIET_MARGIN,
+                                out.stops_at.get(c.id))
 
 
 def demand_after(start: Holding, life: LifecycleResult, want_actions: list[Action]) -> int:
@@ -199,7 +222,8 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
                     releasing=superseded(desired, observed))
     busy = high_demand(desired.config, len(start.by_device), len(devices))
     by_uuid = {d.uuid: d for d in devices}
-    life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid)
+    life = _lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=by_uuid,
+                      previous=previous.life, check=check)
     seen = shapes(observed)
     basis = wants_basis(desired, observed, life, devices, mig=mig, start=start, seen=seen)
     kept = previous.wants if previous.wants is not None and basis is not None \
@@ -213,8 +237,8 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
         want_actions, statuses = plan_wants(desired, observed, life, devices, mig)
     held_after = demand_after(start, life, want_actions)
     if not busy and high_demand(desired.config, held_after, len(devices)):
-        busier = plan_lifecycle(desired, observed, busy=True, start=start, mig=mig,
-                                devices=by_uuid)
+        busier = _lifecycle(desired, observed, busy=True, start=start, mig=mig,
+                            devices=by_uuid, previous=previous.life, check=check)
         if busier.actions != life.actions:  # only then can the wants come out otherwise
             want_actions, statuses = plan_wants(desired, observed, busier, devices, mig)
         else:
@@ -237,8 +261,25 @@ def plan(desired: Desired, observed: Observed, now: datetime, *,
     ordered = sorted(fresh, key=_order)
     final = kept.statuses if kept is not None and basis is not None else \
         tuple(sorted(statuses, key=attrgetter("user", "name")))
-    planned = None if basis is None or want_actions else WantsPlanned(basis, final)
-    return Plan(tuple(ordered), final, keys, mig, Kept(planned, slices))
+    planned = None if basis is None or want_actions else \
+        kept if kept is not None else WantsPlanned(basis, final)  # kept: the very same
+    return Plan(tuple(ordered), final, keys, mig, Kept(planned, slices, life.quiet))
+
+
+def _lifecycle(desired: Desired, observed: Observed, *, busy: bool, start: Holding,
+               mig: MigPlan, devices: Mapping[str, Device], previous: Mapping[str, Quiet],
+               check: bool) -> LifecycleResult:
+    """:func:`plan_lifecycle` with the last pass's quiet containers (``check``: and without,
+    the two must agree)."""
+    life = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig, devices=devices,
+                          previous=previous)
+    if check and previous:
+        fresh = plan_lifecycle(desired, observed, busy=busy, start=start, mig=mig,
+                               devices=devices)
+        if (fresh.actions, fresh.stopping, fresh.report_keys, fresh.stops_at, fresh.notes) != \
+                (life.actions, life.stopping, life.report_keys, life.stops_at, life.notes):
+            raise AssertionError("kept quiet containers differ from a fresh lifecycle")
+    return life
 
 
 def _slices(after: Desired, observed: Observed, gone: frozenset[str],

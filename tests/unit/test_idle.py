@@ -3,17 +3,28 @@ and the detection window. Each test fails when its signal is ignored."""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import tempfile
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ds01d.adapters.base import AdapterError
 from ds01d.adapters.dcgm import DcgmExporter
+from ds01d.config.loader import load_config
 from ds01d.core.idle import MIG_UNKNOWN, busy_signals, track_idle
 from ds01d.core.model import Gpu, GpuProcess
 from ds01d.core.naming import docker_name
+from ds01d.core.plan import Kept, Plan, plan
 from ds01d.runtime.observe import observe
-from ds01d.runtime.simroot import sim_adapters
+from ds01d.runtime.simroot import EXAMPLE, sim_adapters
 from tests.fakedcgm import Scrape, exporter
 from tests.harness import Lab, config_from
 
@@ -158,3 +169,141 @@ def test_with_nvml_unreadable_a_gpu_container_is_never_idle_stopped(tmp_path: Pa
     cid = lab.host.container(docker_name("alice", "t"))["id"]
     idle_before = {cid: lab.now - timedelta(hours=4)}
     assert track_idle(idle_before, observed, desired.effective, lab.now) == {}
+
+
+@functools.cache
+def _running_lab(window: str = "10m") -> tuple[Lab, datetime]:
+    """Containers of two students (idle 2 h, runtime 72 h, the detection window
+    ``window``), a faculty member (8 h, 168 h) and an admin (12 h, none), all running: 4 of
+    the host's 7 devices, high demand (idle limits halved) from half of them held."""
+    lab = Lab(Path(tempfile.mkdtemp(prefix="ds01-quiet-", dir=os.environ.get("TMPDIR"))))
+    etc = lab.root / "etc"
+    shutil.copytree(EXAMPLE, etc)
+    limits = etc / "resource-limits.yaml"
+    limits.write_text(limits.read_text().replace("idle_detection_window: 10m",
+                                                 f"idle_detection_window: {window}"))
+    lab.config = load_config(etc)
+    lab.config = replace(lab.config, policies=replace(lab.config.policies,
+                                                      high_demand_threshold=0.5))
+    for user, kw in (("alice", {"mig": "3g.20gb"}), ("frank", {"mig": "2g.10gb"}),
+                     ("dave", {"gpus": 1}), ("erin", {"gpus": 1})):
+        start(lab, user, "w", **kw)
+    return lab, lab.now
+
+
+_NEAR = st.integers(-200, 0) | st.integers(-6000, 0)
+"""Minutes before the lab's start: near (idle limits) or far (runtime limits)."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_quiet_containers_kept_from_the_last_pass_are_as_checked_afresh(
+        data: st.DataObject) -> None:
+    """A running container with nothing to say keeps its stop time for the next pass; a pass
+    that keeps it plans exactly what a fresh one does, whatever changed in between: the
+    clock (either way), when it went idle, when ds01d started it, whether its owner was told
+    of a stop, a keepalive, high demand (a container gone)."""
+    lab, base = _running_lab()
+    ids = sorted(c["id"] for c in lab.host.containers.values())
+    moment = _NEAR.map(lambda m: base + timedelta(minutes=m))
+
+    mostly = st.integers(0, 3).map(bool)  # three times in four
+
+    def variant(last: dict[str, Any] | None) -> dict[str, Any]:
+        def pick(key: str, fresh: Any) -> Any:
+            if last is not None and data.draw(mostly, label=f"keep {key}"):
+                return last[key]
+            return data.draw(fresh, label=key)
+
+        def some(value: Any) -> Any:  # per container: mostly one
+            return st.fixed_dictionaries({i: st.tuples(mostly, value) for i in ids}).map(
+                lambda d: {i: v for i, (on, v) in d.items() if on})
+        return {
+            "idle": pick("idle", some(moment)),
+            "started": pick("started", some(moment).map(
+                lambda d: dict(list(d.items())[:1]))),
+            "told": pick("told", st.sets(st.sampled_from(ids), max_size=1)),
+            "keep": pick("keep", st.none() | st.integers(0, 600).map(
+                lambda m: base + timedelta(minutes=m))),
+            "gone": pick("gone", st.sets(st.sampled_from(ids), max_size=1)),
+        }
+
+    def plan_at(v: dict[str, Any], now: datetime, previous: Kept | None = None,
+                check: bool = False) -> Plan:
+        want = lab.wants[("alice", "w")]
+        lab.wants[("alice", "w")] = want.replace(keepalive_until=v["keep"])
+        try:
+            observed = lab.observed()
+            desired = lab.desired(observed)
+        finally:
+            lab.wants[("alice", "w")] = want
+        warned = {f"idle:{cid}:{v['idle'][cid].isoformat() if cid in v['idle'] else 'x'}":
+                  now - timedelta(minutes=1) for cid in v["told"]}
+        observed = replace(observed, idle_since=v["idle"], started=v["started"], warned=warned,
+                           containers=tuple(c for c in observed.containers
+                                            if c.id not in v["gone"]))
+        return plan(desired, observed, now, previous=previous, check=check)
+
+    first = variant(None)
+    second = variant(first)
+    t1 = base + timedelta(minutes=data.draw(st.integers(0, 600), label="t1"))
+    step = data.draw(st.integers(-120, 200) | st.integers(-5, 6000), label="step")
+    t2 = t1 + timedelta(minutes=step)
+    kept = plan_at(first, t1).kept
+    assert kept is not None
+    again = plan_at(second, t2, kept, check=True)  # check: the quiet ones are checked too
+    fresh = plan_at(second, t2)
+    assert (again.actions, again.statuses, again.report_keys) == \
+        (fresh.actions, fresh.statuses, fresh.report_keys)
+
+
+def _two_passes(first: dict[str, Any], second: dict[str, Any], t1: datetime, t2: datetime,
+                window: str) -> tuple[Plan, Plan]:
+    """Alice's container planned at ``t1`` then ``t2`` (idle since ``idle``, told of a stop
+    ``told``, keepalive ``keep``): the second pass kept from the first, and a fresh one."""
+    lab, _ = _running_lab(window)
+    alice = next(c["id"] for c in lab.host.containers.values() if "alice" in c["name"])
+    want = lab.wants[("alice", "w")]
+
+    def plan_at(v: dict[str, Any], now: datetime, previous: Kept | None = None) -> Plan:
+        lab.wants[("alice", "w")] = want.replace(keepalive_until=v.get("keep"))
+        try:
+            observed = lab.observed()
+            desired = lab.desired(observed)
+        finally:
+            lab.wants[("alice", "w")] = want
+        since = v["idle"]
+        warned = {f"idle:{alice}:{since.isoformat()}": now} if v.get("told") else {}
+        observed = replace(observed, idle_since={alice: since}, warned=warned)
+        return plan(desired, observed, now, previous=previous)
+
+    kept = plan_at(first, t1).kept
+    assert kept is not None and alice in kept.life, "alice's container was quiet at t1"
+    return plan_at(second, t2, kept), plan_at(second, t2)
+
+
+@pytest.mark.parametrize("case", ["told", "window", "clock set back"])
+def test_a_quiet_container_is_checked_again_when_what_it_was_quiet_on_changes(
+        case: str) -> None:
+    """Edges of keeping a quiet container's stop time (beside the search above): its owner
+    told of the stop since; the detection window ending; the clock set back into the span
+    before a keepalive's end is told. The kept pass plans what a fresh one does (here
+    without the check, which would hide a difference by failing)."""
+    window = "50m" if case == "window" else "10m"  # idle limit: 1 h (high demand)
+    _, base = _running_lab(window)
+    minute = timedelta(minutes=1)
+    first: dict[str, Any]
+    second: dict[str, Any]
+    if case == "told":  # idle 20 min, quiet; then told (a warning given for it)
+        first = {"idle": base - 5 * minute}
+        second = {**first, "told": True}
+        t1 = t2 = base + 15 * minute
+    elif case == "window":  # idle 45 min, in the window; then 55 min: past it and 80%
+        first = second = {"idle": base}
+        t1, t2 = base + 45 * minute, base + 55 * minute
+    else:  # idle 35 min, past a keepalive's end (quiet); then back before its end is told
+        first = second = {"idle": base + 30 * minute, "keep": base + 60 * minute}
+        t1, t2 = base + 65 * minute, base + 45 * minute
+    kept, fresh = _two_passes(first, second, t1, t2, window)
+    assert (kept.actions, kept.statuses, kept.report_keys) == \
+        (fresh.actions, fresh.statuses, fresh.report_keys)

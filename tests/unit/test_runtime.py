@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ds01d.adapters.base import PermanentError
 from ds01d.adapters.sim import SimDocker, SimHost, sim_gpu
@@ -348,6 +350,17 @@ def test_a_kept_plan_of_the_wants_is_the_plan_made_afresh_as_the_clock_moves(
         real(*args)
 
     monkeypatch.setattr(planner, "_same_as_planned", spy)
+    import ds01d.daemon as daemon_module
+
+    shown_again: list[int] = []  # passes that kept the last gpus.json body (and checked it)
+    from ds01d.core.gpus import kept_summary as real_summary
+
+    def kept_summary(*args: Any, **kw: Any) -> Any:
+        made = real_summary(*args, **kw)
+        shown_again.extend([1] if made is args[3] else [])
+        return made
+
+    monkeypatch.setattr(daemon_module, "kept_summary", kept_summary)
     seen: set[str] = set()
     passes = 0
     for _ in range(50):  # 7 min a pass: each stage is crossed between two passes
@@ -367,6 +380,7 @@ def test_a_kept_plan_of_the_wants_is_the_plan_made_afresh_as_the_clock_moves(
     assert "devices_taken" not in seen  # the held GPU was not given away, then taken back
     assert "lifecycle.idle_warning" in events and "lifecycle.runtime_warning" in events
     assert len(checked) > passes // 2, f"the last plan was kept in {len(checked)} passes"
+    assert len(shown_again) > passes // 2, f"gpus.json's body kept in {len(shown_again)}"
 
 
 def test_a_kept_plan_of_the_slices_still_sets_drift_back(tmp_path: Path) -> None:
@@ -468,3 +482,41 @@ def test_a_new_ds01d_trusts_no_want_folder_that_changed_while_it_was_down(
     assert ("cat", "w") not in wants and "cat" in r.desired.held_users
     assert ("dan", "w") in wants
     assert sorted(listed) == ["ann", "ben"]  # dan's (unchanged) was not read again
+
+
+_CHANGES = st.sampled_from([
+    ("state", "exited"), ("state", "running"), ("started_at", 1.0), ("finished_at", 2.0),
+    ("exit_code", 137), ("cpu_percent", 55.0), ("net_bps", 9.0), ("gpu_count", 2),
+    ("all_gpus", True), ("name", "renamed"), ("image", "other:2"), ("cgroup_parent", "x.slice"),
+    ("devices+", "GPU-extra"), ("devices-", None), ("labels+", "ds01.user"), ("labels-", None),
+])
+
+
+@given(st.lists(_CHANGES, max_size=12))
+def test_the_simulated_docker_lists_each_change_made_to_a_container(
+        changes: list[tuple[str, Any]]) -> None:
+    """A listing is what the simulated host holds now, whatever changed since the last one,
+    in place (a device list, the labels) or not: never a record kept from before."""
+    host = SimHost()
+    docker = SimDocker(host)
+    spec_id = "c" * 64
+    host.containers[spec_id] = {
+        "id": spec_id, "name": "n", "image": "img:1", "labels": {"a": "b"}, "state": "running",
+        "devices": ["GPU-0"], "created_at": 100.0, "started_at": 100.0, "finished_at": None,
+        "cpu_percent": 0.0, "gpu_util": 0.0, "cgroup_parent": "", "exit_code": None,
+        "net_bps": 0.0}
+    c = host.containers[spec_id]
+    assert docker.list_containers() == [docker._record(c)]
+    for key, value in changes:
+        if key == "devices+":
+            c["devices"].append(value)
+        elif key == "devices-":
+            c["devices"][:] = c["devices"][1:]
+        elif key == "labels+":
+            c["labels"][value] = "someone"
+        elif key == "labels-":
+            c["labels"].clear()
+        else:
+            c[key] = value
+        listed = SimDocker(host).list_containers()  # a new adapter each pass, as ds01d's
+        assert listed == [docker._record(c)]
