@@ -7,9 +7,10 @@ targets of DESIGN.md.
   its growth exponent. The two with targets run in five fresh processes (their passes
   pooled, each run's median shown too), and every pass is followed by a fixed piece of pure
   Python, whose time shows how fast the shared machine was meanwhile.
-- The first pass of a new ds01d (parsing every file, reading back what is on disk) and the
-  files it rewrites that were already right; the cold plan; a pass with one hostile want
-  folder.
+- The first pass of a new ds01d, each in a new process after ds01d's own start-up (parsing
+  every file, reading back what is on disk; nothing kept in memory from an earlier pass),
+  and the files it rewrites that were already right; the cold plan; a pass with one
+  hostile want folder.
 - ``/metrics``: scrape time and size; ds01d's RSS at 20,000 / 5,000; an idle ``ds01d
   --simulate``'s CPU share.
 - Every ``ds01`` command a user types beside ``python -c pass`` in the same venv, run pair by
@@ -108,8 +109,9 @@ def steady_runs(users: int, passes: int, runs: int) -> dict[str, list[float]]:
 
 
 def first_pass(users: int, runs: int) -> tuple[list[float], list[float], int]:
-    """A new ds01d's first pass on a converged root: CPU ms, files rewritten; and the cold
-    plan (every want still to be served) CPU ms."""
+    """A new ds01d's first pass on a converged root, each in a new process (as a restarted
+    ds01d: nothing known but what is on disk): CPU ms, files rewritten; and the cold plan
+    (every want still to be served) CPU ms."""
     with tempfile.TemporaryDirectory() as tmp:
         paths, host = build(Path(tmp) / "root", users)
         cold = Daemon(paths, simulate=True, host=host, read_memory=False)
@@ -119,15 +121,30 @@ def first_pass(users: int, runs: int) -> tuple[list[float], list[float], int]:
             with cold.machine() as (adapters, now, h):
                 assert cold.plan_once(adapters, now, h).plan is not None
             cold_ms.append((time.process_time() - c) * 1000)
-        converged(paths, host)
+        converged(paths, host).close()  # stopped as ds01d stops: what it keeps is kept
+        (paths.sim / "host.json").write_text(host.to_json())
         first, rewritten = [], 0
         for _ in range(runs):
             before = files_under(paths.root)
-            c = time.process_time()
-            Daemon(paths, simulate=True, host=host).run_pass()
-            first.append((time.process_time() - c) * 1000)
+            out = subprocess.run([sys.executable, __file__, "--first", str(paths.root)],
+                                 capture_output=True, text=True, check=True).stdout
+            first.append(float(out.splitlines()[-1]))
             rewritten = max(rewritten, len(list(written(before, files_under(paths.root)))))
         return first, cold_ms, rewritten
+
+
+def first_in_this_process(root: Path) -> float:
+    """CPU ms of the first pass of a ds01d started in this process (its start-up done as
+    ds01d's ``main`` does it) on the simulated root ``root``."""
+    from ds01d.adapters.sim import SimHost
+    from ds01d.daemon import start_process
+
+    paths = Paths(root)
+    host = SimHost.from_json((paths.sim / "host.json").read_text())
+    start_process()
+    c = time.process_time()
+    Daemon(paths, simulate=True, host=host).run_pass()
+    return (time.process_time() - c) * 1000
 
 
 def hostile(users: int) -> tuple[str, list[float]]:
@@ -354,5 +371,8 @@ if __name__ == "__main__":
     tune_collector()  # each benchmark process is set up as ds01d's own is
     if sys.argv[1:2] == ["--steady"]:  # one run of steady(), in a process of its own
         print(json.dumps(steady(int(sys.argv[2]), int(sys.argv[3]))))
+        sys.exit(0)
+    if sys.argv[1:2] == ["--first"]:  # one first pass of a new ds01d, in a process of its own
+        print(first_in_this_process(Path(sys.argv[2])))
         sys.exit(0)
     sys.exit(main())

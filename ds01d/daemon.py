@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -61,6 +62,8 @@ from ds01d.units import iso, parse_when
 log = logging.getLogger("ds01d")
 GPUS_FILE = "gpus.json"
 """Under ``var/lib/ds01``: what ``ds01 gpus`` shows (world-readable, names nobody)."""
+STATUS_CACHE = "status-cache.pickle"
+"""The status folders as ds01d last wrote them, for the next ds01d (in the state folder)."""
 MIN_GAP_S = 0.5
 """The least time between the starts of two passes: a user writing files in a loop wakes
 ds01d at most twice a second, and a want is served within half a second plus a pass."""
@@ -162,7 +165,9 @@ class Daemon:
             uid_of=None if self.simulate else uid_of, foreign_dir=self.paths.state / "foreign",
             saved=self.paths.state / "want-cache.pickle" if self.read_memory else None)
         self.limits_cache = EffectiveCache()
-        self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate)
+        self.files = UserFiles(self.paths.status, account=self.account, owned=not self.simulate,
+                               saved=self.paths.state / STATUS_CACHE
+                               if self.read_memory and not self.read_only else None)
         self.alerter = Alerter(Outbox("ds01d-alerts"))
         terminals = None if self.simulate else Terminals(utmp=self.utmp)
         self.notices = UserNotices(Outbox("ds01d-notices"), self.account, terminals,
@@ -440,7 +445,13 @@ class Daemon:
                 self._write_gpus(result)
             self._save_carry()
             self.want_files.save()
+            self.files.save(now=time.monotonic(), every_s=self.interval)
             return result
+
+    def close(self) -> None:
+        """What a stopping ds01d keeps for the next one, kept now (the status folders as
+        written: kept at most once a resync period while it runs)."""
+        self.files.save(now=time.monotonic(), every_s=0.0)
 
     def _write_job_map(self, result: PassResult) -> None:
         if result.plan is None:
@@ -528,6 +539,22 @@ def tune_collector() -> None:
     """Set up the garbage collector of a process that runs passes (ds01d's ``main``, and the
     benchmarks that measure it); a library caller's process keeps its own settings."""
     gc.set_threshold(*GC_THRESHOLD)
+
+
+PASS_MODULES = ("pickle", "yaml", "ds01d.jsonfast", "ds01d.patterns")
+"""What a pass imports beyond ``ds01d.daemon``'s own imports (the CLI imports them only when
+it must)."""
+
+
+def start_process() -> None:
+    """ds01d's process before its first pass (its ``main``, and the benchmark of a new
+    ds01d): the collector tuned, every module a pass needs imported, and what is alive then
+    (the modules) moved out of the collector's way, so that the first pass's full collection
+    (:func:`_settle_heap`) looks only at what the pass made."""
+    tune_collector()
+    for name in PASS_MODULES:
+        importlib.import_module(name)
+    gc.freeze()
 
 
 def _settle_heap() -> None:
@@ -674,6 +701,7 @@ def serve(d: Daemon, *, interval: float, metrics_port: int = 0,
     finally:
         notify.notify(stopping=1)
         watcher.stop()
+        d.close()
         d.notices.outbox.close(timeout=5)
         d.alerter.outbox.close(timeout=5)
     log.info("ds01d stopped")
@@ -726,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     thresholds = gc.get_threshold()
-    tune_collector()
+    start_process()
     try:
         return _main(args)
     finally:  # a caller in the same process (the tests) gets its own settings back
@@ -747,6 +775,7 @@ def _main(args: argparse.Namespace) -> int:
                utmp=args.utmp)
     if args.once:
         r = d.run_pass()
+        d.close()
         d.notices.outbox.close(timeout=5)
         d.alerter.outbox.close(timeout=5)
         return 1 if r.plan is None or r.failed else 0

@@ -84,3 +84,36 @@ def holds(path: str | os.PathLike[str], text: str) -> bool:
             return f.read(len(text.encode()) + 1) == text.encode()
     except OSError:
         return False
+
+
+def load_kept(path: str | os.PathLike[str], tag: str) -> object | None:
+    """What :func:`save_kept` kept in ``path`` under ``tag`` (a file of ds01d's own: root's,
+    unreadable by others, never through a link); ``None`` when missing, damaged, another's, or
+    kept under another tag (made by other code): what it held is then worked out again."""
+    import pickle
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            kept_tag, body = pickle.load(f)
+    except Exception:  # a damaged file only costs working it out again
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return body if kept_tag == tag else None
+
+
+def save_kept(path: str | os.PathLike[str], tag: str, body: object) -> None:
+    """Keep ``body`` for a later ds01d (derived state: not fsynced, worked out again without
+    it)."""
+    import pickle
+
+    write_bytes_atomic(path, pickle.dumps((tag, body), protocol=5), mode=0o600, durable=False)

@@ -28,7 +28,7 @@ def _matches(name: str, seen: dict[str, bool], most: int, first: frozenset[str],
     (answers kept in ``seen``: ds01d asks for every user and want every pass)."""
     known = seen.get(name)
     if known is None:
-        known = 0 < len(name) <= most and name[0] in first and all(c in rest for c in name[1:])
+        known = 0 < len(name) <= most and name[0] in first and rest.issuperset(name)
         if len(seen) < 100_000:
             seen[name] = known
     return known

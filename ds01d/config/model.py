@@ -244,3 +244,10 @@ class Effective:
     warnings: tuple[str, ...] = ()
     archived: bool = False
     """Listed in ``groups/archived.members``: access ended, no container is given."""
+
+    def for_user(self, user: str) -> Effective:
+        """The same limits, for ``user`` (``dataclasses.replace(self, user=user)``, without
+        its checks: a new ds01d makes one per user in its first pass)."""
+        twin = object.__new__(Effective)
+        twin.__dict__.update(self.__dict__, user=user)
+        return twin

@@ -11,6 +11,7 @@ ROOT_SLICE = "ds01.slice"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _RUNS = re.compile(r"_+")
 MAX_PART = 32
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 @lru_cache(maxsize=65536)
@@ -35,6 +36,9 @@ def short_part(name: str) -> str:
     """A user name as the older scripts named its slice: ``@domain`` stripped, every other
     character but letters, digits and ``_`` made ``_``, runs of ``_`` folded, none at either
     end (``h.dang@lab.example`` -> ``h_dang``); a name longer than 32 then is hashed."""
+    if 0 < len(name) <= MAX_PART and _PLAIN.issuperset(name) and "__" not in name \
+            and name[:1] != "_" and name[-1:] != "_":
+        return name  # its own short form (most names: without the two substitutions)
     short = _RUNS.sub("_", _UNSAFE.sub("_", name.split("@", 1)[0])).strip("_")
     return short if short and len(short) <= MAX_PART else unit_part(name)
 

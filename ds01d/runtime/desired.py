@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class EffectiveCache:
         if like is None:
             like = self.shared[sig] = resolve(config, user, now=now, nss=nss)
             return like
-        return replace(like, user=user)
+        return like.for_user(user)
 
 
 def assemble(config: DesiredConfig, read: WantsRead, *, users: Iterable[str], nss: Nss,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -54,4 +55,10 @@ def sim_adapters(host: SimHost) -> tuple[Adapters, SimClock]:
 
 def sim_account(paths: Paths, host: SimHost, user: str) -> Account:
     uid = host.uid_of(user)
-    return Account(uid, uid, f"{paths.root}/home/{user}")  # as str(root / "home" / user)
+    return Account(uid, uid, f"{_root(paths.top)}/home/{user}")  # as str(root / "home" / user)
+
+
+@functools.lru_cache(maxsize=64)
+def _root(top: str) -> str:
+    """A root as ``str(Path(top))`` (once per root, not once per user)."""
+    return str(Path(top))

@@ -67,6 +67,33 @@ class UserFiles:
     listed: bool = False
     """Whether the folders already on disk were listed (once per ds01d): a user whose wants
     all went while no ds01d ran loses their statuses too."""
+    saved: Path | None = None
+    """Where :attr:`written` and :attr:`stamps` are kept across restarts (root's file): a new
+    ds01d reads back only the folders whose stamp is not as kept (files in them are root's:
+    their owner can add, remove or rename, which moves the folder's stamp, but not rewrite
+    one); ``None``: not kept."""
+    dirty: bool = False
+    """Whether :attr:`written` or :attr:`stamps` changed since they were last kept."""
+    saved_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.saved is not None:
+            self.stamps, self.written = _load(self.saved)
+
+    def save(self, *, now: float, every_s: float) -> None:
+        """Keep what is on disk for the next ds01d, when it changed and was last kept
+        ``every_s`` ago or more (kept from before a later change, a folder's stamp no longer
+        matches it: that folder is read back, as without it)."""
+        if self.saved is None or not self.dirty or now - self.saved_at < every_s:
+            return
+        from ds01d.fsutil import save_kept
+
+        try:
+            save_kept(self.saved, STATUS_TAG, (self.stamps, self.written))
+        except OSError as e:
+            log.warning("status cache not saved: %s", e.strerror or e)
+            return
+        self.dirty, self.saved_at = False, now
 
     @contextlib.contextmanager
     def _top(self) -> Iterator[int]:
@@ -143,6 +170,7 @@ class UserFiles:
 
     def _failed(self, user: str, e: OSError) -> None:
         self.errors += 1
+        self.dirty = True
         self.stamps.pop(user, None)  # look at the disk again next time
         log.warning("status files of %s: %s (retried next pass)", user, e.strerror or e)
 
@@ -150,6 +178,7 @@ class UserFiles:
                    ) -> None:
         if self._unchanged(top, user, want, partial=partial):
             return
+        self.dirty = True
         fd = self._open_user(top, user)
         if fd is None:
             if not want:
@@ -202,10 +231,26 @@ class UserFiles:
                     _append(fd, line)
                     if self.stamps.get(user) is not None:
                         self.stamps[user] = _stamp(os.fstat(fd))
+                        self.dirty = True
                 finally:
                     os.close(fd)
         except OSError as e:
             self._failed(user, e)
+
+
+STATUS_TAG = "status-files/1"
+
+
+def _load(path: Path) -> tuple[dict[str, Stamp], dict[str, dict[str, str]]]:
+    """The stamps and contents of the status folders as a previous ds01d kept them (nothing
+    when the file is not ds01d's own, or damaged). A folder without a stamp is read back."""
+    from ds01d.fsutil import load_kept
+
+    body = load_kept(path, STATUS_TAG)
+    if not isinstance(body, tuple) or len(body) != 2 \
+            or not all(isinstance(x, dict) for x in body):
+        return {}, {}
+    return body[0], body[1]
 
 
 def status_file(name: str) -> str:

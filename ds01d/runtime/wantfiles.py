@@ -487,34 +487,19 @@ def load_cache(path: Path) -> tuple[dict[Key, tuple[Stamp, Want | str]], Listing
     """The parsed wants and folder listings a previous ds01d kept (root's own file, made by
     this version of ds01 with these schemas; anything else is ignored and the files are
     parsed again)."""
-    import pickle
+    from ds01d.fsutil import load_kept
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    body = load_kept(path, _cache_tag())
+    if not isinstance(body, tuple) or len(body) != 2:
         return {}, {}
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            return {}, {}
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            tag, cache, listings = pickle.load(f)
-    except Exception:  # a damaged cache only costs parsing the files again
-        return {}, {}
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if tag != _cache_tag() or not isinstance(cache, dict) or not isinstance(listings, dict):
+    cache, listings = body
+    if not isinstance(cache, dict) or not isinstance(listings, dict):
         return {}, {}
     return cache, listings
 
 
 def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]],
                listings: Listings) -> None:
-    import pickle
+    from ds01d.fsutil import save_kept
 
-    from ds01d.fsutil import write_bytes_atomic
-
-    write_bytes_atomic(path, pickle.dumps((_cache_tag(), cache, listings), protocol=5),
-                       mode=0o600, durable=False)  # derived: the files are parsed again without it
+    save_kept(path, _cache_tag(), (cache, listings))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from ds01d.config.effective import same_user
 from ds01d.core import actions as a
 from ds01d.core.naming import short_part, user_parts, user_slice
@@ -19,6 +22,22 @@ def test_short_form_as_the_older_scripts_named_slices() -> None:
     assert short_part("o'brien..x@lab") == "o_brien_x"
     assert short_part("200345@lab.example.lan") == "200345"
     assert short_part("a" * 40).startswith("a" * 32 + "_")  # too long: hashed
+
+
+@given(st.text(alphabet="ab_Z9.@-é", max_size=40))
+@example("a__b")
+@example("_a")
+@example("a_")
+@example("")
+@example("a" * 33)
+def test_a_name_that_is_its_own_short_form_is_kept_as_the_long_way_would(name: str) -> None:
+    """The short form is the one the substitutions give, names that are already their own
+    short form (returned as they are) included."""
+    from ds01d.core import naming
+
+    short = naming._RUNS.sub("_", naming._UNSAFE.sub("_", name.split("@", 1)[0])).strip("_")
+    expected = short if short and len(short) <= naming.MAX_PART else naming.unit_part(name)
+    assert short_part.__wrapped__(name) == expected
 
 
 def test_short_when_unique_hashed_on_a_collision() -> None:

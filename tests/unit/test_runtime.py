@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -482,6 +483,47 @@ def test_a_new_ds01d_trusts_no_want_folder_that_changed_while_it_was_down(
     assert ("cat", "w") not in wants and "cat" in r.desired.held_users
     assert ("dan", "w") in wants
     assert sorted(listed) == ["ann", "ben"]  # dan's (unchanged) was not read again
+
+
+def test_a_new_ds01d_reads_back_only_the_status_folders_changed_while_it_was_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopping ds01d keeps its status folders as written; the next one reads back none
+    that is as kept, and sees each that changed while it was down (a status removed, a file
+    added, the whole folder removed, a folder made anew), setting it right in its first pass
+    and rewriting nothing that was."""
+    from ds01d.runtime import userfiles
+
+    paths = _sim_root(tmp_path)
+    users = ("ann", "ben", "cat", "dan", "eve")
+    for user in users:
+        _want(paths, user, "w", "gpus: 1\n")
+    d = Daemon(paths, simulate=True)
+    d.run_pass()
+    d.run_pass()
+    d.close()
+    assert (paths.state / "status-cache.pickle").exists()
+    right = {u: (paths.status / u / "w.json").read_text() for u in users}
+    (paths.status / "ann" / "w.json").unlink()  # ann: her status removed
+    (paths.status / "ben" / "x.json").write_text("{}")  # ben: a file added
+    shutil.rmtree(paths.status / "cat")  # cat: the whole folder
+    shutil.rmtree(paths.status / "dan")  # dan: the folder made anew, with a stale status
+    (paths.status / "dan").mkdir(mode=0o700)
+    (paths.status / "dan" / "w.json").write_text(right["dan"].replace("Running", "Pending"))
+    read: list[str] = []
+    real = userfiles._read_back
+
+    def spy(fd: int) -> dict[str, str]:
+        read.append(os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1])
+        return real(fd)
+
+    monkeypatch.setattr(userfiles, "_read_back", spy)
+    before = (paths.status / "eve" / "w.json").stat()
+    Daemon(paths, simulate=True).run_pass()
+    assert sorted(read) == ["ann", "ben", "cat", "dan"]  # eve's was as kept
+    assert {u: (paths.status / u / "w.json").read_text() for u in users} == right
+    assert not (paths.status / "ben" / "x.json").exists()
+    after = (paths.status / "eve" / "w.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 _CHANGES = st.sampled_from([
