@@ -526,6 +526,30 @@ def test_a_new_ds01d_reads_back_only_the_status_folders_changed_while_it_was_dow
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+def test_a_pass_imports_nothing_that_ds01d_did_not_import_at_start(tmp_path: Path) -> None:
+    """``start_process`` imports every module a pass needs (its first pass then pays for no
+    import, and the collector never walks them), on a root with wants, statuses and the
+    kept caches of a previous ds01d."""
+    paths = _sim_root(tmp_path)
+    _want(paths, "alice", "a", "gpus: 1\n")
+    d = Daemon(paths, simulate=True)
+    d.run_pass()
+    d.close()
+    code = (
+        "import sys\n"
+        "from ds01d.daemon import Daemon, start_process\n"
+        "from ds01d.paths import Paths\n"
+        "start_process()\n"
+        "before = set(sys.modules)\n"
+        f"d = Daemon(Paths({str(paths.root)!r}), simulate=True)\n"
+        "d.run_pass()\n"
+        "d.run_pass()\n"
+        "print(sorted(set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 _CHANGES = st.sampled_from([
     ("state", "exited"), ("state", "running"), ("started_at", 1.0), ("finished_at", 2.0),
     ("exit_code", 137), ("cpu_percent", 55.0), ("net_bps", 9.0), ("gpu_count", 2),
