@@ -124,7 +124,7 @@ def first_pass(users: int, runs: int) -> tuple[list[float], list[float], int, li
             cold_ms.append((time.process_time() - c) * 1000)
         converged(paths, host).close()  # stopped as ds01d stops: what it keeps is kept
         (paths.sim / "host.json").write_text(host.to_json())
-        first, start, rewritten = [], [], 0
+        first, start, rewritten = [], [], 0  # start: before the pass (incl. the host read)
         for _ in range(runs):
             before = files_under(paths.root)
             out = subprocess.run([sys.executable, __file__, "--first", str(paths.root)],
@@ -137,17 +137,24 @@ def first_pass(users: int, runs: int) -> tuple[list[float], list[float], int, li
 
 
 def first_in_this_process(root: Path) -> tuple[float, float]:
-    """CPU ms of this process until a ds01d started in it (as ds01d's ``main`` starts it) is
-    ready, and of that ds01d's first pass on the simulated root ``root``."""
+    """CPU ms of this process until a ds01d started in it (as ds01d's ``main`` starts it,
+    with its file watcher as it serves) is ready, and of that ds01d's first pass on the
+    simulated root ``root`` (its users' want folders watched in it)."""
+    import threading
+
     from ds01d.adapters.sim import SimHost
-    from ds01d.daemon import start_process
+    from ds01d.daemon import Watcher, start_process
 
     paths = Paths(root)
     host = SimHost.from_json((paths.sim / "host.json").read_text())
     start_process()
+    watcher = Watcher(paths, threading.Event(), simulate=True)
     c = time.process_time()
-    Daemon(paths, simulate=True, host=host).run_pass()
-    return c * 1000, (time.process_time() - c) * 1000
+    d = Daemon(paths, simulate=True, host=host, watcher=watcher)
+    d.run_pass()
+    used = (time.process_time() - c) * 1000
+    d.watcher.stop()
+    return c * 1000, used
 
 
 def hostile(users: int) -> tuple[str, list[float]]:
@@ -198,11 +205,13 @@ import resource, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from bench.lab import build, converged
-from ds01d.daemon import tune_collector
+import threading
+from ds01d.daemon import Watcher, tune_collector
 tune_collector()
 with tempfile.TemporaryDirectory() as tmp:
     paths, host = build(Path(tmp) / "root", {users})
     d = converged(paths, host)
+    d.watcher = Watcher(paths, threading.Event(), simulate=True)  # as ds01d serves
     for _ in range(5):
         host.now += 10
         d.run_pass()

@@ -117,3 +117,30 @@ def save_kept(path: str | os.PathLike[str], tag: str, body: object) -> None:
     import pickle
 
     write_bytes_atomic(path, pickle.dumps((tag, body), protocol=5), mode=0o600, durable=False)
+
+
+def code_tag(parts: list[str]) -> str:
+    """This ds01's version and a digest of its files ``parts`` (paths in the package; one
+    ending in ``/``: every file of that folder): what a kept result must have been made by
+    (any change to them and it is worked out again)."""
+    import hashlib
+
+    import ds01d
+
+    top = os.path.dirname(os.path.abspath(ds01d.__file__))
+    files: list[str] = []
+    for part in parts:
+        path = os.path.join(top, *part.rstrip("/").split("/"))
+        if part.endswith("/"):
+            files += [os.path.join(path, n) for n in sorted(os.listdir(path))
+                      if os.path.isfile(os.path.join(path, n))]
+        else:
+            files.append(path)
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        except OSError:
+            digest.update(path.encode())
+    return f"{ds01d.__version__}/{digest.hexdigest()[:16]}"

@@ -44,14 +44,16 @@ def config_files(etc: str) -> list[str]:
 
 
 def fingerprint(paths: list[str]) -> list[list[Any]]:
-    """What changes when a file is edited, replaced or re-owned (a ``stat`` each)."""
+    """What changes when a file is edited, replaced or re-owned (a ``stat`` each; its ctime
+    too, which no one can set back: an edit that keeps the size and restores the mtime is
+    seen)."""
     out = []
     for p in paths:
         try:
             st = os.stat(p)
         except OSError:
             continue
-        out.append([p, st.st_mtime_ns, st.st_size, st.st_ino, st.st_uid])
+        out.append([p, st.st_mtime_ns, st.st_size, st.st_ino, st.st_uid, st.st_ctime_ns])
     return out
 
 

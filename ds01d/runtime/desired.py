@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,21 +32,64 @@ class ConfigSource:
     last: DesiredConfig | None = None
     errors: list[Diagnostic] = field(default_factory=list)
     seen: list[list[Any]] | None = None
+    saved: Path | None = None
+    """Where the last valid configuration is kept with the files' fingerprint (root's file):
+    a new ds01d takes it when every file is as it was then, and parses them otherwise;
+    ``None``: not kept."""
 
     def load(self) -> DesiredConfig | None:
         now = snapshot.fingerprint(snapshot.config_files(str(self.etc)))
         if now == self.seen:
             return self.last
+        if self.seen is None and self.saved is not None and (kept := self._kept(now)):
+            self.seen, self.last = now, kept
+            return kept
         self.seen = now
         try:
             self.last = load_config(self.etc)
             self.errors = []
+            self._keep(now, self.last)
         except ConfigError as e:
             self.errors = e.errors
         except Exception as e:
             self.errors = [Diagnostic(str(self.etc), 0, "", f"ds01d could not read the "
                                       f"configuration ({type(e).__name__}: {e})")]
         return self.last
+
+    def _kept(self, now: list[list[Any]]) -> DesiredConfig | None:
+        """The configuration a previous ds01d kept, when made from files exactly as ``now``
+        by this code."""
+        from ds01d.fsutil import load_kept
+
+        assert self.saved is not None
+        body = load_kept(self.saved, config_tag())
+        if isinstance(body, tuple) and len(body) == 2 and body[0] == now \
+                and isinstance(body[1], DesiredConfig):
+            return body[1]
+        return None
+
+    def _keep(self, now: list[list[Any]], config: DesiredConfig) -> None:
+        if self.saved is None:
+            return
+        from ds01d.fsutil import save_kept
+
+        try:
+            save_kept(self.saved, config_tag(), (now, config))
+        except OSError as e:
+            import logging
+
+            logging.getLogger("ds01d").warning("configuration cache not saved: %s",
+                                               e.strerror or e)
+
+
+@functools.cache
+def config_tag() -> str:
+    """What a kept configuration must have been made by: this ds01, this loader and these
+    schemas (taken once: the code that runs is the code this ds01d started with)."""
+    from ds01d.fsutil import code_tag
+
+    return code_tag(["config/", "schemas/", "yamlsrc.py", "schema.py", "patterns.py",
+                     "units.py", "names.py", "snapshot.py"])
 
 
 @dataclass

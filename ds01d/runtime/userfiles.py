@@ -204,8 +204,9 @@ class UserFiles:
 
     def _unchanged(self, top: int, user: str, want: Mapping[str, str], *, partial: bool
                    ) -> bool:
-        """Nothing to write: the folder is as ds01d left it, holding exactly ``want`` (one
-        ``lstat``; ``status/`` is root's, so no user can swap the folder's name)."""
+        """Nothing to write: the folder is as ds01d left it, holding exactly ``want``, and
+        still its user's (one ``lstat``; ``status/`` is root's, so no user can swap the
+        folder's name; an account made again under another uid gets the folder given to it)."""
         have = self.written.get(user)
         stamp = self.stamps.get(user)
         if have is None or stamp is None or (have != want and not partial):
@@ -216,7 +217,12 @@ class UserFiles:
             st = os.stat(user, dir_fd=top, follow_symlinks=False)
         except OSError:
             return False
-        return stat.S_ISDIR(st.st_mode) and _stamp(st) == stamp
+        if not stat.S_ISDIR(st.st_mode) or _stamp(st) != stamp:
+            return False
+        if self.owned:
+            acct = self.account(user)
+            return acct is not None and (st.st_uid, st.st_gid) == (acct.uid, acct.gid)
+        return True
 
     def append_event(self, user: str, line: bytes) -> None:
         """Add one event line to the user's own event file (their ``ds01 events`` view)."""

@@ -462,25 +462,11 @@ def _cache_tag() -> str:
     """What a saved cache must have been made by: this ds01, these schemas and this code
     that judges want files (any change to them and every file is read again). Taken once:
     the code that runs is the code this ds01d started with, whatever is installed since."""
-    import hashlib
+    from ds01d.fsutil import code_tag
 
-    import ds01d
-    from ds01d import __version__
-
-    top = os.path.dirname(os.path.abspath(ds01d.__file__))
-    judges = [os.path.join(top, "schemas", n) for n in sorted(os.listdir(
-        os.path.join(top, "schemas")))]
-    judges += [os.path.join(top, *m.split("/")) for m in (
-        "config/want.py", "config/settings.py", "yamlsrc.py", "schema.py", "patterns.py",
-        "units.py", "names.py", "runtime/wantfiles.py")]
-    digest = hashlib.sha256()
-    for path in judges:
-        try:
-            with open(path, "rb") as f:
-                digest.update(f.read())
-        except OSError:
-            digest.update(path.encode())
-    return f"{CACHE_VERSION}/{__version__}/{digest.hexdigest()[:16]}"
+    return f"{CACHE_VERSION}/" + code_tag([
+        "schemas/", "config/want.py", "config/settings.py", "yamlsrc.py", "schema.py",
+        "patterns.py", "units.py", "names.py", "runtime/wantfiles.py"])
 
 
 def load_cache(path: Path) -> tuple[dict[Key, tuple[Stamp, Want | str]], Listings]:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,57 @@ def test_the_daemon_wakes_on_a_new_want_and_stops_on_sigterm(tmp_path: Path) -> 
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "ds01d stopped" in out
+
+
+def test_a_users_folder_wakes_ds01d_through_one_inotify_instance(tmp_path: Path) -> None:
+    """Users' want folders are watched through one inotify instance and one thread: a want
+    written (atomically, or in place), renamed or removed wakes; an open or read, a temp
+    file, or a sub-folder's own changes do not; a folder removed and made again is watched
+    again; an overflowed queue wakes (events were lost)."""
+    import threading
+
+    from ds01d.daemon import Watcher
+    from ds01d.runtime import inotify
+
+    paths = _sim_root(tmp_path)
+    wake = threading.Event()
+    watcher = Watcher(paths, wake, simulate=True)
+    try:
+        users = {f"u{i}" for i in range(300)}
+        for user in users:
+            (paths.wants / user / "sub").mkdir(parents=True)
+        threads = threading.active_count()
+        watcher.follow(users)
+        assert threading.active_count() == threads  # no thread per folder
+
+        def woken(change: Callable[[], object]) -> bool:
+            time.sleep(0.2)
+            wake.clear()
+            change()
+            return wake.wait(1.0)
+
+        folder = paths.wants / "u7"
+        assert woken(lambda: (folder / ".w.yaml.tmp").write_text("x")) is False
+        assert woken(lambda: (folder / ".w.yaml.tmp").rename(folder / "w.yaml")) is True
+        assert woken((folder / "w.yaml").read_text) is False
+
+        def append() -> None:
+            with (folder / "w.yaml").open("a") as f:
+                f.write("#\n")
+
+        assert woken(append) is True
+        assert woken(lambda: (folder / "sub" / "x").write_text("x")) is False
+        assert woken((folder / "w.yaml").unlink) is True
+        shutil.rmtree(folder)
+        time.sleep(0.2)
+        folder.mkdir()
+        watcher.follow(users)  # the next pass
+        assert woken(lambda: (folder / "w.yaml").write_text("x")) is True
+        wake.clear()
+        watcher.folders._deliver([(1, inotify.IN_Q_OVERFLOW, "")])
+        assert wake.is_set()
+    finally:
+        watcher.stop()
 
 
 def _passes(port: int) -> float:
@@ -548,6 +600,61 @@ def test_a_pass_imports_nothing_that_ds01d_did_not_import_at_start(tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_new_ds01d_takes_the_kept_configuration_only_when_no_file_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last ds01d's configuration is taken as it was when every file is as it was (no
+    parsing); an edit that keeps the size and sets the modification time back is still seen
+    (the files are parsed again), as is a kept file that is not root's own."""
+    import ds01d.runtime.desired as desired_module
+
+    paths = _sim_root(tmp_path)
+    Daemon(paths, simulate=True).run_pass()
+    cache = paths.state / "config-cache.pickle"
+    assert cache.exists()
+    parsed: list[int] = []
+    from ds01d.config.loader import load_config as real
+
+    def spy(etc: Path) -> Any:
+        parsed.append(1)
+        return real(etc)
+
+    monkeypatch.setattr(desired_module, "load_config", spy)
+    d = Daemon(paths, simulate=True)
+    assert d.run_pass().plan is not None and parsed == []
+    limits = paths.etc / "resource-limits.yaml"
+    st = limits.stat()
+    text = limits.read_text()
+    limits.write_text(text.replace("idle_timeout_h: 2", "idle_timeout_h: 3", 1))
+    os.utime(limits, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime
+    r = Daemon(paths, simulate=True).run_pass()
+    assert parsed == [1] and r.desired is not None
+    assert r.desired.config.defaults.limits["idle_timeout_h"] == 3
+    os.chmod(cache, 0o644)  # readable by others: not ds01d's own, not taken
+    Daemon(paths, simulate=True).run_pass()
+    assert parsed == [1, 1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives folders to other uids: needs root")
+def test_a_status_folder_kept_across_a_restart_goes_to_its_users_new_uid(
+        tmp_path: Path) -> None:
+    """An account made again under another uid while ds01d was down: its status folder,
+    otherwise as kept, is given to the new uid (not left readable by whoever gets the old
+    one)."""
+    from ds01d.core.model import Account
+    from ds01d.runtime.userfiles import UserFiles
+
+    top, cache = tmp_path / "status", tmp_path / "status-cache.pickle"
+    files = {"alice": {"a.json": "{}\n"}}
+    old = UserFiles(top, account=lambda u: Account(1001, 1001, "/home/alice"), saved=cache)
+    old.sync(files)
+    old.save(now=0.0, every_s=0.0)
+    assert (top / "alice").stat().st_uid == 1001
+    new = UserFiles(top, account=lambda u: Account(2002, 2002, "/home/alice"), saved=cache)
+    new.sync(files)
+    st = (top / "alice").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (2002, 2002, 0o700)
 
 
 _CHANGES = st.sampled_from([
