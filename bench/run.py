@@ -71,11 +71,18 @@ def reference_ms() -> float:
 
 
 def steady(users: int, passes: int) -> dict[str, list[float]]:
-    """Passes of a converged daemon with the clock moving and every container idle, each
-    followed by the reference piece of Python (how fast the machine was just then)."""
+    """Passes of a converged daemon (its file watcher on, as it serves) with the clock
+    moving and every container idle, each followed by the reference piece of Python (how
+    fast the machine was just then)."""
+    import threading
+
+    from ds01d.daemon import Watcher
+
     with tempfile.TemporaryDirectory() as tmp:
         paths, host = build(Path(tmp) / "root", users)
         d = converged(paths, host)
+        d.watcher = Watcher(paths, threading.Event(), simulate=True)
+        d.run_pass()  # its users' folders watched from now on
         cpu, wall, files, ref = [], [], [], []
         for n in range(passes):
             host.now += 10
@@ -90,6 +97,7 @@ def steady(users: int, passes: int) -> dict[str, list[float]]:
             ref.append(reference_ms())
         idle = sum(1 for c in d.carry.idle_since)
         assert idle == len(host.containers), (idle, len(host.containers))
+        d.watcher.stop()
         return {"cpu": cpu, "wall": wall, "files": files, "ref": ref,
                 "containers": [len(host.containers)]}
 
