@@ -448,13 +448,13 @@ class Daemon:
                 self._write_gpus(result)
             self._save_carry()
             self.want_files.save()
-            self.files.save(now=time.monotonic(), every_s=self.interval)
+            self.files.save()
             return result
 
     def close(self) -> None:
         """What a stopping ds01d keeps for the next one, kept now (the status folders as
-        written: kept at most once a resync period while it runs)."""
-        self.files.save(now=time.monotonic(), every_s=0.0)
+        written, when an event appended since the last pass moved a folder's stamp)."""
+        self.files.save()
 
     def _write_job_map(self, result: PassResult) -> None:
         if result.plan is None:

@@ -188,7 +188,7 @@ class SimSystemd:
 
     def list_slices(self) -> list[SliceState]:
         def state(name: str, properties: Mapping[str, int | None]) -> SliceState:
-            return _listed(_SLICES, name, tuple(properties.items()),
+            return _listed(_SLICES, name, None, lambda r: r.properties == properties,
                            lambda: SliceState(name, dict(properties)))
 
         return [state(n, p) for n, p in sorted(self.host.slices.items())]
@@ -229,13 +229,14 @@ _SLICES: dict[str, tuple[object, SliceState]] = {}
 
 
 def _listed(known: dict[str, tuple[object, _T]], key: str, facts: object,
-            make: Callable[[], _T]) -> _T:
+            same: Callable[[_T], bool], make: Callable[[], _T]) -> _T:
     """The record a listing gives for ``key``: the one made last time when its ``facts`` (a
-    copy of all it is made of) are equal, else one made now (a listing repeats every
-    container and slice, pass after pass, and the planners compare what they see with the
-    last pass's)."""
+    copy of what it is made of) are equal and ``same`` finds the rest as in that record (its
+    own copies: nothing kept twice), else one made now (a listing repeats every container
+    and slice, pass after pass, and the planners compare what they see with the last
+    pass's)."""
     last = known.get(key)
-    if last is not None and last[0] == facts:
+    if last is not None and last[0] == facts and same(last[1]):
         return last[1]
     made = make()
     if len(known) >= 100_000:
@@ -245,12 +246,12 @@ def _listed(known: dict[str, tuple[object, _T]], key: str, facts: object,
 
 
 def _facts(c: Mapping[str, Any]) -> tuple[Any, ...]:
-    """All a container's record is made of, copied (a list or labels changed later in place
-    are never in the kept facts too)."""
+    """All a container's record is made of but its labels, copied (a list changed later in
+    place is never in the kept facts too)."""
     return (c["name"], c["image"], c["state"], tuple(c["devices"]), c["created_at"],
             c["started_at"], c["finished_at"], c.get("all_gpus"), c.get("cpu_percent", 0.0),
             c["cgroup_parent"], c.get("exit_code"), c.get("net_bps", 0.0),
-            c.get("gpu_count", 0), tuple(c["labels"].items()))
+            c.get("gpu_count", 0))
 
 
 class SimDocker:
@@ -268,7 +269,8 @@ class SimDocker:
         nothing in it changed)."""
         if c["created_at"] is None:  # its time is the clock's: made each time
             return self._record(c)
-        return _listed(_CONTAINERS, c["id"], _facts(c), lambda: self._record(c))
+        return _listed(_CONTAINERS, c["id"], _facts(c), lambda r: r.labels == c["labels"],
+                       lambda: self._record(c))
 
     def _record(self, c: Mapping[str, Any]) -> Container:
         return Container(

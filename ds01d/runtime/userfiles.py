@@ -74,17 +74,16 @@ class UserFiles:
     one); ``None``: not kept."""
     dirty: bool = False
     """Whether :attr:`written` or :attr:`stamps` changed since they were last kept."""
-    saved_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.saved is not None:
             self.stamps, self.written = _load(self.saved)
 
-    def save(self, *, now: float, every_s: float) -> None:
-        """Keep what is on disk for the next ds01d, when it changed and was last kept
-        ``every_s`` ago or more (kept from before a later change, a folder's stamp no longer
-        matches it: that folder is read back, as without it)."""
-        if self.saved is None or not self.dirty or now - self.saved_at < every_s:
+    def save(self) -> None:
+        """Keep what is on disk for the next ds01d, when it changed (kept from before a later
+        change, a folder's stamp no longer matches it: that folder is read back, as without
+        it). A pass that changes no status writes nothing."""
+        if self.saved is None or not self.dirty:
             return
         from ds01d.fsutil import save_kept
 
@@ -93,7 +92,7 @@ class UserFiles:
         except OSError as e:
             log.warning("status cache not saved: %s", e.strerror or e)
             return
-        self.dirty, self.saved_at = False, now
+        self.dirty = False
 
     @contextlib.contextmanager
     def _top(self) -> Iterator[int]:

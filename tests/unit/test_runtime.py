@@ -649,7 +649,7 @@ def test_a_status_folder_kept_across_a_restart_goes_to_its_users_new_uid(
     files = {"alice": {"a.json": "{}\n"}}
     old = UserFiles(top, account=lambda u: Account(1001, 1001, "/home/alice"), saved=cache)
     old.sync(files)
-    old.save(now=0.0, every_s=0.0)
+    old.save()
     assert (top / "alice").stat().st_uid == 1001
     new = UserFiles(top, account=lambda u: Account(2002, 2002, "/home/alice"), saved=cache)
     new.sync(files)
