@@ -63,9 +63,9 @@ log = logging.getLogger("ds01d")
 GPUS_FILE = "gpus.json"
 """Under ``var/lib/ds01``: what ``ds01 gpus`` shows (world-readable, names nobody)."""
 STATUS_CACHE = "status-cache.pickle"
+"""The status folders as ds01d last wrote them, for the next ds01d (in the state folder)."""
 CONFIG_CACHE = "config-cache.pickle"
 """The last valid configuration with its files' fingerprint, for the next ds01d."""
-"""The status folders as ds01d last wrote them, for the next ds01d (in the state folder)."""
 MIN_GAP_S = 0.5
 """The least time between the starts of two passes: a user writing files in a loop wakes
 ds01d at most twice a second, and a want is served within half a second plus a pass."""

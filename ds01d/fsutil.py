@@ -111,12 +111,21 @@ def load_kept(path: str | os.PathLike[str], tag: str) -> object | None:
     return body if kept_tag == tag else None
 
 
-def save_kept(path: str | os.PathLike[str], tag: str, body: object) -> None:
+def save_kept(path: str | os.PathLike[str], tag: str, body: object) -> bool:
     """Keep ``body`` for a later ds01d (derived state: not fsynced, worked out again without
-    it)."""
+    it); False when it could not be written (said in the log: nothing else is lost)."""
     import pickle
 
-    write_bytes_atomic(path, pickle.dumps((tag, body), protocol=5), mode=0o600, durable=False)
+    try:
+        write_bytes_atomic(path, pickle.dumps((tag, body), protocol=5), mode=0o600,
+                           durable=False)
+    except OSError as e:
+        import logging
+
+        logging.getLogger("ds01d").warning("%s not saved: %s", os.fspath(path),
+                                           e.strerror or e)
+        return False
+    return True
 
 
 def code_tag(parts: list[str]) -> str:

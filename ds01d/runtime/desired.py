@@ -69,17 +69,10 @@ class ConfigSource:
         return None
 
     def _keep(self, now: list[list[Any]], config: DesiredConfig) -> None:
-        if self.saved is None:
-            return
-        from ds01d.fsutil import save_kept
+        if self.saved is not None:
+            from ds01d.fsutil import save_kept
 
-        try:
             save_kept(self.saved, config_tag(), (now, config))
-        except OSError as e:
-            import logging
-
-            logging.getLogger("ds01d").warning("configuration cache not saved: %s",
-                                               e.strerror or e)
 
 
 @functools.cache

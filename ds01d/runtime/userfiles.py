@@ -87,12 +87,8 @@ class UserFiles:
             return
         from ds01d.fsutil import save_kept
 
-        try:
-            save_kept(self.saved, STATUS_TAG, (self.stamps, self.written))
-        except OSError as e:
-            log.warning("status cache not saved: %s", e.strerror or e)
-            return
-        self.dirty = False
+        if save_kept(self.saved, STATUS_TAG, (self.stamps, self.written)):
+            self.dirty = False
 
     @contextlib.contextmanager
     def _top(self) -> Iterator[int]:

@@ -152,13 +152,8 @@ class WantSource:
         matches its folder's stamp: that folder is read through a descriptor as always."""
         if self.saved is None or self.cache == self.saved_cache:
             return
-        try:
-            save_cache(self.saved, self.cache, self.listings)
+        if save_cache(self.saved, self.cache, self.listings):
             self.saved_cache = dict(self.cache)
-        except OSError as e:
-            import logging
-
-            logging.getLogger("ds01d").warning("want cache not saved: %s", e.strerror or e)
 
     def load(self) -> WantsRead:
         acc = _Acc()
@@ -485,7 +480,7 @@ def load_cache(path: Path) -> tuple[dict[Key, tuple[Stamp, Want | str]], Listing
 
 
 def save_cache(path: Path, cache: dict[Key, tuple[Stamp, Want | str]],
-               listings: Listings) -> None:
+               listings: Listings) -> bool:
     from ds01d.fsutil import save_kept
 
-    save_kept(path, _cache_tag(), (cache, listings))
+    return save_kept(path, _cache_tag(), (cache, listings))
