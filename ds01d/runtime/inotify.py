@@ -127,8 +127,11 @@ class FolderWatch:
             if mask & IN_Q_OVERFLOW:
                 self.on_event("overflow", "", False)
                 continue
+            gone = mask & (IN_IGNORED | IN_MOVE_SELF)  # moved: it no longer is that folder
             with self._lock:
-                folder = self.paths.get(wd) if not mask & IN_IGNORED else self.paths.pop(wd, None)
+                folder = self.paths.pop(wd, None) if gone else self.paths.get(wd)
+            if mask & IN_MOVE_SELF and folder is not None:
+                self._libc.inotify_rm_watch(self.fd, wd)  # watched again where it was
             kind = kind_of(mask)
             if folder is None or kind is None:
                 continue

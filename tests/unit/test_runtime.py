@@ -208,7 +208,8 @@ def test_a_users_folder_wakes_ds01d_through_one_inotify_instance(tmp_path: Path)
     """Users' want folders are watched through one inotify instance and one thread: a want
     written (atomically, or in place), renamed or removed wakes; an open or read, a temp
     file, or a sub-folder's own changes do not; a folder removed and made again is watched
-    again; an overflowed queue wakes (events were lost)."""
+    again, as is one moved away and made anew; an overflowed queue wakes (events were
+    lost)."""
     import threading
 
     from ds01d.daemon import Watcher
@@ -247,6 +248,11 @@ def test_a_users_folder_wakes_ds01d_through_one_inotify_instance(tmp_path: Path)
         time.sleep(0.2)
         folder.mkdir()
         watcher.follow(users)  # the next pass
+        assert woken(lambda: (folder / "w.yaml").write_text("x")) is True
+        folder.rename(paths.wants / ".u7-old")  # moved away (its watch would follow it)
+        time.sleep(0.2)
+        folder.mkdir()
+        watcher.follow(users)
         assert woken(lambda: (folder / "w.yaml").write_text("x")) is True
         wake.clear()
         watcher.folders._deliver([(1, inotify.IN_Q_OVERFLOW, "")])
