@@ -22,12 +22,12 @@ def paths(args: argparse.Namespace) -> Paths:
 
 def caller(args: argparse.Namespace, p: Paths) -> str:
     """Who runs the command: the real user, or ``--as USER`` for root or a simulated root."""
-    from ds01d.adapters.nss import user_name
-
     if args.as_user:
         if os.geteuid() != 0 and not p.is_simulated():
             raise InvalidInput("--as is only for root, or on a simulated root (ds01 sim init)")
         return str(args.as_user)
+    from ds01d.adapters.nss import user_name
+
     name = user_name(os.getuid())
     if name is None:
         raise InvalidInput(f"uid {os.getuid()} has no user name (check /etc/passwd or NSS)")

@@ -65,7 +65,7 @@ def room(p: Paths, user: str, body: dict[str, Any]) -> dict[str, Any]:
     """``user``'s limits against what they hold now: how much more they may ask for, which of
     this host's profiles fit, and how many containers they may still want."""
     from ds01d.cli.limits import effective_of
-    from ds01d.config.want import quota_caps
+    from ds01d.config.values import quota_caps
     from ds01d.statusfiles import read_statuses
 
     eff = effective_of(p, user, now(p))
@@ -118,8 +118,10 @@ def table(body: dict[str, Any], owners: dict[str, str] | None) -> str:
             rows.append((str(g.get("index")), str(d.get("uuid"))[:20], str(profile),
                          f"{float(d.get('gpu_equivalents') or 0):.2f}", _state(d, owners),
                          _when(d.get("free_at"))))
-    rows = [tuple(printable(c, 120) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    cells = [c for r in rows for c in r]
+    if max(map(len, cells)) > 120 or not "".join(cells).isprintable():
+        rows = [tuple(printable(c, 120) for c in r) for r in rows]  # rare: only then, cell by cell
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     if body.get("unreadable"):
         lines.append("(ds01d cannot read the GPUs right now: this is what it saw last)")

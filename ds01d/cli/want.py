@@ -148,7 +148,7 @@ def _over_quota(want: Want, limits: Limits, aggregate: dict[str, Any],
                 mine: dict[str, dict[str, Any]]) -> str | None:
     """Why ``want`` cannot be served with what the user holds now (it would not queue: only
     they can make room), or ``None``. The caps are the queue's own (``quota_caps``)."""
-    from ds01d.config.want import quota_caps
+    from ds01d.config.values import quota_caps
     from ds01d.units import quantity
 
     running = {n: s for n, s in mine.items() if s.get("phase") == "Running" and n != want.name}

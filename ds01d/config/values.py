@@ -1,4 +1,5 @@
-"""A user's effective limits: the values ``ds01 want`` checks a request against.
+"""A user's effective limits: the values ``ds01 want`` checks a request against, and the caps
+on the GPU-equivalents they may hold at once (the queue's and ``ds01 want``'s).
 
 A module of its own, and a :class:`~ds01d.record.Record` rather than a dataclass, so that
 ``ds01 want`` (its start-up is measured) creates one small value, not the whole model.
@@ -55,3 +56,11 @@ class Limits(Record):
                  container_hold_after_stop_h: float | None, max_tasks: int | None,
                  storage_tmp: int | None = None) -> None:
         self._set(locals())
+
+
+def quota_caps(max_gpu_equivalents: float | None, gpu_limit: float | None
+               ) -> list[tuple[str, float]]:
+    """The caps on a user's GPU-equivalents held at once, with the key setting each (the
+    queue's and ``ds01 want``'s)."""
+    caps = (("max_gpu_equivalents", max_gpu_equivalents), ("aggregate.gpu_limit", gpu_limit))
+    return [(key, float(cap)) for key, cap in caps if cap is not None]

@@ -231,14 +231,6 @@ def limit_problems(want: Want, limits: Limits, profiles: Sequence[str] = ()) -> 
     return problems
 
 
-def quota_caps(max_gpu_equivalents: float | None, gpu_limit: float | None
-               ) -> list[tuple[str, float]]:
-    """The caps on a user's GPU-equivalents held at once, with the key setting each (the
-    queue's and ``ds01 want``'s)."""
-    caps = (("max_gpu_equivalents", max_gpu_equivalents), ("aggregate.gpu_limit", gpu_limit))
-    return [(key, float(cap)) for key, cap in caps if cap is not None]
-
-
 def host_problems(want: Want, profiles: Sequence[str], whole: int) -> list[str]:
     """Why this server can never serve ``want``, whatever is running: ``profiles``, the MIG
     profiles it has; ``whole``, its GPUs with MIG off."""

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from ds01d.config.model import Effective
-from ds01d.config.want import Want, limit_problems, quota_caps, with_defaults
+from ds01d.config.values import quota_caps
+from ds01d.config.want import Want, limit_problems, with_defaults
 from ds01d.config.want import host_problems as want_host_problems
 from ds01d.core import model as m
 from ds01d.core.actions import (

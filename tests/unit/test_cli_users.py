@@ -100,6 +100,38 @@ def test_gpus_shows_free_and_in_use_naming_nobody_and_the_users_room(lab: Lab) -
     assert "in use: carol/big" in lab.ds01("gpus")
 
 
+def test_gpus_table_shows_no_control_character_and_cuts_long_text() -> None:
+    from ds01d.cli.gpus import table
+
+    def row(uuid: str, profile: str) -> str:
+        device = {"uuid": uuid, "profile": profile, "gpu_equivalents": 0.5, "state": "free"}
+        return table({"gpus": [{"index": 0, "devices": [device]}], "profiles": {}},
+                     None).splitlines()[1]
+
+    shown = row("MIG-\x1b]0;owned\x07", "1g.5gb")
+    assert "\x1b" not in shown and "\x07" not in shown and "MIG-\\x1b]0;owned\\" in shown
+    shown = row("MIG-1", "p" * 300)
+    assert "p" * 120 + "..." in shown and "p" * 121 not in shown
+    assert row("MIG-1", "1g.5gb").split() == ["0", "MIG-1", "1g.5gb", "0.50", "free", "-"]
+
+
+def test_the_usual_commands_import_only_what_they_use(lab: Lab) -> None:
+    """Start-up is measured (bench/): on a served root, the commands users type most import
+    neither argparse, re, json nor importlib, nor NSS when --as names the user, nor the want
+    module where no want is written."""
+    lab.ds01("--as", "bob", "want", "container", "x", "--mig", "3g.20gb")
+    lab.ds01d()
+    heavy = ("argparse", "re", "json", "importlib", "dataclasses", "ds01d.adapters.nss",
+             "ds01d.config.want")
+    for argv in (["status"], ["gpus"], ["limits"]):
+        code = ("import sys; from ds01d.cli import main; "
+                f"code = main(['--root', {str(lab.root)!r}, '--as', 'bob', *{argv!r}]); "
+                f"print(code, *[m for m in {heavy!r} if m in sys.modules])")
+        out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
+                             text=True, check=True, cwd=REPO).stdout.splitlines()
+        assert out[-1] == "0", (argv, out[-1])
+
+
 def test_want_refuses_at_once_what_can_never_be_served(lab: Lab) -> None:
     lab.ds01d()
     err = lab.refused("--as", "alice", "want", "container", "t", "--mig", "1g.5gb")
