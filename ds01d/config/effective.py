@@ -73,7 +73,7 @@ class FakeNss:
 
 def local_part(name: str) -> str:
     """``alice@lab.example`` -> ``alice``."""
-    return name.split("@", 1)[0]
+    return name.split("@", 1)[0] if "@" in name else name
 
 
 def same_user(entry: str, user: str, *, loose: bool = True) -> bool:

@@ -200,7 +200,8 @@ class DesiredConfig:
         index: dict[str, list[tuple[str, str]]] = {}
         for group in self.groups.values():
             for entry in sorted(group.members):
-                index.setdefault(entry.split("@", 1)[0], []).append((entry, group.name))
+                local = entry.split("@", 1)[0] if "@" in entry else entry  # the same string
+                index.setdefault(local, []).append((entry, group.name))
         return {k: tuple(v) for k, v in index.items()}
 
 

@@ -172,7 +172,10 @@ class Saver:
             except FileNotFoundError:
                 pass  # never written yet (or removed): write it
         self.folder.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"saved_at": now, **carry.to_json()}, indent=1, sort_keys=True)
+        # one line, by the C encoder: with indent, json encodes in Python and joins a list
+        # of every piece (5 MiB more at the peak at 20,000 users, for a 1.5 MB file)
+        body = json.dumps({"saved_at": now, **carry.to_json()}, sort_keys=True,
+                          separators=(",", ":"))
         write_atomic(self.folder / FILE, body + "\n", mode=0o600, durable=True)
         self.last, self.at = carry, now
         return True

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ds01d.daemon import Daemon, serve_metrics
+from ds01d.daemon import Daemon, PassResult, serve_metrics
 from ds01d.paths import Paths
 from ds01d.runtime.metrics import METRICS
 from tests.conftest import REPO
@@ -225,3 +225,71 @@ def test_users_see_only_their_own_events(tmp_path: Path, capsys: pytest.CaptureF
     assert mine == ["alice"]
     assert main(["--root", str(root), "events", "--user", "bob"]) == 1
     assert "only your own events" in capsys.readouterr().err
+
+
+def _served(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Daemon:
+    lab = Lab(tmp_path / "root", capsys)
+    lab.ds01("sim", "init")
+    lab.ds01("--as", "frank", "want", "container", "w", "--mig", "3g.20gb")
+    d = Daemon(Paths(lab.root), simulate=True)
+    d.run_pass()
+    return d
+
+
+def test_a_scrape_during_a_pass_waits_for_it_and_shows_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    import weakref
+
+    d = _served(tmp_path, capsys)
+    assert d.last is not None
+    first = weakref.ref(d.last[0])
+    inside, go_on = threading.Event(), threading.Event()
+    real = d._pass
+
+    def held() -> PassResult:
+        inside.set()
+        assert first() is None  # the last pass's plan is not kept alive beside this one's
+        assert go_on.wait(10)
+        return real()
+
+    d._pass = held  # type: ignore[method-assign]
+    passing = threading.Thread(target=d.run_pass)
+    passing.start()
+    assert inside.wait(10)
+    seen: list[object] = []
+    scraping = threading.Thread(target=lambda: seen.append(d.metrics))
+    scraping.start()
+    scraping.join(0.3)
+    waited = scraping.is_alive() and not seen
+    go_on.set()
+    assert waited  # the scrape waited for the pass
+    passing.join(10)
+    scraping.join(10)
+    assert d.last is not None and seen == [d.metrics]
+    [(_, ended)] = d.metrics.gauges["ds01_last_pass_timestamp_seconds"]  # type: ignore[union-attr]
+    assert ended == d.last[4] == d.last_ended and d.passes == 2
+    assert d.metrics.gauges["ds01_gpu_allocated"]  # type: ignore[union-attr]
+
+
+def test_after_a_failed_pass_the_metrics_still_say_when_the_last_one_ended(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _served(tmp_path, capsys)
+    ended = d.last_ended
+    assert ended is not None
+
+    def broken() -> PassResult:
+        raise RuntimeError("a pass that fails")
+
+    d._pass = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        d.run_pass()
+    snap = d.metrics  # nothing scraped the good pass: its time alone is left
+    assert snap is not None and snap.gauges == {
+        "ds01_last_pass_timestamp_seconds": [({}, ended)]}
+    d2 = _served(tmp_path / "again", capsys)
+    shown = d2.metrics  # scraped after the good pass: the failed one keeps all of it
+    d2._pass = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        d2.run_pass()
+    assert d2.metrics is shown and shown is not None and shown.gauges["ds01_gpu_allocated"]
