@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml scripts/ensure-debs.sh scripts/launchers.sh
 # bytecode for every module, written as root: the users who run ds01 cannot write __pycache__
 # in root's tree, and without it each command compiles its modules anew on every call
 venv: $(STAMP)
-	$(BIN)/python -m compileall -q ds01d
+	$(BIN)/python -I -m compileall -q ds01d
 
 run: $(STAMP)
 	scripts/run.sh $(ROOT)

@@ -71,9 +71,10 @@ def reference_ms() -> float:
 
 
 def steady(users: int, passes: int) -> dict[str, list[float]]:
-    """Passes of a converged daemon (its file watcher on, as it serves) with the clock
-    moving and every container idle, each followed by the reference piece of Python (how
-    fast the machine was just then)."""
+    """Passes of a converged daemon (its file watcher on and its metrics served, as it
+    serves: nobody scrapes, so each pass builds the last one's gauges before letting its plan
+    go) with the clock moving and every container idle, each followed by the reference piece
+    of Python (how fast the machine was just then)."""
     import threading
 
     from ds01d.daemon import Watcher
@@ -82,6 +83,7 @@ def steady(users: int, passes: int) -> dict[str, list[float]]:
         paths, host = build(Path(tmp) / "root", users)
         d = converged(paths, host)
         d.watcher = Watcher(paths, threading.Event(), simulate=True)
+        d.metrics_served = True  # as serve_metrics leaves it
         d.run_pass()  # its users' folders watched from now on
         cpu, wall, files, ref = [], [], [], []
         for n in range(passes):
@@ -220,6 +222,7 @@ with tempfile.TemporaryDirectory() as tmp:
     paths, host = build(Path(tmp) / "root", {users})
     d = converged(paths, host)
     d.watcher = Watcher(paths, threading.Event(), simulate=True)  # as ds01d serves
+    d.metrics_served = True  # and its metrics, which nobody scrapes here
     for _ in range(5):
         host.now += 10
         d.run_pass()

@@ -147,13 +147,14 @@ class Daemon:
     config_valid: bool | None = None
     last: tuple[Plan, Observed, Desired, bool, float] | None = None
     """The last pass, for the metrics (built at the first scrape after it). Let go when the
-    next pass starts: that pass is made without the last one's plan alive beside it (5 MiB
-    at the peak at 20,000 users), and a scrape meanwhile waits for it to end."""
+    next pass starts, its gauges built first where metrics are served: that pass is made
+    without the last one's plan alive beside it (5 MiB at the peak at 20,000 users)."""
     _metrics: Snapshot | None = None
-    last_ended: float | None = None
-    """When the last pass that planned ended (Unix time): still shown after a failed pass."""
-    _scrape: threading.Condition = field(default_factory=threading.Condition, repr=False)
-    _passing: bool = False
+    metrics_served: bool = False
+    """``/metrics`` is served (:func:`serve_metrics`): a scrape during a pass, or after one
+    that failed, gets the gauges of the last pass that planned."""
+    _shown: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Guards ``last`` and ``_metrics`` against a scrape (another thread)."""
     totals: Totals = field(default_factory=Totals)
     passes: int = 0
     kept: Kept | None = None
@@ -404,9 +405,7 @@ class Daemon:
     def run_pass(self) -> PassResult:
         started = time.monotonic()
         config = self.config.last
-        with self._scrape:
-            self._passing, self.last = True, None
-        result = None
+        self._let_go()
         try:
             result = self._pass()
             if self.passes == 0 or self.config.last is not config:
@@ -416,36 +415,36 @@ class Daemon:
             self.last_pass_at = started
             self.last_pass_ms = (time.monotonic() - started) * 1000
             self.totals.observe_pass(self.last_pass_ms / 1000)
-            self._ended(result)
+        if result.plan is not None and result.desired is not None:
+            with self._shown:
+                self.last = (result.plan, result.observed, result.desired,
+                             not self.config.errors, time.time())
+                self._metrics = None
         return result
 
-    def _ended(self, result: PassResult | None) -> None:
-        """The pass is over: what it planned is the metrics' from now on; a scrape waiting
-        for it goes on."""
-        with self._scrape:
-            self._passing = False
-            if result is not None and result.plan is not None and result.desired is not None:
-                self.last_ended = time.time()
-                self.last = (result.plan, result.observed, result.desired,
-                             not self.config.errors, self.last_ended)
-                self._metrics = None
-            self._scrape.notify_all()
+    def _let_go(self) -> None:
+        """Before a pass: the last pass's gauges built if metrics are served and no scrape
+        built them yet, then its plan let go."""
+        if self.metrics_served:
+            _ = self.metrics
+        with self._shown:
+            self.last = None
 
     @property
     def metrics(self) -> Snapshot | None:
-        """The gauges of the last pass, built at the first scrape after it (not in the pass).
-        A scrape during a pass waits for it (up to :data:`SCRAPE_WAIT_S`); after a pass that
-        failed, the last one's gauges if a scrape built them, else its time alone (which the
-        stalled-ds01d alert reads)."""
-        with self._scrape:
-            self._scrape.wait_for(lambda: not self._passing, timeout=SCRAPE_WAIT_S)
-            if self._metrics is None and self.last is not None:
-                plan_, observed, desired, valid, ended = self.last
-                self._metrics = build_metrics(plan_, observed, desired, valid=valid,
-                                              ended_at=ended)
-            if self._metrics is None and self.last_ended is not None:
-                return Snapshot({"ds01_last_pass_timestamp_seconds": [({}, self.last_ended)]})
-            return self._metrics
+        """The gauges of the last pass, built at the first scrape after it (not in the pass),
+        or before the next pass starts; during a pass, and after one that failed, those of
+        the last pass that planned (where metrics are served)."""
+        with self._shown:
+            last, built = self.last, self._metrics
+        if built is not None or last is None:
+            return built
+        plan_, observed, desired, valid, ended = last
+        built = build_metrics(plan_, observed, desired, valid=valid, ended_at=ended)
+        with self._shown:
+            if self.last is last:  # not a pass that ended meanwhile
+                self._metrics = built
+        return built
 
     def _pass(self) -> PassResult:
         with self.machine() as (adapters, now, host):
@@ -555,9 +554,6 @@ class Daemon:
         except OSError as e:
             log.error("carried state not saved in %s: %s", self.paths.state, e.strerror or e)
 
-
-SCRAPE_WAIT_S = 5.0
-"""How long a scrape during a pass waits for it to end (Prometheus gives up after 10 s)."""
 
 GC_THRESHOLD = (50_000, 20, 10)
 """The cyclic collector's thresholds in ds01d's process (:func:`tune_collector`): a pass
@@ -700,6 +696,7 @@ def serve_metrics(d: Daemon, port: int, address: str = "127.0.0.1",
         log.error("no metrics: cannot listen on %s:%d (%s); use --metrics-port", address, port,
                   e)
         return
+    d.metrics_served = True
     log.info("metrics on %s:%d/metrics", address, port)
 
 

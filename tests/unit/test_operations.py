@@ -11,12 +11,13 @@ import subprocess
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ds01d.daemon import Daemon, PassResult, serve_metrics
 from ds01d.paths import Paths
-from ds01d.runtime.metrics import METRICS
+from ds01d.runtime.metrics import METRICS, Snapshot
 from tests.conftest import REPO
 from tests.unit.test_cli_scenario import Lab
 
@@ -105,6 +106,7 @@ def scrape(lab: Lab) -> str:
     d.run_pass()
     port = free_port()
     serve_metrics(d, port)
+    assert d.metrics_served
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return str(r.read().decode())
 
@@ -232,64 +234,81 @@ def _served(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Daemon:
     lab.ds01("sim", "init")
     lab.ds01("--as", "frank", "want", "container", "w", "--mig", "3g.20gb")
     d = Daemon(Paths(lab.root), simulate=True)
+    d.metrics_served = True  # as serve_metrics leaves it
     d.run_pass()
     return d
 
 
-def test_a_scrape_during_a_pass_waits_for_it_and_shows_it(
+def _ended(d: Daemon) -> float:
+    snap = d.metrics
+    assert snap is not None
+    [(_, ended)] = snap.gauges["ds01_last_pass_timestamp_seconds"]
+    return ended
+
+
+def test_a_scrape_during_a_pass_shows_the_last_one_whose_plan_is_let_go(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import threading
     import weakref
 
     d = _served(tmp_path, capsys)
-    assert d.last is not None
-    first = weakref.ref(d.last[0])
-    inside, go_on = threading.Event(), threading.Event()
+    assert d.last is not None and d._metrics is None  # nobody scraped it
+    first, ended = weakref.ref(d.last[0]), d.last[4]
+    seen: list[object] = []
     real = d._pass
 
-    def held() -> PassResult:
-        inside.set()
-        assert first() is None  # the last pass's plan is not kept alive beside this one's
-        assert go_on.wait(10)
+    def during() -> PassResult:
+        seen.append(first())
+        seen.append(d.metrics)
         return real()
 
-    d._pass = held  # type: ignore[method-assign]
-    passing = threading.Thread(target=d.run_pass)
-    passing.start()
-    assert inside.wait(10)
-    seen: list[object] = []
-    scraping = threading.Thread(target=lambda: seen.append(d.metrics))
-    scraping.start()
-    scraping.join(0.3)
-    waited = scraping.is_alive() and not seen
-    go_on.set()
-    assert waited  # the scrape waited for the pass
-    passing.join(10)
-    scraping.join(10)
-    assert d.last is not None and seen == [d.metrics]
-    [(_, ended)] = d.metrics.gauges["ds01_last_pass_timestamp_seconds"]  # type: ignore[union-attr]
-    assert ended == d.last[4] == d.last_ended and d.passes == 2
-    assert d.metrics.gauges["ds01_gpu_allocated"]  # type: ignore[union-attr]
-
-
-def test_after_a_failed_pass_the_metrics_still_say_when_the_last_one_ended(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    d = _served(tmp_path, capsys)
-    ended = d.last_ended
-    assert ended is not None
-
-    def broken() -> PassResult:
-        raise RuntimeError("a pass that fails")
-
-    d._pass = broken  # type: ignore[method-assign]
+    d._pass = during  # type: ignore[method-assign]
+    d.run_pass()
+    assert seen[0] is None  # the last pass's plan was not kept alive beside this one's
+    snap = seen[1]
+    assert isinstance(snap, Snapshot) and snap.gauges["ds01_gpu_allocated"]
+    assert snap.gauges["ds01_last_pass_timestamp_seconds"] == [({}, ended)]
+    assert d.last is not None and _ended(d) == d.last[4] > ended
+    d.metrics_served = False  # not served: nothing is built for a scrape that never comes
+    d.run_pass()
+    d._pass = _broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         d.run_pass()
-    snap = d.metrics  # nothing scraped the good pass: its time alone is left
-    assert snap is not None and snap.gauges == {
-        "ds01_last_pass_timestamp_seconds": [({}, ended)]}
-    d2 = _served(tmp_path / "again", capsys)
-    shown = d2.metrics  # scraped after the good pass: the failed one keeps all of it
-    d2._pass = broken  # type: ignore[method-assign]
+    assert d.metrics is None
+
+
+def _broken() -> PassResult:
+    raise RuntimeError("a pass that fails")
+
+
+def test_after_a_failed_pass_the_metrics_are_the_last_good_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _served(tmp_path, capsys)
+    assert d.last is not None
+    ended = d.last[4]
+    d._pass = _broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        d2.run_pass()
-    assert d2.metrics is shown and shown is not None and shown.gauges["ds01_gpu_allocated"]
+        d.run_pass()
+    assert d.last is None and _ended(d) == ended
+    assert d.metrics is not None and d.metrics.gauges["ds01_gpu_allocated"]
+
+
+def test_a_scrape_that_a_pass_overtakes_keeps_no_stale_gauges(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds01d import daemon
+    from ds01d.runtime.metrics import build as real
+
+    d = _served(tmp_path, capsys)
+    calls: list[int] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Snapshot:
+        calls.append(1)
+        if len(calls) == 1:
+            d.run_pass()  # a pass ends while this scrape builds the last one's gauges
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(daemon, "build_metrics", slow)
+    assert d.last is not None
+    old = d.last[4]
+    assert _ended(d) == old  # the overtaken scrape answers with what it read
+    assert d.last is not None and _ended(d) == d.last[4] > old  # the next, with the new pass
