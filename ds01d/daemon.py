@@ -49,7 +49,7 @@ from ds01d.runtime.dcgm import job_map, write_job_map
 from ds01d.runtime.desired import ConfigSource, EffectiveCache, assemble
 from ds01d.runtime.events import EventLog, Unrecorded, event
 from ds01d.runtime.executor import Executor, blocking, safe_actions
-from ds01d.runtime.metrics import Collector, Snapshot, Totals
+from ds01d.runtime.metrics import Collector, Snapshot, Totals, unplanned
 from ds01d.runtime.metrics import build as build_metrics
 from ds01d.runtime.notices import Alerter, UserNotices
 from ds01d.runtime.observe import Adapters, observe
@@ -420,6 +420,9 @@ class Daemon:
                 self.last = (result.plan, result.observed, result.desired,
                              not self.config.errors, time.time())
                 self._metrics = None
+        elif result.desired is None:  # no configuration has been valid yet: say so
+            with self._shown:
+                self._metrics = unplanned(result.observed, valid=False, ended_at=time.time())
         return result
 
     def _let_go(self) -> None:

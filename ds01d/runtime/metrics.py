@@ -104,11 +104,18 @@ def build(plan: Plan, observed: Observed, desired: Desired, *, valid: bool,
     _mig(g, plan, desired, observed)
     g["ds01_drift_objects"] = [({"kind": k}, float(v)) for k, v in sorted(drift.items())]
     g["ds01_converged"] = [({}, 1.0 if not any(drift.values()) else 0.0)]
-    g["ds01_adapter_up"] = [({"adapter": a}, 0.0 if a in observed.adapter_errors else 1.0)
-                            for a in ADAPTERS]
-    g["ds01_desired_state_valid"] = [({}, 1.0 if valid else 0.0)]
-    g["ds01_last_pass_timestamp_seconds"] = [({}, ended_at)]
+    g.update(unplanned(observed, valid=valid, ended_at=ended_at).gauges)
     return Snapshot(g)
+
+
+def unplanned(observed: Observed, *, valid: bool, ended_at: float) -> Snapshot:
+    """The gauges a pass has even when it could plan nothing (no configuration has been
+    valid yet): what it could read, whether the configuration is valid, when it ended."""
+    return Snapshot({
+        "ds01_adapter_up": [({"adapter": a}, 0.0 if a in observed.adapter_errors else 1.0)
+                            for a in ADAPTERS],
+        "ds01_desired_state_valid": [({}, 1.0 if valid else 0.0)],
+        "ds01_last_pass_timestamp_seconds": [({}, ended_at)]})
 
 
 def _allocations(g: dict[str, Samples], plan: Plan, desired: Desired,

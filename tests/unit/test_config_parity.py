@@ -150,6 +150,25 @@ def test_far_dates_and_deep_mig_layouts(tmp_path: Path) -> None:
     assert done.returncode == 1 and "symlink loop" in done.stdout, done.stdout
 
 
+def test_a_configuration_never_valid_is_in_the_metrics(tmp_path: Path) -> None:
+    """A new ds01d whose configuration was never valid plans nothing, but says so in the
+    metrics (the alerts on an invalid configuration and on a stalled ds01d read them)."""
+    paths = Paths(tmp_path)
+    init_sim_root(paths)
+    limits = paths.etc / "resource-limits.yaml"
+    good = limits.read_text()
+    limits.write_text(good.replace("max_runtime_h: 72", "max_runtime_h: 99999999"))
+    d = Daemon(paths, simulate=True, read_memory=False)
+    assert d.run_pass().plan is None
+    text = _scrape(d)
+    assert "ds01_desired_state_valid 0.0" in text
+    assert 'ds01_adapter_up{adapter="docker"} 1.0' in text
+    assert any(line.startswith("ds01_last_pass_timestamp_seconds ") for line in text.splitlines())
+    limits.write_text(good)
+    d.run_pass()
+    assert "ds01_desired_state_valid 1.0" in _scrape(d)
+
+
 def test_an_invalid_edit_is_said_and_its_fix_too(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     init_sim_root(paths)
