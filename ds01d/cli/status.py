@@ -100,13 +100,35 @@ def unread(p: Paths, user: str, rows: list[dict[str, Any]], name: str | None
                 continue
             asked = want_values(p, user, want).get("requested_at")
             out.append({"user": user, "name": want, "phase": "Pending",
-                        "reason": "waiting for ds01d to read it (within seconds while ds01d "
-                        "runs)", "devices": [], "gpu_equivalents": 0.0, "queue_position": None,
+                        "reason": f"waiting for ds01d to read it {_liveness(p)}",
+                        "devices": [], "gpu_equivalents": 0.0, "queue_position": None,
                         "since": asked if isinstance(asked, str) else None, "idle_since": None,
                         "stops_at": None, "container": None, "spec": None})
         return out
     finally:
         os.close(fd)
+
+
+QUIET_S = 300
+"""ds01d marks its carried state at least once a resync period (10 s by default): a mark older
+than this says it is not passing."""
+
+
+def _liveness(p: Paths) -> str:
+    """Whether ds01d seems to run, from when it last marked its carried state (its time is
+    real time, also on a simulated root; anyone may stat the file, not read it)."""
+    import time
+
+    try:
+        age = time.time() - os.stat(p.under("var/lib/ds01/ds01d-state.json")).st_mtime
+    except FileNotFoundError:
+        return "(ds01d has not run here yet: is it started? systemctl status ds01d)"
+    except OSError:
+        age = 0.0  # cannot tell: say nothing worse
+    if age <= QUIET_S:
+        return "(within seconds while ds01d runs)"
+    return (f"(ds01d has not passed for {age / 60:.0f} min: is it running? systemctl status "
+            "ds01d)")
 
 
 _AGAIN_FLAGS = (("image", "--image"), ("gpus", "--gpus"), ("mig", "--mig"), ("cpus", "--cpus"),

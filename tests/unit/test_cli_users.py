@@ -193,7 +193,21 @@ def test_status_right_after_want_shows_it_pending_waiting_for_ds01d(lab: Lab) ->
     assert row[:3] == ["alice", "t", "Pending"]
     assert "2026-01-05 09:00 UTC" in out and "waiting for ds01d to read it" in out
     assert "SINCE: when it entered its phase. Times are UTC." in out
-    assert lab.status("alice")["t"]["reason"].startswith("waiting for ds01d")
+    reason = lab.status("alice")["t"]["reason"]
+    assert reason.startswith("waiting for ds01d") and "ds01d has not run here yet" in reason
+
+
+def test_a_want_waiting_says_whether_ds01d_runs(lab: Lab) -> None:
+    lab.ds01("--as", "bob", "want", "container", "x", "--mig", "3g.20gb")
+    lab.ds01d()
+    lab.ds01("--as", "alice", "want", "container", "t", "--mig", "3g.20gb")
+    assert lab.status("alice")["t"]["reason"] == \
+        "waiting for ds01d to read it (within seconds while ds01d runs)"
+    state = lab.root / "var/lib/ds01/ds01d-state.json"
+    old = state.stat().st_mtime - 20 * 60
+    os.utime(state, (old, old))  # ds01d stopped 20 minutes ago
+    reason = lab.status("alice")["t"]["reason"]
+    assert "ds01d has not passed for 20 min: is it running? systemctl status ds01d" in reason
 
 
 def test_stopped_rows_say_how_to_start_again_and_notices_are_shown(lab: Lab) -> None:
