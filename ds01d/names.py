@@ -45,6 +45,12 @@ def is_want_name(name: str) -> bool:
     return _matches(name, _WANTS_SEEN, 63, _WANT_FIRST, _WANT_REST)
 
 
+def local_part(name: str) -> str:
+    """``alice@lab.example`` -> ``alice``; a name without ``@`` is returned as it is (the
+    same string: the configuration's member index holds one per member)."""
+    return name.split("@", 1)[0] if "@" in name else name
+
+
 def printable(text: object, limit: int = 200) -> str:
     """Any user-chosen text made safe for a terminal or a log line: control characters
     (escape sequences, newlines) shown as ``\\xNN``, long text cut."""

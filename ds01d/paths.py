@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 ROOT_ENV = "DS01_ROOT"
+STATE_FILE = "ds01d-state.json"
+"""ds01d's carried state, in :attr:`Paths.state` (``runtime/carry.py``)."""
 TYPE_CHECKING = False  # mypy reads this name as True; see ds01d/errors.py on start-up cost
 if TYPE_CHECKING:
     from pathlib import Path

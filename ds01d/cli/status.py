@@ -6,7 +6,7 @@ import os
 
 from ds01d.cli.common import admin, caller, now, paths
 from ds01d.errors import InvalidInput
-from ds01d.paths import Paths
+from ds01d.paths import STATE_FILE, Paths
 
 TYPE_CHECKING = False  # see cli/common.py
 if TYPE_CHECKING:
@@ -93,14 +93,13 @@ def unread(p: Paths, user: str, rows: list[dict[str, Any]], name: str | None
         files = sorted(n for n in os.listdir(fd)[:1024] if n.endswith(".yaml")
                        and not n.startswith("."))
         seen = {str(r.get("name")) for r in rows}
+        wants = [f.removesuffix(".yaml") for f in files]
+        wants = [w for w in wants if w not in seen and (name is None or w == name)]
+        reason = f"waiting for ds01d to read it {_liveness(p)}" if wants else ""
         out = []
-        for f in files:
-            want = f.removesuffix(".yaml")
-            if want in seen or (name is not None and want != name):
-                continue
+        for want in wants:
             asked = want_values(p, user, want).get("requested_at")
-            out.append({"user": user, "name": want, "phase": "Pending",
-                        "reason": f"waiting for ds01d to read it {_liveness(p)}",
+            out.append({"user": user, "name": want, "phase": "Pending", "reason": reason,
                         "devices": [], "gpu_equivalents": 0.0, "queue_position": None,
                         "since": asked if isinstance(asked, str) else None, "idle_since": None,
                         "stops_at": None, "container": None, "spec": None})
@@ -120,7 +119,7 @@ def _liveness(p: Paths) -> str:
     import time
 
     try:
-        age = time.time() - os.stat(p.under("var/lib/ds01/ds01d-state.json")).st_mtime
+        age = time.time() - os.stat(p.under("var/lib/ds01", STATE_FILE)).st_mtime
     except FileNotFoundError:
         return "(ds01d has not run here yet: is it started? systemctl status ds01d)"
     except OSError:

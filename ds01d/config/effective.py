@@ -23,6 +23,7 @@ from ds01d.config.model import (
     Limits,
     Value,
 )
+from ds01d.names import local_part
 from ds01d.units import iso
 
 
@@ -69,11 +70,6 @@ class FakeNss:
     def state(self, groups: tuple[str, ...]) -> object:
         return (sorted((g, sorted(self.groups.get(g, ()))) for g in groups),
                 sorted(self.primary.items()))
-
-
-def local_part(name: str) -> str:
-    """``alice@lab.example`` -> ``alice``."""
-    return name.split("@", 1)[0] if "@" in name else name
 
 
 def same_user(entry: str, user: str, *, loose: bool = True) -> bool:

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from ds01d.config.values import Limits
 from ds01d.errors import Diagnostic, KeyPath
+from ds01d.names import local_part
 
 __all__ = ["Limits"]
 
@@ -200,8 +201,7 @@ class DesiredConfig:
         index: dict[str, list[tuple[str, str]]] = {}
         for group in self.groups.values():
             for entry in sorted(group.members):
-                local = entry.split("@", 1)[0] if "@" in entry else entry  # the same string
-                index.setdefault(local, []).append((entry, group.name))
+                index.setdefault(local_part(entry), []).append((entry, group.name))
         return {k: tuple(v) for k, v in index.items()}
 
 

@@ -32,10 +32,11 @@ from ds01d.core.asks import Ask
 from ds01d.core.asks import from_json as ask_from_json
 from ds01d.core.model import Expected
 from ds01d.fsutil import write_atomic
+from ds01d.paths import STATE_FILE
 from ds01d.units import iso, parse_when
 
 Key = tuple[str, str]
-FILE = "ds01d-state.json"
+FILE = STATE_FILE
 EXPECT_S = 60.0
 """How long a created container ds01d does not see listed still counts as made."""
 VERSION = 1
